@@ -1,0 +1,54 @@
+"""`vit_convstem_tiny`: a small ViT whose patch embedding is a convolutional stem.
+
+A plain linear patch embedding trained from scratch on a few thousand small images stays
+at chance; a few conv layers in front (as in timm's hybrid ViTs) give the transformer
+local features to attend over, and it learns in minutes on a CPU. Built from timm's own
+parts (ConvNormAct, HybridEmbed, VisionTransformer) and registered with timm, so the
+rest of the pipeline treats it like any timm ViT.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+from timm.layers import ConvNormAct, HybridEmbed
+from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
+from torch import nn
+
+from timm.models.vision_transformer import VisionTransformer, checkpoint_filter_fn
+
+
+def conv_stem(in_chans: int = 3, widths: tuple[int, ...] = (16, 32, 64, 128)) -> nn.Sequential:
+    """3x3 conv + BatchNorm + ReLU, then 2x2 max-pool, per width: 96 px -> 6x6 features."""
+    layers: list[nn.Module] = []
+    for width in widths:
+        layers += [ConvNormAct(in_chans, width, kernel_size=3), nn.MaxPool2d(2)]
+        in_chans = width
+    return nn.Sequential(*layers)
+
+
+def _cfg(**kwargs) -> dict:
+    return {
+        "url": "", "num_classes": 15, "input_size": (3, 96, 96), "pool_size": None,
+        # The whole scene matters (props at the edges): evaluate on the full image.
+        "crop_pct": 1.0, "interpolation": "bicubic", "fixed_input_size": True,
+        "mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5),
+        "first_conv": "patch_embed.backbone.0.conv", "classifier": "head", **kwargs,
+    }
+
+
+default_cfgs = generate_default_cfgs({"vit_convstem_tiny.untrained": _cfg()})
+
+
+@register_model
+def vit_convstem_tiny(pretrained: bool = False, **kwargs) -> VisionTransformer:
+    """Conv stem (16/32/64/128) + 3 transformer blocks of width 128, 4 heads, avg pool (~0.9M params)."""
+    backbone = conv_stem(kwargs.get("in_chans", 3))
+    model_args = dict(
+        img_size=96, patch_size=1, embed_dim=128, depth=3, num_heads=4, global_pool="avg", class_token=False,
+        embed_layer=partial(HybridEmbed, backbone=backbone),
+    )
+    return build_model_with_cfg(
+        VisionTransformer, "vit_convstem_tiny", pretrained,
+        pretrained_filter_fn=checkpoint_filter_fn, **dict(model_args, **kwargs),
+    )

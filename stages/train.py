@@ -1,0 +1,21 @@
+"""DVC stage `train`: data/processed/{train,val} -> models/ (bundle) + metrics/train.json + curves."""
+
+from posevit.config import load_params
+from posevit.stage import run_stage, write_json
+from posevit.training import TrainPaths, train
+from posevit.training_plots import plot_training_curves
+
+
+def main() -> None:
+    cfg = load_params()
+    paths = TrainPaths()
+    metrics = train(cfg, paths)
+    if metrics is None:  # a non-zero rank of a distributed run: rank 0 writes the outputs
+        return
+    write_json(paths.metrics, metrics)
+    plot_training_curves(paths.live, paths.curves)
+    print(", ".join(f"{key} {value}" for key, value in metrics.items()))
+
+
+if __name__ == "__main__":
+    run_stage(main)

@@ -1,0 +1,108 @@
+"""Model construction, partial freezing, local pretrained weights and the bundle round trip."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import safetensors.torch
+import timm
+import torch
+from PIL import Image
+
+from posevit.bundle import BundleError, load_bundle, save_bundle
+from posevit.config import ModelConfig, TrainConfig
+from posevit.errors import ConfigError
+from posevit.lit_module import ActionClassifier
+from posevit.models.factory import create_model
+from posevit.models.freeze import freeze_blocks
+from posevit.transforms import model_data_config
+
+EMBEDDINGS = ("patch_embed.", "pos_embed")
+
+
+def _grads_after_backward(model: torch.nn.Module) -> dict[str, bool]:
+    model(torch.randn(2, 3, 96, 96)).sum().backward()
+    return {name: p.grad is not None for name, p in model.named_parameters()}
+
+
+@pytest.mark.parametrize("n_frozen", [0, 2, 3])
+def test_freeze_blocks_controls_which_parameters_learn(n_frozen):
+    model = create_model(ModelConfig(name="vit_convstem_tiny"), num_classes=15)
+    depth = len(model.blocks)
+    frozen = freeze_blocks(model, n_frozen)
+    grads = _grads_after_backward(model)
+    for name, has_grad in grads.items():
+        in_frozen_block = any(name.startswith(f"blocks.{i}.") for i in range(n_frozen))
+        is_embedding = name.startswith(EMBEDDINGS)
+        should_freeze = in_frozen_block or (n_frozen > 0 and is_embedding)
+        assert has_grad is not should_freeze, name
+    assert grads["head.weight"] and grads[f"blocks.{depth - 1}.attn.qkv.weight"] is (n_frozen < depth)
+
+    module = ActionClassifier(model, 15, TrainConfig(), frozen).train()
+    assert all(not m.training for m in frozen) and module.model.head.training
+    assert all(not m.training for f in frozen for m in f.modules())  # BatchNorm in the stem keeps its statistics
+
+    class _Trainer:  # configure_optimizers reads two numbers from its trainer
+        estimated_stepping_batches, max_epochs = 10, 2
+
+    module.trainer = _Trainer()  # type: ignore[assignment]
+    optimiser = module.configure_optimizers()["optimizer"]
+    optimised = {id(p) for group in optimiser.param_groups for p in group["params"]}
+    assert optimised == {id(p) for p in model.parameters() if p.requires_grad}
+
+
+def test_freezing_more_blocks_than_the_model_has_is_a_config_error():
+    model = create_model(ModelConfig(name="vit_convstem_tiny"), num_classes=15)
+    with pytest.raises(ConfigError, match=r"model.freeze_blocks = 4 is invalid: the model has 3 blocks \(allowed: 0 <= value <= 3\)"):
+        freeze_blocks(model, 4)
+
+
+def test_unknown_model_name_is_a_config_error():
+    with pytest.raises(ConfigError, match="not a timm model"):
+        create_model(ModelConfig(name="vit_does_not_exist"), num_classes=15)
+
+
+def test_local_weights_file_loads_like_hub_weights_with_a_new_head(tmp_path):
+    # The same format as the hub's file for this model: safetensors, 21k-class in21k head.
+    name = "vit_tiny_patch16_224.augreg_in21k"
+    source = timm.create_model(name, pretrained=False)
+    weights = tmp_path / "model.safetensors"
+    safetensors.torch.save_file(source.state_dict(), str(weights))
+
+    model = create_model(ModelConfig(name=name, weights=str(weights)), num_classes=15)
+
+    assert model.head.weight.shape == (15, 192)
+    saved = safetensors.torch.load_file(str(weights))
+    assert saved["head.weight"].shape[0] == source.num_classes != 15
+    for key, tensor in model.state_dict().items():
+        if not key.startswith("head."):
+            assert torch.equal(tensor, saved[key]), key
+
+
+def test_missing_weights_file_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="no such file"):
+        create_model(ModelConfig(name="vit_convstem_tiny", weights=str(tmp_path / "nope.safetensors")), num_classes=15)
+
+
+def test_bundle_round_trip_and_corruption(tmp_path):
+    model = create_model(ModelConfig(name="vit_convstem_tiny"), num_classes=15).eval()
+    labels = [f"class_{i}" for i in range(15)]
+    save_bundle(tmp_path / "models", model, {"model_name": "vit_convstem_tiny", "labels": labels,
+                                             "data_config": model_data_config(model)})
+    assert sorted(p.name for p in (tmp_path / "models").iterdir()) == ["config.json", "model.safetensors"]
+    bundle = load_bundle(tmp_path / "models")
+    pixels = torch.randn(2, 3, 96, 96)
+    assert torch.equal(bundle.model(pixels), model(pixels))
+    assert bundle.labels == labels and bundle.data_config["input_size"] == [3, 96, 96]
+    assert tuple(bundle.eval_transform()(Image.new("RGB", (200, 120))).shape) == (3, 96, 96)
+
+    with pytest.raises(BundleError, match="not a model bundle"):
+        load_bundle(tmp_path / "empty")
+    weights = tmp_path / "models" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    with pytest.raises(BundleError, match="corrupt"):
+        load_bundle(tmp_path / "models")
+    (tmp_path / "models" / "config.json").write_text(json.dumps({"format": "something-else"}))
+    with pytest.raises(BundleError, match="format"):
+        load_bundle(tmp_path / "models")

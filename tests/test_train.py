@@ -1,0 +1,82 @@
+"""The train stage for real on a tiny config: reproducible, resumable after SIGKILL, DDP on CPU,
+and `dvc repro` is a no-op right after a run."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from posevit.bundle import load_bundle
+from posevit.config import load_params
+from posevit.training import TrainPaths, train
+from tests.dvc_project import copy_project
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    """A project copy with the smoke config, preprocessed and trained once by `dvc repro`."""
+    project = copy_project(tmp_path_factory.mktemp("train") / "posevit", "experiment=smoke", "train.epochs=2")
+    project.dvc("repro")
+    return project
+
+
+def test_repro_trains_a_bundle_and_a_second_repro_does_nothing(project):
+    metrics = json.loads((project.root / "metrics/train.json").read_text())
+    assert metrics["epochs"] == 2 and 0.0 <= metrics["best_val_acc"] <= 1.0
+    assert metrics["train_images_per_s"] > 0 and metrics["trainable_params"] == metrics["total_params"]
+    bundle = load_bundle(project.root / "models")
+    assert bundle.labels[0] == "calling" and len(bundle.labels) == 15
+    assert bundle.config["data_config"]["input_size"] == [3, 96, 96]
+    assert (project.root / "plots/training_curves.png").stat().st_size > 5_000
+    assert (project.root / "dvclive/train/plots/metrics/val/acc.tsv").read_text().count("\n") == 3  # header + 2 epochs
+    again = project.dvc("repro")
+    assert "Running stage" not in again.stdout, again.stdout
+    assert not (project.root / "checkpoints/train").exists()
+
+
+def test_same_params_and_seed_give_identical_val_metrics(project, tmp_path, monkeypatch):
+    monkeypatch.chdir(project.root)
+    cfg = load_params()
+    runs = [train(cfg, TrainPaths(models=tmp_path / f"m{i}", checkpoints=tmp_path / f"c{i}", live=tmp_path / f"l{i}"))
+            for i in range(2)]
+    assert runs[0]["best_val_acc"] == runs[1]["best_val_acc"]
+    history = [(tmp_path / f"l{i}/plots/metrics/val/loss.tsv").read_text().splitlines() for i in range(2)]
+    assert [row.split("\t")[1:] for row in history[0]] == [row.split("\t")[1:] for row in history[1]]
+
+
+def test_a_killed_run_resumes_from_its_last_checkpoint(tmp_path_factory):
+    project = copy_project(tmp_path_factory.mktemp("resume") / "posevit", "experiment=smoke", "train.epochs=6")
+    project.dvc("repro", "preprocess")
+    command = [sys.executable, "-m", "stages.train"]
+    first = subprocess.Popen(command, cwd=project.root, env=project.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    last = project.root / "checkpoints/train/last.ckpt"
+    deadline = time.monotonic() + 300
+    while not last.exists() and first.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    assert last.exists(), "no checkpoint was written before the kill"
+    assert not (project.root / "models").exists()
+
+    second = project.run(*command)
+    log = second.stdout + second.stderr
+    assert "resuming the interrupted run" in log and "Restoring states from the checkpoint" in log
+    assert "Epoch 0:" not in log  # it continued instead of starting over
+    assert json.loads((project.root / "metrics/train.json").read_text())["epochs"] == 6
+    load_bundle(project.root / "models")
+
+
+def test_ddp_on_cpu_with_two_processes(tmp_path_factory):
+    project = copy_project(tmp_path_factory.mktemp("ddp") / "posevit", "experiment=smoke", "trainer=ddp")
+    project.dvc("repro", "preprocess")
+    result = project.run(sys.executable, "-m", "stages.train")
+    log = result.stdout + result.stderr
+    assert "Initializing distributed: GLOBAL_RANK: 1, MEMBER: 2/2" in log, log[-3000:]
+    load_bundle(project.root / "models")
