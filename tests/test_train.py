@@ -15,6 +15,7 @@ from posevit.bundle import load_bundle
 from posevit.config import load_params
 from posevit.training import TrainPaths, train
 from tests.dvc_project import copy_project
+from tests.test_evaluation import check_workbook
 
 pytestmark = pytest.mark.slow
 
@@ -39,6 +40,29 @@ def test_repro_trains_a_bundle_and_a_second_repro_does_nothing(project):
     again = project.dvc("repro")
     assert "Running stage" not in again.stdout, again.stdout
     assert not (project.root / "checkpoints/train").exists()
+
+
+def test_evaluate_writes_metrics_plots_and_a_matching_workbook(project):
+    metrics = json.loads((project.root / "metrics/test.json").read_text())
+    expected = {"accuracy", "precision_weighted", "recall_weighted", "f1_weighted", "precision_macro",
+                "recall_macro", "f1_macro", "n_test", "accuracy_ci_low", "accuracy_ci_high"}
+    assert expected <= set(metrics) and metrics["n_test"] == 36
+    check_workbook(project.root / "metrics/report.xlsx", metrics)
+    rows = (project.root / "plots/predictions.csv").read_text().splitlines()
+    assert rows[0] == "id,true,predicted,confidence" and len(rows) == 37
+    for plot in ("confusion_matrix.png", "per_class_accuracy.png"):
+        assert (project.root / "plots" / plot).stat().st_size > 10_000
+    shown = project.dvc("metrics", "show", "--json").stdout
+    assert '"f1_macro"' in shown
+
+
+def test_evaluate_without_a_bundle_fails_clearly(project, tmp_path):
+    (tmp_path / "params.yaml").write_text((project.root / "params.yaml").read_text())
+    result = subprocess.run([sys.executable, "-m", "stages.evaluate"], cwd=tmp_path, capture_output=True, text=True,
+                            env={**project.env, "PYTHONPATH": str(project.root)})
+    assert result.returncode == 2
+    assert "models/config.json not found" in result.stderr and "dvc repro train" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_same_params_and_seed_give_identical_val_metrics(project, tmp_path, monkeypatch):

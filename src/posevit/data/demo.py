@@ -27,8 +27,8 @@ from PIL import Image, ImageDraw
 from posevit.labels import ACTION_CLASSES
 
 SUPERSAMPLE = 2  # draw at 2x, then LANCZOS-downsample for anti-aliasing
-FIGURE_HEIGHT = (0.6, 0.8)  # standing height / canvas side, drawn independently of the class
-BYSTANDER_P = 0.35  # a neutral extra person in any class: "two people" is not only fighting/hugging
+FIGURE_HEIGHT = (0.62, 0.82)  # standing height / canvas side, drawn independently of the class
+BYSTANDER_P = 0.25  # a neutral extra person in any class: "two people" is not only fighting/hugging
 HEAD_R, NECK, TORSO = 0.1, 0.03, 0.3  # big heads: four classes carry their cue at the head
 UPPER_ARM, FOREARM, THIGH, SHIN, HAND_R = 0.17, 0.16, 0.23, 0.23, 0.032
 GROUND = THIGH + SHIN  # feet level of a figure standing with its hip at y = 0
@@ -135,7 +135,7 @@ class Person:
         self.shirt = sc.pick(self.skin)
         self.pants, self.shoes = sc.pick(self.shirt), sc.pick()
         self.hair = sc.pick() if sc.coin(0.25) else tuple(int(v) for v in np.array([25, 18, 12]) + sc.u(0, 1) ** 2 * np.array([185, 150, 90]))
-        self.sleeves, self.shorts, self.w = sc.coin(0.6), sc.coin(0.25), sc.u(0.8, 1.25) * k
+        self.sleeves, self.shorts, self.w = sc.coin(0.6), sc.coin(0.25), sc.u(0.95, 1.35) * k
         self.arms, self.legs, self.eyes_closed, self.open_mouth = {}, {}, False, False
 
     def rel(self, origin, dx: float, dy: float) -> np.ndarray:
@@ -278,20 +278,20 @@ def _table(sc: Scene, p: Person, top: float, x0: float, x1: float) -> None:
 # --- the 15 actions ------------------------------------------------------------------------------
 
 def _calling(sc: Scene) -> None:
-    p = _person(sc, 0.6, lean=sc.u(-5, 5), tilt=sc.u(-12, 12))
+    p = _person(sc, 0.9, lean=sc.u(-5, 5), tilt=sc.u(-12, 12))
     _stand(p)
     side = sc.sign() if p.front else 1
     ax = _rotation(sc.u(-15, 15)) @ p.hu  # the phone's long side, roughly along the head
-    c = p.hpt(side * p.f * 1.0, 0.05) if p.front else p.hpt(-0.1, 0.1)
-    p.arm_to(side, c - 0.05 * p.k * ax, (1.0, 0.3))  # elbow raised and out
+    c = p.hpt(side * p.f * 1.1, 0.1) if p.front else p.hpt(-0.1, 0.1)
+    p.arm_to(side, c - 0.05 * p.k * ax, (1.0, 0.1))  # elbow raised and out
     _neutral_arm(p, -side)
     p.draw()
-    sc.rect(c, 0.2 * p.k, 0.1 * p.k, sc.pick(p.skin, p.hair), ax)  # a big phone pressed to the ear
+    sc.rect(c, 0.22 * p.k, 0.11 * p.k, sc.pick(p.skin, p.hair), ax)  # a big phone pressed to the ear
     p.draw_hand(side)
 
 
 def _clapping(sc: Scene) -> None:
-    p = _person(sc, 0.75, lean=sc.u(-5, 5), tilt=sc.u(-10, 10))
+    p = _person(sc, 0.9, lean=sc.u(-5, 5), tilt=sc.u(-10, 10))
     _stand(p)
     if p.front:
         c = p.shoulder + p.k * np.array([0, sc.u(-0.02, 0.06)])
@@ -332,10 +332,10 @@ def _cycling(sc: Scene) -> None:
 
 
 def _dancing(sc: Scene) -> None:
-    p = _person(sc, 0.6, lean=sc.u(-15, 15), tilt=sc.u(-20, 20))
+    p = _person(sc, 0.9, lean=sc.u(-15, 15), tilt=sc.u(-20, 20))
     up, lift = sc.sign(), sc.sign()
     p.arm(up, sc.u(130, 175), sc.u(-40, 20))  # one arm high, the other one elsewhere
-    p.arm(-up, sc.u(60, 110), sc.u(-60, 60))
+    p.arm(-up, sc.u(80, 130), sc.u(-60, 40))
     p.leg(-lift, sc.u(-6, 6), sc.u(0, 10))
     p.leg(lift, sc.u(40, 85), sc.u(50, 110))  # one leg kicked up
     p.draw()
@@ -344,18 +344,21 @@ def _dancing(sc: Scene) -> None:
 def _drinking(sc: Scene) -> None:
     p = _person(sc, 0.0, lean=sc.u(-8, 0), tilt=-sc.u(0, 15))
     _stand(p)
-    b = math.radians(sc.u(25, 60))
+    b = math.radians(sc.u(30, 70))
     ax = math.cos(b) * p.hf + math.sin(b) * p.hu  # from the rim at the mouth up to the raised bottom
     rim, bottle = p.hpt(1.0, -0.35), sc.coin(0.4)
-    length, width = (0.22, 0.075) if bottle else (0.16, 0.11)
+    length, width = (0.24, 0.08) if bottle else (0.17, 0.12)
     c = rim + (length / 2 + 0.01) * p.k * ax
     p.arm_to(1, c, (1.0, 1.0))
     _neutral_arm(p, -1)
     p.draw()
     col = sc.pick(p.skin, p.shirt)
     sc.rect(c, length * p.k, width * p.k, col, ax)
-    if bottle:
-        sc.rect(rim, 0.06 * p.k, 0.04 * p.k, col, ax)
+    if bottle:  # neck and label
+        sc.rect(rim, 0.06 * p.k, 0.045 * p.k, col, ax)
+        sc.rect(c + 0.03 * p.k * ax, 0.08 * p.k, width * p.k, sc.pick(col), ax)
+    else:  # the drink, run down to the rim
+        sc.rect(c - 0.04 * p.k * ax, 0.07 * p.k, 0.8 * width * p.k, sc.pick(col), ax)
     p.draw_hand(1)
 
 
@@ -373,8 +376,8 @@ def _eating(sc: Scene) -> None:
     if seated:
         _table(sc, p, -0.07, 0.16, 0.6)
     col, t = sc.pick(p.shirt), np.radians(np.linspace(0, 180, 10))
-    sc.disc(p.rel(bowl, 0, -0.01), 0.09 * p.k, sc.pick(col))  # food heaped in the bowl
-    sc.poly(bowl + p.k * np.stack([0.13 * np.cos(t), 0.08 * np.sin(t)], 1), col)
+    sc.disc(p.rel(bowl, 0, -0.01), 0.1 * p.k, sc.pick(col))  # food heaped in the bowl
+    sc.poly(bowl + p.k * np.stack([0.15 * np.cos(t), 0.09 * np.sin(t)], 1), col)
     p.draw(("near",))
     spoon = sc.pick(p.skin)
     sc.line([p.arms[1][2], tip], 0.025 * p.k, spoon)
@@ -410,7 +413,7 @@ def _hugging(sc: Scene) -> None:
 
 
 def _laughing(sc: Scene) -> None:
-    front = sc.coin(0.35)
+    front = sc.coin(0.2)
     p = Person(sc, facing=sc.sign(), front=front, lean=-sc.u(5, 15),
                tilt=sc.u(-25, 25) if front else -sc.u(25, 45))  # head thrown back
     p.open_mouth, p.eyes_closed = True, True
@@ -421,10 +424,15 @@ def _laughing(sc: Scene) -> None:
         else:
             p.arm_to(s, p.rel(p.hip, 0.08, -0.07 - 0.03 * s), (-0.3, 1.0))
     p.draw()
+    col = sc.pick(p.skin)
+    for i in range(int(sc.rng.integers(1, 3))):  # "HA" written next to the head
+        c, s = p.head + p.k * np.array([p.f * (0.2 + 0.1 * i), -0.12 - 0.12 * i]), sc.u(0.035, 0.045)
+        for stroke in (((-2, -1), (-2, 1)), ((0, -1), (0, 1)), ((-2, 0), (0, 0)), ((1, 1), (2, -1), (3, 1)), ((1.5, 0.2), (2.5, 0.2))):
+            sc.line([c + s * np.array(q) for q in stroke], 0.018, col)
 
 
 def _listening(sc: Scene) -> None:
-    p = _person(sc, 0.55, lean=sc.u(-6, 6), tilt=sc.u(-18, 18))
+    p = _person(sc, 0.9, lean=sc.u(-6, 6), tilt=sc.u(-18, 18))
     p.eyes_closed = sc.coin()
     _stand(p)
     for s in (-1, 1):
@@ -433,19 +441,18 @@ def _listening(sc: Scene) -> None:
     col, r = sc.pick(p.skin, p.hair), p.r
     if p.front:  # a headband over the top and two big ear cups
         phi = np.radians(np.linspace(-85, 85, 13))
-        sc.line(p.head + 1.2 * r * (np.outer(np.sin(phi), p.hf) + np.outer(np.cos(phi), p.hu)), 0.35 * r, col)
+        sc.line(p.head + 1.2 * r * (np.outer(np.sin(phi), p.hf) + np.outer(np.cos(phi), p.hu)), 0.4 * r, col)
         cups = [p.hpt(-1.0, -0.05), p.hpt(1.0, -0.05)]
     else:
         cups = [p.hpt(-0.1, 0.0)]
-        sc.line([cups[0], p.hpt(-0.1, 1.2)], 0.35 * r, col)
+        sc.line([cups[0], p.hpt(-0.1, 1.2)], 0.4 * r, col)
     for c in cups:
-        sc.ellipse(c, 0.8 * r, 0.55 * r, col, p.hu)
-    if sc.coin(0.75):
-        note = sc.pick(col)
-        for _ in range(int(sc.rng.integers(1, 4))):  # music notes floating around the head
-            c = p.head + r * sc.u(2.0, 3.2) * _vec(sc.u(100, 260))
-            sc.disc(c, 0.035, note)
-            sc.line([c + (0.028, 0), c + (0.028, -0.1), c + (0.07, -0.07)], 0.016, note)
+        sc.ellipse(c, 0.9 * r, 0.6 * r, col, p.hu)
+    note = sc.pick(col)
+    for _ in range(int(sc.rng.integers(1, 4))):  # music notes floating around the head
+        c = p.head + r * sc.u(2.0, 3.2) * _vec(sc.u(100, 260))
+        sc.disc(c, 0.045, note)
+        sc.line([c + (0.036, 0), c + (0.036, -0.13), c + (0.09, -0.095)], 0.022, note)
 
 
 def _running(sc: Scene) -> None:
@@ -505,18 +512,18 @@ def _sleeping(sc: Scene) -> None:
 
 
 def _texting(sc: Scene) -> None:
-    front = sc.coin(0.5)
+    front = sc.coin(0.7)
     p = Person(sc, facing=sc.sign(), front=front, lean=sc.u(0, 8), look_down=front,
                tilt=sc.u(-8, 8) if front else sc.u(20, 35))  # head bent over the phone
     _stand(p)
     if front:  # held low, at the belly, in both hands
         c, ax = p.shoulder + p.k * np.array([0, sc.u(0.16, 0.21)]), _vec(90 + sc.u(-15, 15))
-        w, h = (0.11, 0.16) if sc.coin() else (0.17, 0.11)
+        w, h = (0.13, 0.19) if sc.coin() else (0.2, 0.13)
         for s in (-1, 1):
             p.arm_to(s, c + p.k * (s * 0.4 * w * ax + 0.3 * h * np.array([-ax[1], ax[0]])), (0.3, 1.0))
     else:
         c, ax = p.rel(p.shoulder, sc.u(0.14, 0.18), sc.u(0.12, 0.17)), _vec(90 + sc.u(20, 45), p.f)
-        w, h = 0.17, 0.08
+        w, h = 0.2, 0.1
         for s in (-1, 1):
             p.arm_to(s, c + s * 0.03 * ax, (0.0, 1.0))
     p.draw()
@@ -551,7 +558,11 @@ def _using_laptop(sc: Scene) -> None:
     p.draw(("far", "body"))
     if mode == 0:
         _table(sc, p, y + 0.035, 0.12, 0.6)
-    sc.line([base0, base1, base1 + 0.25 * p.k * _vec(180 - sc.u(-5, 25), p.f)], 0.05 * p.k, sc.pick(p.shirt, p.pants))
+    col, lid = sc.pick(p.shirt, p.pants), 0.26 * p.k * _vec(180 - sc.u(-5, 20), p.f)
+    sc.line([base0, base1], 0.05 * p.k, col)
+    screen = [base1, base1 + lid, p.rel(base1 + lid, -0.09, 0.01), p.rel(base1, -0.09, 0.01)]  # seen at a slant
+    sc.poly(screen, col)
+    sc.poly([0.75 * q + 0.25 * np.mean(screen, 0) for q in screen], sc.pick(col))
     p.draw(("near",))
 
 
@@ -639,13 +650,13 @@ def render_sample(label: int, rng: np.random.Generator, image_size: int) -> Imag
     img = _background(rng, size, palette)
     draw = ImageDraw.Draw(img)
     clutter = Scene(rng, palette)
-    _clutter(clutter, int(rng.integers(2, 8)), 0.3)
+    _clutter(clutter, int(rng.integers(1, 5)), 0.25)
     _rasterise(draw, [(k, pts * size, w * size, c) for k, pts, w, c in clutter.ops])
     height = size * rng.uniform(*FIGURE_HEIGHT)
     if rng.random() < BYSTANDER_P:
         other = Scene(rng, palette, palette[:2])
         _bystander(other)
-        m = height * rng.uniform(0.5, 0.8) * _rotation(rng.uniform(-5, 5))
+        m = height * rng.uniform(0.45, 0.75) * _rotation(rng.uniform(-5, 5))
         _rasterise(draw, _place(other.ops, m, size, rng, slack=0.15))
     scene = Scene(rng, palette, palette[:2])
     _DRAW_BY_LABEL[label](scene)
@@ -655,7 +666,7 @@ def render_sample(label: int, rng: np.random.Generator, image_size: int) -> Imag
         _clutter(front, int(rng.integers(1, 3)), 0.08)
         _rasterise(draw, [(k, pts * size, w * size, c) for k, pts, w, c in front.ops])
     small = np.asarray(img.resize((image_size, image_size), Image.LANCZOS), np.float32)
-    small += rng.standard_normal(small.shape, dtype=np.float32) * rng.uniform(2, 10)  # sensor noise
+    small += rng.standard_normal(small.shape, dtype=np.float32) * rng.uniform(2, 8)  # sensor noise
     return Image.fromarray(np.clip(small, 0, 255).astype(np.uint8), "RGB")
 
 

@@ -1,0 +1,106 @@
+"""Evaluation numbers: torchmetrics against scikit-learn, the interval, the workbook, label checks."""
+
+from __future__ import annotations
+
+import numpy as np
+import openpyxl
+import pytest
+from sklearn import metrics as sk
+
+from posevit.bundle import Bundle, BundleError
+from posevit.evaluation import (
+    Predictions,
+    check_labels,
+    compute_metrics,
+    confusion_matrix,
+    hardest_confusions,
+    per_class_metrics,
+    wilson_interval,
+)
+from posevit.labels import ACTION_CLASSES
+from posevit.report import write_report
+from tests.conftest import action_dataset, balanced_labels
+
+NAMES = list(ACTION_CLASSES)
+
+
+@pytest.fixture
+def predictions() -> Predictions:
+    """Fixed, imperfect predictions: right ~60% of the time, one class never predicted."""
+    rng = np.random.default_rng(3)
+    targets = np.asarray(balanced_labels(20))
+    logits = rng.normal(size=(len(targets), 15))
+    logits[np.arange(len(targets)), targets] += rng.choice([0.0, 4.0], size=len(targets), p=[0.4, 0.6])
+    logits[:, 7] -= 100.0  # nothing is ever predicted 'hugging'
+    probabilities = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    return Predictions(ids=[f"train/{i}" for i in range(len(targets))], targets=targets, probabilities=probabilities)
+
+
+def test_every_metric_matches_scikit_learn(predictions):
+    y, p = predictions.targets, predictions.predicted
+    ours = compute_metrics(predictions, 15, 0.95)
+    assert ours["accuracy"] == pytest.approx(sk.accuracy_score(y, p), abs=1e-6)
+    for average in ("weighted", "macro"):
+        kwargs = {"average": average, "zero_division": 0, "labels": range(15)}
+        assert ours[f"precision_{average}"] == pytest.approx(sk.precision_score(y, p, **kwargs), abs=1e-6)
+        assert ours[f"recall_{average}"] == pytest.approx(sk.recall_score(y, p, **kwargs), abs=1e-6)
+        assert ours[f"f1_{average}"] == pytest.approx(sk.f1_score(y, p, **kwargs), abs=1e-6)
+    assert ours["n_test"] == 300
+    assert ours["accuracy_ci_low"] < ours["accuracy"] < ours["accuracy_ci_high"]
+
+    per_class = per_class_metrics(predictions, NAMES)
+    report = sk.classification_report(y, p, labels=range(15), output_dict=True, zero_division=0)
+    for i, entry in enumerate(per_class):
+        assert entry["precision"] == pytest.approx(report[str(i)]["precision"], abs=1e-6)
+        assert entry["recall"] == pytest.approx(report[str(i)]["recall"], abs=1e-6)
+        assert entry["f1"] == pytest.approx(report[str(i)]["f1-score"], abs=1e-6)
+        assert entry["support"] == report[str(i)]["support"]
+    assert (confusion_matrix(predictions, 15) == sk.confusion_matrix(y, p, labels=range(15))).all()
+
+
+def test_wilson_interval_matches_reference_values():
+    low, high = wilson_interval(50, 100, 0.95)  # reference: statsmodels proportion_confint(method="wilson")
+    assert (low, high) == (pytest.approx(0.403832, abs=1e-6), pytest.approx(0.596168, abs=1e-6))
+    low, high = wilson_interval(100, 100, 0.95)
+    assert high == 1.0 and low == pytest.approx(0.963007, abs=1e-6)
+
+
+def test_hardest_confusions_are_sorted_and_exclude_the_diagonal(predictions):
+    pairs = hardest_confusions(confusion_matrix(predictions, 15), NAMES, top=5)
+    counts = [pair["count"] for pair in pairs]
+    assert counts == sorted(counts, reverse=True) and all(pair["true"] != pair["predicted"] for pair in pairs)
+
+
+def test_workbook_numbers_equal_the_metrics(tmp_path, predictions):
+    metrics = compute_metrics(predictions, 15, 0.95)
+    matrix = confusion_matrix(predictions, 15)
+    path = tmp_path / "report.xlsx"
+    write_report(path, metrics=metrics, per_class=per_class_metrics(predictions, NAMES), matrix=matrix,
+                 confusions=hardest_confusions(matrix, NAMES), predictions=predictions, names=NAMES,
+                 about={"model_name": "vit_convstem_tiny", "model_version": "abc123"})
+    check_workbook(path, metrics)
+    book = openpyxl.load_workbook(path)
+    confusion = [[cell.value for cell in row] for row in book["Confusion matrix"].iter_rows(min_row=2, min_col=2)]
+    assert np.array_equal(np.asarray(confusion), matrix)
+    misclassified = list(book["Misclassified"].iter_rows(min_row=2, values_only=True))
+    assert len(misclassified) == int((predictions.predicted != predictions.targets).sum())
+    assert book["Per class"]._charts, "the per-class chart is missing"
+
+
+def check_workbook(path, metrics: dict) -> None:
+    """The Summary sheet holds exactly the numbers of metrics/test.json."""
+    book = openpyxl.load_workbook(path)
+    assert book.sheetnames == ["Summary", "Per class", "Confusion matrix", "Hardest confusions", "Misclassified"]
+    rows = {row[0]: row[1] for row in book["Summary"].iter_rows(min_row=2, values_only=True) if row[0]}
+    for key, value in metrics.items():
+        assert rows[key] == pytest.approx(value), key
+
+
+def test_label_mismatch_names_the_classes():
+    split = action_dataset(balanced_labels(1))
+    bundle = Bundle(model=None, config={"labels": NAMES[:14] + ["waving"]})  # type: ignore[arg-type]
+    with pytest.raises(BundleError, match=r"missing from the model: \['using_laptop'\]; unknown to the data: \['waving'\]"):
+        check_labels(bundle, split)
+    reordered = Bundle(model=None, config={"labels": NAMES[::-1]})  # type: ignore[arg-type]
+    with pytest.raises(BundleError, match="different order"):
+        check_labels(reordered, split)
