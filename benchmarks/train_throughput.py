@@ -1,7 +1,7 @@
 """Training throughput of ViT-B/16 (224 px, batch 16, 2 frozen blocks) as the train stage runs it,
 against a plain fp32 eager PyTorch loop of the same model, in the same run.
 
-    python benchmarks/train_throughput.py [--steps 6] [--warmup 2]
+    python -m benchmarks.train_throughput [--steps 6] [--warmup 2]
 
 Prints JSON: images/s of both, the speed-up, the machine's bf16 matmul peak measured now,
 the FLOPs of one training step (counted by torch's FlopCounterMode) and the resulting
