@@ -35,7 +35,7 @@ def test_second_repro_does_nothing_and_forced_rerun_gives_identical_hashes(proje
     before = project.lock_md5("preprocess", "data/processed")
     project.dvc("repro", "--force", "preprocess")
     assert project.lock_md5("preprocess", "data/processed") == before
-    assert "modified" not in project.dvc("status").stdout
+    assert "up to date" in project.dvc("status", "preprocess").stdout
 
 
 def test_exp_run_set_param_recomposes_params_yaml(project):
