@@ -8,10 +8,10 @@ import time
 import torch
 
 
-def bf16_matmul_peak_tflops(size: int = 2048, repeats: int = 20) -> float:
-    """Best sustained bf16 GEMM rate on this machine, measured now (TFLOP/s)."""
-    a = torch.randn(size, size, dtype=torch.bfloat16)
-    b = torch.randn(size, size, dtype=torch.bfloat16)
+def matmul_peak_tflops(dtype: torch.dtype = torch.bfloat16, size: int = 2048, repeats: int = 20) -> float:
+    """Best sustained GEMM rate of `dtype` on this machine, measured now (TFLOP/s)."""
+    a = torch.randn(size, size, dtype=dtype)
+    b = torch.randn(size, size, dtype=dtype)
     for _ in range(3):
         a @ b
     best = float("inf")

@@ -106,3 +106,18 @@ def test_bundle_round_trip_and_corruption(tmp_path):
     (tmp_path / "models" / "config.json").write_text(json.dumps({"format": "something-else"}))
     with pytest.raises(BundleError, match="format"):
         load_bundle(tmp_path / "models")
+
+
+def test_eval_transform_is_deterministic_and_train_transform_augments():
+    from posevit.config import AugmentConfig
+    from posevit.transforms import eval_transform, train_transform
+
+    model = create_model(ModelConfig(name="vit_convstem_tiny"), num_classes=15)
+    data_config = model_data_config(model)
+    image = Image.fromarray(torch.randint(0, 256, (120, 160, 3), dtype=torch.uint8).numpy())
+    evaluate = eval_transform(data_config)
+    assert torch.equal(evaluate(image), evaluate(image))
+    augment = train_transform(data_config, AugmentConfig(scale=(0.3, 0.6)))
+    torch.manual_seed(0)
+    assert not torch.equal(augment(image), augment(image))
+    assert augment(image).shape == evaluate(image).shape == (3, 96, 96)

@@ -1,18 +1,16 @@
 """Procedurally drawn "human action" photos: the project's embedded demo dataset.
 
-The real dataset (Hugging Face ``Bingsu/Human_Action_Recognition``) needs the
-internet; this module draws offline stand-ins for its 15 classes.  Each image
-shows thick-limbed stick people whose *pose and props* carry the class (phone at
-the ear = calling, bicycle = cycling, headphones = listening_to_music, ...).
-Everything else -- palette, background, clutter, bystanders, position, scale,
-rotation, line width and pixel noise -- is sampled the same way for every class,
-so a model can only succeed by looking at the figures.
+The real dataset (Hugging Face ``Bingsu/Human_Action_Recognition``) needs the internet; this
+module draws offline stand-ins for its 15 classes.  Each image shows thick-limbed stick people
+whose *pose and props* carry the class (phone at the ear = calling, bicycle = cycling, ...).
+Everything else -- palette, background, clutter, bystanders, position, scale, rotation, line
+width and pixel noise -- is sampled the same way for every class, so a model can only succeed
+by looking at the figures.
 
-Scenes are built in body units (a standing figure is 1 tall, hip at the origin,
-y pointing down), mapped onto a 2x canvas by a random similarity transform and
-downsampled with LANCZOS.  Every sample draws from its own random stream
-(:func:`sample_rng`), so a dataset is byte-identical for a seed whatever the
-order in which it is generated.
+Scenes are built in body units (a standing figure is 1 tall, hip at the origin, y pointing
+down), mapped onto a 2x canvas by a random similarity transform and downsampled with LANCZOS.
+Every sample draws from its own random stream (:func:`sample_rng`), so a dataset is
+byte-identical for a seed whatever the order in which it is generated.
 """
 
 from __future__ import annotations
@@ -32,7 +30,119 @@ BYSTANDER_P = 0.25  # a neutral extra person in any class: "two people" is not o
 HEAD_R, NECK, TORSO = 0.1, 0.03, 0.3  # big heads: four classes carry their cue at the head
 UPPER_ARM, FOREARM, THIGH, SHIN, HAND_R = 0.17, 0.16, 0.23, 0.23, 0.032
 GROUND = THIGH + SHIN  # feet level of a figure standing with its hip at y = 0
+_HAIR_SPAN = np.array([185, 150, 90])  # natural hair colours: black + t^2 * this (t=1: blond)
 
+
+# --- public API ----------------------------------------------------------------------------------
+
+def sample_rng(seed: int, index: int) -> np.random.Generator:
+    """The random stream of sample ``index``: independent of generation order, so runs can be parallel."""
+    return np.random.default_rng([seed, index])
+
+
+def generate_demo_images(images_per_class: int, image_size: int, seed: int) -> Iterator[tuple[Image.Image, int]]:
+    """Yield ``images_per_class`` images of every class, interleaved (sample ``i`` has label ``i % 15``)."""
+    n = len(ACTION_CLASSES)
+    for i in range(images_per_class * n):
+        yield render_sample(i % n, sample_rng(seed, i), image_size), i % n
+
+
+def render_sample(label: int, rng: np.random.Generator, image_size: int) -> Image.Image:
+    """Draw one RGB ``image_size`` x ``image_size`` photo of action ``ACTION_CLASSES[label]``."""
+    size = image_size * SUPERSAMPLE
+    palette = [_random_colour(rng) for _ in range(7)]  # the background uses the first two
+    img = _background(rng, size, palette)
+    draw = ImageDraw.Draw(img)
+    clutter = Scene(rng, palette)
+    _clutter(clutter, int(rng.integers(0, 4)), 0.25)
+    _rasterise(draw, clutter.ops, size)
+    height = size * rng.uniform(*FIGURE_HEIGHT)  # the figure scale, drawn before (and apart from) the class
+    if rng.random() < BYSTANDER_P:  # a smaller person behind the action
+        other = Scene(rng, palette, palette[:2])
+        _bystander(other)
+        m = height * rng.uniform(0.45, 0.75) * _rotation(rng.uniform(-5, 5))
+        _rasterise(draw, _place(other.ops, m, size, rng, slack=0.15))
+    scene = Scene(rng, palette, palette[:2])
+    _DRAW_BY_LABEL[label](scene)
+    _rasterise(draw, _place(scene.ops, height * _rotation(rng.uniform(-10, 10)), size, rng))  # props may reach out
+    if rng.random() < 0.15:  # a little foreground clutter that may occlude the figure
+        front = Scene(rng, palette)
+        _clutter(front, int(rng.integers(1, 3)), 0.08)
+        _rasterise(draw, front.ops, size)
+    small = np.asarray(img.resize((image_size, image_size), Image.LANCZOS), np.float32)
+    small += rng.standard_normal(small.shape, dtype=np.float32) * rng.uniform(2, 6)  # sensor noise
+    return Image.fromarray(np.clip(small, 0, 255).astype(np.uint8), "RGB")
+
+
+# --- rendering -----------------------------------------------------------------------------------
+
+def _random_colour(rng: np.random.Generator) -> tuple[int, int, int]:
+    r, g, b = colorsys.hsv_to_rgb(rng.random(), rng.uniform(0.1, 1.0), rng.uniform(0.15, 1.0))
+    return int(r * 255), int(g * 255), int(b * 255)
+
+
+def _background(rng: np.random.Generator, size: int, palette: list) -> Image.Image:
+    c0, c1 = np.array(palette[0], np.float32), np.array(palette[1], np.float32)
+    if rng.random() < 0.35:
+        return Image.new("RGB", (size, size), palette[0])
+    a, g = rng.uniform(0, 2 * math.pi), np.linspace(0.0, 1.0, 8, dtype=np.float32)
+    t = np.add.outer(g * math.sin(a), g * math.cos(a))  # a linear gradient in a random direction
+    t = (t - t.min()) / (t.max() - t.min())
+    small = Image.fromarray((c0 + t[..., None] * (c1 - c0)).astype(np.uint8), "RGB")
+    return small.resize((size, size), Image.BILINEAR)  # a linear ramp survives bilinear upsampling
+
+
+def _clutter(sc: Scene, n: int, max_size: float) -> None:
+    """Random shapes in canvas units, the same for every class; some look like limbs or wheels."""
+    if max_size > 0.2 and sc.coin(0.4):  # a floor
+        y = sc.u(0.55, 0.85)
+        sc.poly([(0, y), (1, y + sc.u(-0.1, 0.1)), (1, 1.1), (0, 1.1)], sc.any_colour())
+    for _ in range(n):
+        c, s, kind = sc.rng.uniform(0, 1, 2), sc.u(0.04, max_size), int(sc.rng.integers(5))
+        ax = _vec(sc.u(0, 360))
+        if kind == 0:
+            sc.rect(c, s, s * sc.u(0.3, 1.5), sc.any_colour(), ax)
+        elif kind == 1:
+            sc.ellipse(c, s / 2, s * sc.u(0.15, 0.5), sc.any_colour(), ax)
+        elif kind == 2:
+            sc.line([c, c + s * ax, c + s * ax + s * _vec(sc.u(0, 360))], sc.u(0.01, 0.04), sc.any_colour())
+        elif kind == 3:
+            sc.poly(c + s * np.stack([_vec(sc.u(0, 360)) for _ in range(3)]), sc.any_colour())
+        else:
+            sc.ring(c, s / 2, sc.u(0.008, 0.025), sc.any_colour())
+
+
+def _place(ops: list, m: np.ndarray, canvas: int, rng: np.random.Generator, slack: float = 0.03) -> list:
+    """Map ops through the matrix ``m``, then shift them to a random position where they fit the canvas."""
+    scale = math.sqrt(abs(np.linalg.det(m)))
+    placed = [(kind, pts @ m.T, w * scale, col) for kind, pts, w, col in ops]
+    points = np.concatenate([q for _, q, _, _ in placed])
+    pad = np.repeat([w / 2 for _, _, w, _ in placed], [len(q) for _, q, _, _ in placed])[:, None]
+    lo, hi = (points - pad).min(0), (points + pad).max(0)  # the bounding box, line widths included
+    a, b = -lo - slack * canvas, canvas - hi + slack * canvas
+    t = np.where(a < b, a + rng.random(2) * (b - a), (a + b) / 2)
+    return [(kind, pts + t, w, col) for kind, pts, w, col in placed]
+
+
+def _rasterise(draw: ImageDraw.ImageDraw, ops: list, scale: float = 1.0) -> None:
+    """Draw ops given in pixels, or in canvas units when ``scale`` is the canvas size."""
+    for kind, pts, w, col in ops:
+        if scale != 1.0:
+            pts, w = pts * scale, w * scale
+        if kind == "disc":
+            (x, y), r = pts[0], w
+            draw.ellipse((x - r, y - r, x + r, y + r), fill=col)
+        elif kind == "poly":
+            draw.polygon(pts.ravel().tolist(), fill=col)
+        else:
+            width = max(1, int(round(w)))
+            draw.line(pts.ravel().tolist(), fill=col, width=width, joint="curve")
+            r = width / 2  # round caps, so that limbs join smoothly
+            for x, y in (pts[0], pts[-1]):
+                draw.ellipse((x - r, y - r, x + r, y + r), fill=col)
+
+
+# --- geometry and the drawing model --------------------------------------------------------------
 
 def _vec(deg: float, s: float = 1.0) -> np.ndarray:
     """Unit vector ``deg`` degrees away from straight down, turning towards the x-sign ``s``."""
@@ -80,6 +190,9 @@ class Scene:
 
     def sign(self) -> int:
         return 1 if self.rng.random() < 0.5 else -1
+
+    def any_colour(self) -> tuple[int, int, int]:
+        return self.palette[int(self.rng.integers(len(self.palette)))]
 
     def pick(self, *avoid) -> tuple[int, int, int]:
         """A random palette colour that contrasts with the background and ``avoid`` (else the most distant one)."""
@@ -134,7 +247,7 @@ class Person:
         self.skin = tuple(int(a + t * (b - a) + sc.u(-12, 12)) for a, b in zip((250, 220, 190), (95, 60, 40)))
         self.shirt = sc.pick(self.skin)
         self.pants, self.shoes = sc.pick(self.shirt), sc.pick()
-        self.hair = sc.pick() if sc.coin(0.25) else tuple(int(v) for v in np.array([25, 18, 12]) + sc.u(0, 1) ** 2 * np.array([185, 150, 90]))
+        self.hair = sc.pick() if sc.coin(0.25) else tuple(int(v) for v in (25, 18, 12) + sc.u(0, 1) ** 2 * _HAIR_SPAN)
         self.sleeves, self.shorts, self.w = sc.coin(0.6), sc.coin(0.25), sc.u(0.95, 1.35) * k
         self.arms, self.legs, self.eyes_closed, self.open_mouth = {}, {}, False, False
 
@@ -226,10 +339,11 @@ class Person:
         if self.open_mouth:  # laughing: a big open mouth
             sc.ellipse(self.hpt(0.0 if self.front else 0.5, -0.45), 0.55 * r, 0.4 * r, dark, self.hf)
         else:
-            sc.line([self.hpt(-0.25, -0.5), self.hpt(0.25, -0.5)] if self.front else [self.hpt(0.55, -0.45), self.hpt(0.85, -0.42)], 0.018 * self.k, dark)
+            lips = ((-0.25, -0.5), (0.25, -0.5)) if self.front else ((0.55, -0.45), (0.85, -0.42))
+            sc.line([self.hpt(*q) for q in lips], 0.018 * self.k, dark)
 
 
-# --- poses and furniture shared by several classes ---------------------------------------------
+# --- poses and furniture shared by several classes -----------------------------------------------
 
 def _person(sc: Scene, front_p: float, **kw) -> Person:
     return Person(sc, facing=sc.sign(), front=sc.coin(front_p), **kw)
@@ -247,11 +361,8 @@ def _seated(p: Person) -> None:
 
 
 def _neutral_arm(p: Person, side: int) -> None:
-    """An arm doing nothing in particular: hanging, or held slightly away from the body."""
-    if p.sc.coin(0.6):
-        p.arm(side, p.sc.u(2, 18) if p.front else p.sc.u(-15, 20), p.sc.u(0, 25))
-    else:
-        p.arm(side, p.sc.u(15, 45), p.sc.u(10, 60))
+    """An arm doing nothing in particular: hanging, or held a little away from the body."""
+    p.arm(side, p.sc.u(2, 30) if p.front else p.sc.u(-20, 25), p.sc.u(0, 40))
 
 
 def _floor_y(p: Person) -> float:
@@ -259,10 +370,11 @@ def _floor_y(p: Person) -> float:
 
 
 def _chair(sc: Scene, p: Person) -> None:
-    col, g = sc.pick(p.pants), _floor_y(p)
+    col, g = sc.pick(p.pants, p.shirt), _floor_y(p)
     back, fr = p.rel(p.hip, -0.1, 0.06), p.rel(p.hip, 0.16, 0.06)
     if sc.coin(0.7):
-        for a, b in ((back, fr), (back, (back[0], g)), (fr, (fr[0], g)), (back, p.rel(back, -0.03, -sc.u(0.28, 0.4)))):
+        top = p.rel(back, -0.03, -sc.u(0.28, 0.4))
+        for a, b in ((back, fr), (back, (back[0], g)), (fr, (fr[0], g)), (back, top)):
             sc.line([a, b], 0.035, col)
     else:  # a box seat / sofa
         sc.poly([back, fr, (fr[0], g), (back[0], g)], col)
@@ -270,19 +382,19 @@ def _chair(sc: Scene, p: Person) -> None:
 
 
 def _table(sc: Scene, p: Person, top: float, x0: float, x1: float) -> None:
-    col = sc.pick(p.shirt)
+    col = sc.pick(p.shirt, p.pants)
     sc.line([p.rel(p.hip, x0, top), p.rel(p.hip, x1, top)], 0.035, col)
     sc.line([p.rel(p.hip, x1 - 0.04, top), (p.rel(p.hip, x1 - 0.04, 0)[0], _floor_y(p))], 0.03, col)
 
 
-# --- the 15 actions ------------------------------------------------------------------------------
+# --- the 15 actions (plus the bystander), and the label -> drawing table -------------------------
 
 def _calling(sc: Scene) -> None:
-    p = _person(sc, 0.9, lean=sc.u(-5, 5), tilt=sc.u(-12, 12))
+    p = _person(sc, 1.0, lean=sc.u(-5, 5), tilt=sc.u(-12, 12))
     _stand(p)
-    side = sc.sign() if p.front else 1
+    side = sc.sign()
     ax = _rotation(sc.u(-15, 15)) @ p.hu  # the phone's long side, roughly along the head
-    c = p.hpt(side * p.f * 1.1, 0.1) if p.front else p.hpt(-0.1, 0.1)
+    c = p.hpt(side * p.f * 1.1, 0.1)
     p.arm_to(side, c - 0.05 * p.k * ax, (1.0, 0.1))  # elbow raised and out
     _neutral_arm(p, -side)
     p.draw()
@@ -294,16 +406,16 @@ def _clapping(sc: Scene) -> None:
     p = _person(sc, 0.9, lean=sc.u(-5, 5), tilt=sc.u(-10, 10))
     _stand(p)
     if p.front:
-        c = p.shoulder + p.k * np.array([0, sc.u(-0.02, 0.06)])
+        c = p.shoulder + p.k * np.array([0, sc.u(0.05, 0.11)])
         for s in (-1, 1):
             p.arm_to(s, c + (s * 0.025 * p.k, 0), (1.0, 0.4))  # elbows out wide
     else:
-        c = p.rel(p.shoulder, sc.u(0.2, 0.25), sc.u(-0.02, 0.06))
+        c = p.rel(p.shoulder, sc.u(0.2, 0.25), sc.u(0.04, 0.1))
         for s in (-1, 1):
             p.arm_to(s, c, (0.0, 1.0))
     p.draw()
     col = sc.pick(p.shirt)
-    for base in (-50, 50):  # "clap" marks radiating from the hands
+    for base in (-75, 75):  # "clap" marks radiating sideways from the hands
         for d in (-25, 0, 25):
             v = _vec(180 + base + d)
             sc.line([c + 0.09 * p.k * v, c + 0.19 * p.k * v], 0.025, col)
@@ -334,7 +446,7 @@ def _cycling(sc: Scene) -> None:
 def _dancing(sc: Scene) -> None:
     p = _person(sc, 0.9, lean=sc.u(-15, 15), tilt=sc.u(-20, 20))
     up, lift = sc.sign(), sc.sign()
-    p.arm(up, sc.u(130, 175), sc.u(-40, 20))  # one arm high, the other one elsewhere
+    p.arm(up, sc.u(140, 175), sc.u(-25, 15))  # one arm high, the other one elsewhere
     p.arm(-up, sc.u(80, 130), sc.u(-60, 40))
     p.leg(-lift, sc.u(-6, 6), sc.u(0, 10))
     p.leg(lift, sc.u(40, 85), sc.u(50, 110))  # one leg kicked up
@@ -363,7 +475,7 @@ def _drinking(sc: Scene) -> None:
 
 
 def _eating(sc: Scene) -> None:
-    seated = sc.coin(0.6)
+    seated = sc.coin(0.5)
     p = _person(sc, 0.0, lean=sc.u(5, 15), tilt=sc.u(0, 12))
     _seated(p) if seated else _stand(p)
     bowl = p.rel(p.hip, sc.u(0.3, 0.38), -0.15) if seated else p.rel(p.shoulder, sc.u(0.22, 0.28), sc.u(0.1, 0.16))
@@ -412,6 +524,10 @@ def _hugging(sc: Scene) -> None:
         b.draw(parts)
 
 
+# the pen strokes of "HA", in units of half a letter height
+_HA = (((-2, -1), (-2, 1)), ((0, -1), (0, 1)), ((-2, 0), (0, 0)), ((1, 1), (2, -1), (3, 1)), ((1.5, 0.2), (2.5, 0.2)))
+
+
 def _laughing(sc: Scene) -> None:
     front = sc.coin(0.2)
     p = Person(sc, facing=sc.sign(), front=front, lean=-sc.u(5, 15),
@@ -427,12 +543,12 @@ def _laughing(sc: Scene) -> None:
     col = sc.pick(p.skin)
     for i in range(int(sc.rng.integers(1, 3))):  # "HA" written next to the head
         c, s = p.head + p.k * np.array([p.f * (0.2 + 0.1 * i), -0.12 - 0.12 * i]), sc.u(0.035, 0.045)
-        for stroke in (((-2, -1), (-2, 1)), ((0, -1), (0, 1)), ((-2, 0), (0, 0)), ((1, 1), (2, -1), (3, 1)), ((1.5, 0.2), (2.5, 0.2))):
+        for stroke in _HA:
             sc.line([c + s * np.array(q) for q in stroke], 0.018, col)
 
 
 def _listening(sc: Scene) -> None:
-    p = _person(sc, 0.9, lean=sc.u(-6, 6), tilt=sc.u(-18, 18))
+    p = _person(sc, 0.95, lean=sc.u(-6, 6), tilt=sc.u(-18, 18))
     p.eyes_closed = sc.coin()
     _stand(p)
     for s in (-1, 1):
@@ -441,15 +557,15 @@ def _listening(sc: Scene) -> None:
     col, r = sc.pick(p.skin, p.hair), p.r
     if p.front:  # a headband over the top and two big ear cups
         phi = np.radians(np.linspace(-85, 85, 13))
-        sc.line(p.head + 1.2 * r * (np.outer(np.sin(phi), p.hf) + np.outer(np.cos(phi), p.hu)), 0.4 * r, col)
+        sc.line(p.head + 1.2 * r * (np.outer(np.sin(phi), p.hf) + np.outer(np.cos(phi), p.hu)), 0.45 * r, col)
         cups = [p.hpt(-1.0, -0.05), p.hpt(1.0, -0.05)]
     else:
         cups = [p.hpt(-0.1, 0.0)]
-        sc.line([cups[0], p.hpt(-0.1, 1.2)], 0.4 * r, col)
+        sc.line([cups[0], p.hpt(-0.1, 1.2)], 0.45 * r, col)
     for c in cups:
-        sc.ellipse(c, 0.9 * r, 0.6 * r, col, p.hu)
+        sc.ellipse(c, 1.0 * r, 0.7 * r, col, p.hu)
     note = sc.pick(col)
-    for _ in range(int(sc.rng.integers(1, 4))):  # music notes floating around the head
+    for _ in range(int(sc.rng.integers(2, 4))):  # music notes floating around the head
         c = p.head + r * sc.u(2.0, 3.2) * _vec(sc.u(100, 260))
         sc.disc(c, 0.045, note)
         sc.line([c + (0.036, 0), c + (0.036, -0.13), c + (0.09, -0.095)], 0.022, note)
@@ -463,19 +579,20 @@ def _running(sc: Scene) -> None:
     p.arm(-lead, sc.u(30, 60), sc.u(60, 100))  # arms swing opposite to the legs
     p.arm(lead, -sc.u(30, 55), sc.u(60, 100))
     p.draw()
+    if sc.coin(0.6):  # speed lines trailing behind
+        col, x = sc.pick(p.shirt), p.rel(p.hip, -sc.u(0.3, 0.4), 0)[0]
+        for y in (-0.28, -0.14, 0.0):
+            sc.line([(x, y), (x - p.f * 0.15, y)], 0.022, col)
 
 
 def _sitting(sc: Scene) -> None:
-    p = _person(sc, 0.0, lean=sc.u(-12, 5), tilt=sc.u(-10, 10))
+    p = _person(sc, 0.0, lean=sc.u(-15, 3), tilt=sc.u(-10, 10))  # leaning back, at rest
     _seated(p)
     for s in (-1, 1):
-        mode = int(sc.rng.integers(3))
-        if mode == 0:
-            p.arm_to(s, p.legs[s][1] + (0, -0.03), (0.0, 1.0))  # hand on the knee
-        elif mode == 1:
-            p.arm_to(s, p.rel(p.hip, 0.1, -0.03), (-0.3, 1.0))  # hands in the lap
+        if sc.coin():
+            p.arm_to(s, p.rel(p.hip, sc.u(0.04, 0.1), -0.03), (-0.3, 1.0))  # hands in the lap
         else:
-            p.arm(s, sc.u(-10, 10), sc.u(0, 20))
+            p.arm(s, sc.u(-25, 5), sc.u(0, 20))  # hanging down
     _chair(sc, p)
     p.draw()
 
@@ -503,7 +620,8 @@ def _sleeping(sc: Scene) -> None:
     sc.ellipse(p.head + (0, p.r * 0.7), 0.15, 0.06, sc.pick(bed))  # pillow
     p.draw()
     if sc.coin(0.5):  # blanket
-        sc.poly([p.rel(p.hip, -0.25, -0.08), p.rel(p.hip, 0.5, -0.06), p.rel(p.hip, 0.52, 0.07), p.rel(p.hip, -0.25, 0.07)], sc.pick(bed, p.shirt))
+        corners = ((-0.25, -0.08), (0.5, -0.06), (0.52, 0.07), (-0.25, 0.07))
+        sc.poly([p.rel(p.hip, x, y) for x, y in corners], sc.pick(bed, p.shirt))
     if sc.coin(0.75):
         z = sc.pick()
         for i in range(int(sc.rng.integers(1, 4))):  # "Zzz"
@@ -527,7 +645,7 @@ def _texting(sc: Scene) -> None:
         for s in (-1, 1):
             p.arm_to(s, c + s * 0.03 * ax, (0.0, 1.0))
     p.draw()
-    col = sc.pick(p.shirt, p.skin)
+    col = sc.pick(p.shirt, p.skin, p.pants)
     sc.rect(c, w * p.k, h * p.k, col, ax)
     sc.rect(c, w * p.k * 0.7, h * p.k * 0.65, sc.pick(col), ax)  # the lit screen
     for s in (-1, 1):
@@ -535,8 +653,9 @@ def _texting(sc: Scene) -> None:
 
 
 def _using_laptop(sc: Scene) -> None:
-    mode = int(sc.rng.integers(3))  # 0: at a table, 1: on the lap, 2: seen from behind its screen
-    p = _person(sc, float(mode == 2), lean=sc.u(-4, 4) if mode == 2 else sc.u(0, 12), tilt=sc.u(5, 20) * (mode != 2))
+    mode = int(np.searchsorted([0.15, 0.6], sc.rng.random()))  # 0: at a table, 1: on the lap, 2: from behind
+    lean = sc.u(-4, 4) if mode == 2 else sc.u(0, 12)
+    p = _person(sc, float(mode == 2), lean=lean, tilt=sc.u(5, 20) * (mode != 2))
     _seated(p)
     if mode == 2:
         top, w, h = p.hip + p.k * np.array([0, -sc.u(0.0, 0.05)]), sc.u(0.32, 0.38), sc.u(0.22, 0.26)
@@ -550,7 +669,7 @@ def _using_laptop(sc: Scene) -> None:
         for s in (-1, 1):
             p.draw_hand(s)
         return
-    y, x0 = (-0.1, 0.16) if mode == 0 else (-0.05, 0.03)
+    y, x0 = (-0.1, 0.16) if mode == 0 else (-0.07, 0.03)
     base0, base1 = p.rel(p.hip, x0, y), p.rel(p.hip, x0 + 0.26, y)
     p.arm_to(1, p.rel(base0, 0.15, -0.02), (0.0, 1.0))  # hands on the keyboard
     p.arm_to(-1, p.rel(base0, 0.07, -0.02), (0.0, 1.0))
@@ -558,9 +677,9 @@ def _using_laptop(sc: Scene) -> None:
     p.draw(("far", "body"))
     if mode == 0:
         _table(sc, p, y + 0.035, 0.12, 0.6)
-    col, lid = sc.pick(p.shirt, p.pants), 0.26 * p.k * _vec(180 - sc.u(-5, 20), p.f)
+    col, lid = sc.pick(p.shirt, p.pants), 0.3 * p.k * _vec(180 - sc.u(-5, 20), p.f)
     sc.line([base0, base1], 0.05 * p.k, col)
-    screen = [base1, base1 + lid, p.rel(base1 + lid, -0.09, 0.01), p.rel(base1, -0.09, 0.01)]  # seen at a slant
+    screen = [base1, base1 + lid, p.rel(base1 + lid, -0.11, 0.01), p.rel(base1, -0.11, 0.01)]  # seen at a slant
     sc.poly(screen, col)
     sc.poly([0.75 * q + 0.25 * np.mean(screen, 0) for q in screen], sc.pick(col))
     p.draw(("near",))
@@ -582,106 +701,3 @@ _SCENES: dict[str, Callable[[Scene], None]] = {
     "sleeping": _sleeping, "texting": _texting, "using_laptop": _using_laptop,
 }
 _DRAW_BY_LABEL = tuple(_SCENES[name] for name in ACTION_CLASSES)  # index = label id
-
-
-# --- rendering -----------------------------------------------------------------------------------
-
-def _background(rng: np.random.Generator, size: int, palette: list) -> Image.Image:
-    c0, c1 = np.array(palette[0], np.float32), np.array(palette[1], np.float32)
-    if rng.random() < 0.35:
-        return Image.new("RGB", (size, size), palette[0])
-    a, g = rng.uniform(0, 2 * math.pi), np.linspace(0.0, 1.0, 8, dtype=np.float32)
-    t = np.add.outer(g * math.sin(a), g * math.cos(a))  # a linear gradient in a random direction
-    t = (t - t.min()) / (t.max() - t.min())
-    small = Image.fromarray((c0 + t[..., None] * (c1 - c0)).astype(np.uint8), "RGB")
-    return small.resize((size, size), Image.BILINEAR)  # a linear ramp survives bilinear upsampling
-
-
-def _clutter(sc: Scene, n: int, max_size: float) -> None:
-    """Random shapes in canvas units, the same for every class; some look like limbs or wheels."""
-    colour = lambda: sc.palette[int(sc.rng.integers(len(sc.palette)))]  # noqa: E731
-    if max_size > 0.2 and sc.coin(0.4):  # a floor
-        y = sc.u(0.55, 0.85)
-        sc.poly([(0, y), (1, y + sc.u(-0.1, 0.1)), (1, 1.1), (0, 1.1)], colour())
-    for _ in range(n):
-        c, s, kind, ax = sc.rng.uniform(0, 1, 2), sc.u(0.04, max_size), int(sc.rng.integers(5)), _vec(sc.u(0, 360))
-        if kind == 0:
-            sc.rect(c, s, s * sc.u(0.3, 1.5), colour(), ax)
-        elif kind == 1:
-            sc.ellipse(c, s / 2, s * sc.u(0.15, 0.5), colour(), ax)
-        elif kind == 2:
-            sc.line([c, c + s * ax, c + s * ax + s * _vec(sc.u(0, 360))], sc.u(0.01, 0.04), colour())
-        elif kind == 3:
-            sc.poly(c + s * np.stack([_vec(sc.u(0, 360)) for _ in range(3)]), colour())
-        else:
-            sc.ring(c, s / 2, sc.u(0.008, 0.025), colour())
-
-
-def _place(ops: list, m: np.ndarray, canvas: int, rng: np.random.Generator, slack: float = 0.03) -> list:
-    """Map ops through the matrix ``m``, then shift them to a random position where they fit the canvas."""
-    scale = math.sqrt(abs(np.linalg.det(m)))
-    placed = [(kind, pts @ m.T, w * scale, col) for kind, pts, w, col in ops]
-    lo = np.min([pts.min(0) - w / 2 for _, pts, w, _ in placed], axis=0)
-    hi = np.max([pts.max(0) + w / 2 for _, pts, w, _ in placed], axis=0)
-    a, b = -lo - slack * canvas, canvas - hi + slack * canvas
-    t = np.where(a < b, a + rng.random(2) * (b - a), (a + b) / 2)
-    return [(kind, pts + t, w, col) for kind, pts, w, col in placed]
-
-
-def _rasterise(draw: ImageDraw.ImageDraw, ops: list) -> None:
-    for kind, pts, w, col in ops:
-        if kind == "disc":
-            (x, y), r = pts[0], w
-            draw.ellipse((x - r, y - r, x + r, y + r), fill=col)
-        elif kind == "poly":
-            draw.polygon(pts.ravel().tolist(), fill=col)
-        else:
-            width = max(1, int(round(w)))
-            draw.line(pts.ravel().tolist(), fill=col, width=width, joint="curve")
-            r = width / 2  # round caps, so that limbs join smoothly
-            for x, y in (pts[0], pts[-1]):
-                draw.ellipse((x - r, y - r, x + r, y + r), fill=col)
-
-
-def render_sample(label: int, rng: np.random.Generator, image_size: int) -> Image.Image:
-    """Draw one RGB ``image_size`` x ``image_size`` photo of action ``ACTION_CLASSES[label]``."""
-    size = image_size * SUPERSAMPLE
-    palette = [_random_colour(rng) for _ in range(7)]  # the background uses the first two
-    img = _background(rng, size, palette)
-    draw = ImageDraw.Draw(img)
-    clutter = Scene(rng, palette)
-    _clutter(clutter, int(rng.integers(1, 5)), 0.25)
-    _rasterise(draw, [(k, pts * size, w * size, c) for k, pts, w, c in clutter.ops])
-    height = size * rng.uniform(*FIGURE_HEIGHT)
-    if rng.random() < BYSTANDER_P:
-        other = Scene(rng, palette, palette[:2])
-        _bystander(other)
-        m = height * rng.uniform(0.45, 0.75) * _rotation(rng.uniform(-5, 5))
-        _rasterise(draw, _place(other.ops, m, size, rng, slack=0.15))
-    scene = Scene(rng, palette, palette[:2])
-    _DRAW_BY_LABEL[label](scene)
-    _rasterise(draw, _place(scene.ops, height * _rotation(rng.uniform(-10, 10)), size, rng))
-    if rng.random() < 0.3:  # a little foreground clutter that may occlude the figure
-        front = Scene(rng, palette)
-        _clutter(front, int(rng.integers(1, 3)), 0.08)
-        _rasterise(draw, [(k, pts * size, w * size, c) for k, pts, w, c in front.ops])
-    small = np.asarray(img.resize((image_size, image_size), Image.LANCZOS), np.float32)
-    small += rng.standard_normal(small.shape, dtype=np.float32) * rng.uniform(2, 8)  # sensor noise
-    return Image.fromarray(np.clip(small, 0, 255).astype(np.uint8), "RGB")
-
-
-def _random_colour(rng: np.random.Generator) -> tuple[int, int, int]:
-    r, g, b = colorsys.hsv_to_rgb(rng.random(), rng.uniform(0.1, 1.0), rng.uniform(0.15, 1.0))
-    return int(r * 255), int(g * 255), int(b * 255)
-
-
-def sample_rng(seed: int, index: int) -> np.random.Generator:
-    """The random stream of sample ``index``: independent of generation order, so runs can be parallel."""
-    return np.random.default_rng([seed, index])
-
-
-def generate_demo_images(images_per_class: int, image_size: int, seed: int) -> Iterator[tuple[Image.Image, int]]:
-    """Yield ``images_per_class`` images of every class, interleaved (sample ``i`` has label ``i % 15``)."""
-    n = len(ACTION_CLASSES)
-    for i in range(images_per_class * n):
-        yield render_sample(i % n, sample_rng(seed, i), image_size), i % n

@@ -14,13 +14,14 @@ from __future__ import annotations
 import io
 import logging
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import datasets
 from tqdm.auto import tqdm
 
 from posevit.config import DataConfig
-from posevit.data.demo import generate_demo_images
+from posevit.data.demo import render_sample, sample_rng
 from posevit.errors import DataError
 from posevit.labels import ACTION_CLASSES
 
@@ -30,17 +31,24 @@ IMAGE = "image"
 LABELS = "labels"
 
 
+def _draw_png(job: tuple[int, int, int]) -> bytes:
+    """Sample `index` of the demo set, PNG-encoded (each sample has its own RNG stream)."""
+    index, image_size, seed = job
+    image = render_sample(index % len(ACTION_CLASSES), sample_rng(seed, index), image_size)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
 def demo_dataset(cfg: DataConfig) -> datasets.DatasetDict:
-    """Draw the embedded demo dataset (deterministic from `data.demo.seed`)."""
+    """Draw the embedded demo dataset (deterministic from `data.demo.seed`, in `data.num_proc` processes)."""
     demo = cfg.demo
     total = demo.images_per_class * len(ACTION_CLASSES)
-    images, labels = [], []
-    samples = generate_demo_images(demo.images_per_class, demo.image_size, demo.seed)
-    for image, label in tqdm(samples, total=total, desc="drawing demo images", unit="img"):
-        buffer = io.BytesIO()
-        image.save(buffer, format="PNG")
-        images.append({"bytes": buffer.getvalue(), "path": None})
-        labels.append(label)
+    jobs = [(index, demo.image_size, demo.seed) for index in range(total)]
+    with ProcessPoolExecutor(max_workers=cfg.num_proc) as pool:
+        encoded = list(tqdm(pool.map(_draw_png, jobs, chunksize=64), total=total, desc="drawing demo images", unit="img"))
+    images = [{"bytes": data, "path": None} for data in encoded]
+    labels = [index % len(ACTION_CLASSES) for index in range(total)]
     features = datasets.Features({IMAGE: datasets.Image(), LABELS: datasets.ClassLabel(names=list(ACTION_CLASSES))})
     return datasets.DatasetDict({"train": datasets.Dataset.from_dict({IMAGE: images, LABELS: labels}, features=features)})
 
