@@ -2,17 +2,20 @@
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 PYTHON ?= python3
-VENV := .venv
+VENV ?= .venv
+S3_PORT ?=
 BIN := $(abspath $(VENV))/bin
 # Stage commands in dvc.yaml say `python`: make it the project's interpreter.
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup demo test params lock clean help
+.PHONY: setup demo test params s3 s3-stop lock clean help
 
 help:
 	@echo "make demo   set up and run the whole pipeline on the embedded demo data (offline)"
 	@echo "make test   set up and run all tests"
 	@echo "make params regenerate params.yaml from conf/ (after editing conf/)"
+	@echo "make s3     start the local S3 server (SeaweedFS on 127.0.0.1), create buckets, configure the DVC remote"
+	@echo "make s3-stop  stop it"
 	@echo "make lock   re-resolve requirements/lock.txt from pyproject.toml (needs uv)"
 
 # The venv is rebuilt from the lock whenever the lock or pyproject changes.
@@ -27,9 +30,19 @@ setup: $(VENV)/.installed
 params: setup
 	python -m posevit.config
 
-demo: setup
-	dvc repro
-	dvc metrics show
+# The local S3 server: data in .s3/ (ignored); a second `make s3` only checks it and its config.
+s3: setup
+	python -m posevit.seaweed start $(if $(S3_PORT),--port $(S3_PORT))
+
+s3-stop: setup
+	python -m posevit.seaweed stop
+
+# The whole pipeline, publishing to the local S3, then every output versioned to the DVC remote.
+demo: setup s3
+	source .s3/env && dvc repro
+	dvc push
+	dvc metrics show metrics/train.json metrics/test.json
+	dvc metrics show metrics/push.json
 
 test: setup
 	python -m pytest

@@ -47,3 +47,55 @@ def action_dataset(labels: list[int], seed: int = 0) -> datasets.Dataset:
 def balanced_labels(per_class: int) -> list[int]:
     return [label for _ in range(per_class) for label in range(len(ACTION_CLASSES))]
 
+
+
+def tiny_bundle(directory: Path, seed: int = 0) -> Path:
+    """A real (untrained) model bundle, as the train stage writes it; `seed` changes its weights."""
+    import torch
+
+    from posevit.bundle import save_bundle
+    from posevit.config import ModelConfig
+    from posevit.models.factory import create_model
+    from posevit.transforms import model_data_config
+
+    torch.manual_seed(seed)
+    model = create_model(ModelConfig(name="vit_convstem_tiny"), num_classes=len(ACTION_CLASSES)).eval()
+    save_bundle(directory, model, {"model_name": "vit_convstem_tiny", "labels": list(ACTION_CLASSES),
+                                   "data_config": model_data_config(model)})
+    return directory
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory):
+    """A real SeaweedFS S3 server for the whole test session: free ports, temp dir, its own credentials."""
+    from posevit.seaweed import LocalS3, free_port
+
+    server = LocalS3(tmp_path_factory.mktemp("seaweedfs"), free_port())
+    server.start()
+    yield server
+    server.stop()
+
+
+def s3_environment(server) -> dict[str, str]:
+    """Environment for boto3's standard chain to find the test server (and never EC2 metadata)."""
+    return {**server.environment(), "AWS_EC2_METADATA_DISABLED": "true"}
+
+
+@pytest.fixture
+def aws_env(s3_server, monkeypatch: pytest.MonkeyPatch):
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in s3_environment(s3_server).items():
+        monkeypatch.setenv(name, value)
+    return s3_server
+
+
+_bucket_count = iter(range(10**6))
+
+
+@pytest.fixture
+def bucket(s3_server) -> str:
+    """A fresh, empty bucket on the test server."""
+    name = f"test-{os.getpid()}-{next(_bucket_count)}"
+    s3_server.create_buckets([name])
+    return name

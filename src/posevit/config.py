@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from posevit.errors import ConfigError
+from posevit.gate import TEST_METRIC_KEYS
 
 CONFIG_DIR = Path("conf")
 CONFIG_NAME = "config"
@@ -96,6 +97,13 @@ class EvaluateConfig(Schema):
 class PushCondition(Schema):
     metric: Annotated[str, Field(min_length=1)]
     threshold: float
+
+    @field_validator("metric")
+    @classmethod
+    def _known_metric(cls, metric: str) -> str:
+        if metric not in TEST_METRIC_KEYS:
+            raise ValueError(f"unknown metric; choose a key of metrics/test.json: {', '.join(TEST_METRIC_KEYS)}")
+        return metric
 
 
 class PushConfig(Schema):

@@ -1,0 +1,129 @@
+"""`make s3` / `make s3-stop` and the DVC S3 remote, for real: a project copy starts its own SeaweedFS,
+`dvc repro` publishes through the push stage, `dvc push` and a fresh clone's `dvc pull` restore every output."""
+
+from __future__ import annotations
+
+import filecmp
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from posevit.hashing import hash_directory
+from posevit.registry import ModelAddress, fetch_model, read_latest
+from posevit.s3client import make_client
+from posevit.seaweed import LocalS3, _port_free, free_port
+from tests.dvc_project import DvcProject, copy_project
+
+pytestmark = pytest.mark.slow
+
+VENV = Path(sys.executable).parent.parent
+
+
+def make(project: DvcProject, *args: str) -> subprocess.CompletedProcess[str]:
+    # -o: the test's own venv is already installed; never rebuild it from inside a test.
+    return project.run("make", "--no-print-directory", "-o", f"{VENV}/.installed", f"VENV={VENV}", *args)
+
+
+def source_env(project: DvcProject) -> dict[str, str]:
+    """What `source .s3/env` does."""
+    exports = (project.root / ".s3" / "env").read_text().splitlines()
+    return dict(line.removeprefix("export ").split("=", 1) for line in exports if line.startswith("export "))
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    """A smoke-config copy with its own `make s3` server, reproduced end to end including push."""
+    project = copy_project(tmp_path_factory.mktemp("s3") / "posevit", "experiment=smoke", "train.epochs=1",
+                           "push.conditions=[{metric:n_test,threshold:1}]")  # a bar the smoke model passes
+    port = free_port()
+    project.started = make(project, "s3", f"S3_PORT={port}")
+    project.server = LocalS3(project.root / ".s3")
+    try:
+        project.env.update(source_env(project), AWS_EC2_METADATA_DISABLED="true")
+        project.dvc("repro")
+        project.commit("reproduced")
+        yield project
+    finally:
+        make(project, "s3-stop")
+
+
+def test_make_s3_twice_is_harmless_and_configures_dvc_locally(project):
+    server = project.server
+    pid = int((project.root / ".s3" / "weed.pid").read_text())
+    assert "SeaweedFS started" in project.started.stdout
+    again = make(project, "s3")
+    assert "SeaweedFS already running" in again.stdout and f"PID {pid}" in again.stdout
+    assert Path(f"/proc/{pid}").exists() and server.running_pid() == pid
+
+    buckets = {b["Name"] for b in server.client().list_buckets()["Buckets"]}
+    assert {"posevit-dvc", "posevit-models"} <= buckets
+    local = (project.root / ".dvc" / "config.local").read_text()
+    key, secret = server.credentials()
+    assert f"endpointurl = {server.endpoint}" in local and secret in local
+    assert (project.root / ".dvc" / "config.local").stat().st_mode & 0o077 == 0
+    tracked = project.run("git", "ls-files").stdout
+    assert "config.local" not in tracked and ".s3/" not in tracked
+    for output in (project.started, again):
+        assert secret not in output.stdout + output.stderr
+    assert secret not in (project.root / ".s3" / "env").read_text()
+
+
+def test_repro_publishes_the_model_through_the_push_stage(project, monkeypatch):
+    receipt = json.loads((project.root / "metrics" / "push.json").read_text())
+    version = hash_directory(project.root / "models")
+    assert receipt["pushed"] is True and receipt["version"] == version
+    assert receipt["uri"] == f"s3://posevit-models/registry/posevit/{version}/"
+
+    for name, value in source_env(project).items():
+        monkeypatch.setenv(name, value)
+    client = make_client()
+    address = ModelAddress("posevit-models", "registry", "posevit")
+    assert read_latest(client, address)["version"] == version
+    fetched = fetch_model(client, address, cache_dir=project.root.parent / "cache", progress=False)
+    assert filecmp.cmp(fetched / "models" / "model.safetensors", project.root / "models" / "model.safetensors",
+                       shallow=False)
+    assert "up to date" in project.dvc("repro").stdout  # nothing changed: push does not run again
+
+
+def test_dvc_push_then_pull_in_a_fresh_clone_restores_every_output(project, tmp_path):
+    project.dvc("push")
+    clone = DvcProject(tmp_path / "clone")
+    clone.env = project.env
+    project.run("git", "clone", "-q", str(project.root), str(clone.root))
+    assert not (clone.root / "models").exists() and not (clone.root / "data" / "processed").exists()
+    # The clone's machine knows the remote's endpoint and keys the way `make s3` records them.
+    shutil.copy(project.root / ".dvc" / "config.local", clone.root / ".dvc" / "config.local")
+    clone.dvc("pull")
+
+    lock = yaml.safe_load((project.root / "dvc.lock").read_text())
+    outputs = {out["path"] for stage in lock["stages"].values() for out in stage.get("outs", [])}
+    assert {"data/processed", "models", "metrics/test.json", "metrics/push.json"} <= outputs
+    for output in sorted(outputs):
+        original, restored = project.root / output, clone.root / output
+        if original.is_dir():
+            files = sorted(p.relative_to(original) for p in original.rglob("*") if p.is_file())
+            assert files == sorted(p.relative_to(restored) for p in restored.rglob("*") if p.is_file()), output
+            assert all(filecmp.cmp(original / f, restored / f, shallow=False) for f in files), output
+        else:
+            assert filecmp.cmp(original, restored, shallow=False), output
+    status = clone.dvc("status")
+    assert "up to date" in status.stdout, status.stdout
+
+
+def test_make_s3_stop_stops_the_server_by_its_pid(tmp_path):
+    project = DvcProject(tmp_path)
+    shutil.copy(Path(__file__).parents[1] / "Makefile", tmp_path / "Makefile")
+    (tmp_path / ".dvc").mkdir()
+    (tmp_path / ".dvc" / "config").write_text("")
+    port = free_port()
+    server = LocalS3(tmp_path / ".s3", port)
+    pid = server.start()
+    assert make(project, "s3-stop").stdout.splitlines()[-1] == "stopped SeaweedFS"
+    assert not Path(f"/proc/{pid}/cmdline").exists() or not Path(f"/proc/{pid}/cmdline").read_bytes()
+    assert _port_free(port) and not (tmp_path / ".s3" / "weed.pid").exists()
+    assert make(project, "s3-stop").stdout.splitlines()[-1] == "SeaweedFS was not running"

@@ -1,0 +1,132 @@
+"""The S3 model registry against a real SeaweedFS: versions, verification, never-overwrite, a crash mid-upload."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from posevit.bundle import load_bundle
+from posevit.hashing import hash_directory
+from posevit.registry import ModelAddress, fetch_model, publish, read_latest
+from posevit.s3client import S3Error, make_client
+from tests.conftest import tiny_bundle
+
+
+def version_files(workspace, seed: int, accuracy: float = 0.9):
+    """A bundle plus test metrics and report, as the push stage uploads them: (version, files)."""
+    models = tiny_bundle(workspace / f"run{seed}" / "models", seed)
+    metrics = workspace / f"run{seed}" / "metrics"
+    metrics.mkdir(parents=True, exist_ok=True)
+    (metrics / "test.json").write_text(json.dumps({"accuracy": accuracy}))
+    (metrics / "report.xlsx").write_bytes(b"report " * 100)
+    files = {f"models/{p.name}": p for p in models.iterdir()}
+    files |= {"metrics/test.json": metrics / "test.json", "metrics/report.xlsx": metrics / "report.xlsx"}
+    return hash_directory(models), files
+
+
+def keys(client, bucket: str) -> set[str]:
+    return {item["Key"] for item in client.list_objects_v2(Bucket=bucket).get("Contents", [])}
+
+
+@pytest.fixture
+def address(bucket) -> ModelAddress:
+    return ModelAddress(bucket, "registry/team", "posevit")
+
+
+def test_publish_uploads_a_versioned_verified_tree_then_moves_latest(aws_env, address, tmp_path):
+    client = make_client()  # the standard chain: profile + endpoint from AWS_CONFIG_FILE
+    version, files = version_files(tmp_path, seed=0)
+    result = publish(client, address, version, files, record={"metrics": {"accuracy": 0.9}}, progress=False)
+
+    base = f"registry/team/posevit/{version}"
+    assert keys(client, address.bucket) == {
+        f"{base}/models/model.safetensors", f"{base}/models/config.json", f"{base}/metrics/test.json",
+        f"{base}/metrics/report.xlsx", f"{base}/manifest.json", "registry/team/posevit/latest.json"}
+    assert result.uri == f"s3://{address.bucket}/{base}/" and sorted(result.uploaded) == sorted(files)
+    latest = read_latest(client, address)
+    assert latest["version"] == version and latest["metrics"] == {"accuracy": 0.9}
+    manifest = json.loads(client.get_object(Bucket=address.bucket, Key=f"{base}/manifest.json")["Body"].read())
+    assert manifest["files"]["models/model.safetensors"]["size"] == files["models/model.safetensors"].stat().st_size
+
+    again = publish(client, address, version, files, progress=False)
+    assert again.already_published and again.uploaded == []
+
+
+def test_a_version_is_never_overwritten_with_different_content(aws_env, address, tmp_path):
+    client = make_client()
+    version, files = version_files(tmp_path, seed=0)
+    publish(client, address, version, files, progress=False)
+    latest_before = read_latest(client, address)
+
+    files["metrics/test.json"].write_text(json.dumps({"accuracy": 0.1}))  # same bundle, other metrics
+    with pytest.raises(S3Error, match="already published with different files"):
+        publish(client, address, version, files, progress=False)
+    # A stray object left in a version folder is not replaced either.
+    stray = address.key("f" * 16, "models", "config.json")
+    client.put_object(Bucket=address.bucket, Key=stray, Body=b"something else")
+    other_version, other_files = version_files(tmp_path, seed=1)
+    with pytest.raises(S3Error, match="already exists with different content"):
+        publish(client, address, "f" * 16, other_files, progress=False)
+    assert read_latest(client, address) == latest_before
+    assert client.get_object(Bucket=address.bucket, Key=stray)["Body"].read() == b"something else"
+
+
+def test_server_killed_mid_upload_keeps_latest_and_a_rerun_completes(aws_env, address, tmp_path):
+    client = make_client(retries=1)
+    first, first_files = version_files(tmp_path, seed=0)
+    publish(client, address, first, first_files, progress=False)
+    second, second_files = version_files(tmp_path, seed=1)
+
+    seen = []
+
+    def crash_during_weights(key: str, sent: int) -> None:
+        if key.endswith("model.safetensors") and sent > 0 and not seen:
+            seen.append(sent)
+            aws_env.kill()  # SIGKILL the S3 server while the request body is streaming
+
+    try:
+        with pytest.raises(S3Error, match="cannot reach S3"):
+            publish(client, address, second, second_files, progress=False, hook=crash_during_weights)
+    finally:
+        aws_env.start()
+    assert seen and seen[0] < second_files["models/model.safetensors"].stat().st_size
+    client = make_client()
+    assert read_latest(client, address)["version"] == first
+    assert not any(key.endswith(f"{second}/manifest.json") for key in keys(client, address.bucket))
+
+    publish(client, address, second, second_files, progress=False)
+    assert read_latest(client, address)["version"] == second
+    fetched = fetch_model(client, address, cache_dir=tmp_path / "cache", progress=False)
+    assert hash_directory(fetched / "models") == second
+
+
+def test_fetch_verifies_before_anything_loads(aws_env, address, tmp_path):
+    client = make_client()
+    with pytest.raises(S3Error, match="no model published"):
+        fetch_model(client, address, cache_dir=tmp_path / "cache")
+    first, first_files = version_files(tmp_path, seed=0)
+    second, second_files = version_files(tmp_path, seed=1)
+    publish(client, address, first, first_files, progress=False)
+    publish(client, address, second, second_files, progress=False)
+
+    latest = fetch_model(client, address, cache_dir=tmp_path / "cache", progress=False)
+    pinned = fetch_model(client, address, version=first, cache_dir=tmp_path / "cache", progress=False)
+    assert latest.name == second and pinned.name == first
+    assert load_bundle(pinned / "models").labels == load_bundle(first_files["models/config.json"].parent).labels
+    assert (pinned / "models" / "model.safetensors").read_bytes() == first_files["models/model.safetensors"].read_bytes()
+
+    # A damaged cache is downloaded again, not loaded.
+    (pinned / "models" / "model.safetensors").write_bytes(b"garbage")
+    again = fetch_model(client, address, version=first, cache_dir=tmp_path / "cache", progress=False)
+    assert (again / "models" / "model.safetensors").read_bytes() == first_files["models/model.safetensors"].read_bytes()
+
+    # Tampered bytes in S3 never reach the cache.
+    weights_key = address.key(second, "models", "model.safetensors")
+    client.delete_object(Bucket=address.bucket, Key=weights_key)
+    client.put_object(Bucket=address.bucket, Key=weights_key, Body=b"tampered")
+    with pytest.raises(S3Error, match="failed verification"):
+        fetch_model(client, address, version=second, cache_dir=tmp_path / "fresh-cache", progress=False)
+    assert not (tmp_path / "fresh-cache" / "posevit" / second).exists()
+    with pytest.raises(S3Error, match="not a complete published version"):
+        fetch_model(client, address, version="0" * 16, cache_dir=tmp_path / "cache", progress=False)
