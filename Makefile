@@ -4,11 +4,13 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 S3_PORT ?=
+CHROMIUM ?= /usr/bin/chromium
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 BIN := $(abspath $(VENV))/bin
 # Stage commands in dvc.yaml say `python`: make it the project's interpreter.
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup demo test params s3 s3-stop lock clean help
+.PHONY: setup demo test params s3 s3-stop app browser lock clean help
 
 help:
 	@echo "make demo   set up and run the whole pipeline on the embedded demo data (offline)"
@@ -16,6 +18,7 @@ help:
 	@echo "make params regenerate params.yaml from conf/ (after editing conf/)"
 	@echo "make s3     start the local S3 server (SeaweedFS on 127.0.0.1), create buckets, configure the DVC remote"
 	@echo "make s3-stop  stop it"
+	@echo "make app    serve the published model (else models/) in the Gradio page on http://127.0.0.1:7860"
 	@echo "make lock   re-resolve requirements/lock.txt from pyproject.toml (needs uv)"
 
 # The venv is rebuilt from the lock whenever the lock or pyproject changes.
@@ -44,12 +47,26 @@ demo: setup s3
 	dvc metrics show metrics/train.json metrics/test.json
 	dvc metrics show metrics/push.json
 
-test: setup
+# The browser tests drive Debian's Chromium through Playwright (Playwright's own download is not used).
+$(CHROMIUM):
+	$(SUDO) apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium
+
+browser: $(CHROMIUM)
+
+test: setup browser
 	python -m pytest
+
+# The Gradio app; APP_ARGS="--model registry:<version>" (or dvc:<rev>, or a bundle folder) picks another model.
+app: setup s3
+	source .s3/env && python app.py $(APP_ARGS)
 
 lock:
 	uv pip compile pyproject.toml --extra dev --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
 		-c requirements/pins.txt -o requirements/lock.txt --annotation-style line
+	# The serving image's subset, at the same versions (Dockerfile).
+	uv pip compile pyproject.toml --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
+		-c requirements/lock.txt -o requirements/runtime.txt --annotation-style line
 
 clean:
 	rm -rf $(VENV) .pytest_cache

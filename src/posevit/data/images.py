@@ -70,7 +70,7 @@ def _orientation(image: Image.Image) -> int:
         return 1
 
 
-def open_image(data: bytes, max_pixels: int) -> Image.Image:
+def open_image(data: bytes, max_pixels: int, limit_name: str = "data.max_image_pixels") -> Image.Image:
     """Open, size-check and fully decode encoded image bytes (first frame of animations)."""
     try:
         image = Image.open(io.BytesIO(data))
@@ -83,7 +83,7 @@ def open_image(data: bytes, max_pixels: int) -> Image.Image:
     width, height = image.size
     # Checked on the header, before decoding, so a decompression bomb never allocates.
     if width * height > max_pixels:
-        raise ImageError(f"too large: {width}x{height} = {width * height:,} pixels > data.max_image_pixels={max_pixels:,}")
+        raise ImageError(f"too large: {width}x{height} = {width * height:,} pixels > {limit_name}={max_pixels:,}")
     if width < 1 or height < 1:
         raise ImageError(f"empty image ({width}x{height})")
     try:
@@ -92,6 +92,15 @@ def open_image(data: bytes, max_pixels: int) -> Image.Image:
     except Exception as exc:  # truncated or corrupt pixel data
         raise ImageError(f"cannot decode: {exc}") from None
     return image
+
+
+def decode_rgb(data: bytes, max_pixels: int, limit_name: str = "data.max_image_pixels") -> Image.Image:
+    """Decode `data` to an upright RGB image (first frame), or raise ImageError saying why."""
+    image = open_image(data, max_pixels, limit_name)
+    try:
+        return to_rgb(ImageOps.exif_transpose(image))
+    except Exception as exc:
+        raise ImageError(f"cannot convert mode {image.mode} to RGB: {exc}") from None
 
 
 def normalise_image(data: bytes, max_pixels: int) -> NormalisedImage:

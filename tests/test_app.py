@@ -1,0 +1,219 @@
+"""The Gradio app for real: `python app.py` on a free port, driven by gradio_client and headless Chromium."""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from gradio_client import Client, handle_file
+from PIL import Image
+
+from posevit.labels import ACTION_CLASSES
+from posevit.seaweed import free_port
+from tests.conftest import ROOT, tiny_bundle
+from tests.test_uploads import ODD_BUT_FINE, encode, exif_rotated_jpeg, png_with_declared_size
+
+pytestmark = pytest.mark.timeout(600)
+CHROMIUM = "/usr/bin/chromium"  # Debian's (make test installs it); Playwright's own download is not used
+TEST_METRICS = {"accuracy": 0.918, "accuracy_ci_low": 0.902, "accuracy_ci_high": 0.933, "f1_weighted": 0.917,
+                "f1_macro": 0.916, "n_test": 1200}
+
+
+class RunningApp:
+    def __init__(self, tmp: Path, *args: str, env: dict[str, str] | None = None) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/"
+        self.log = tmp / f"app-{self.port}.log"
+        environment = {**os.environ, "POSEVIT_CACHE": str(tmp / "cache"), "AWS_EC2_METADATA_DISABLED": "true",
+                       **(env or {})}
+        with self.log.open("w") as log:
+            self.process = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--port", str(self.port), *args],
+                                            cwd=tmp, env=environment, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                if httpx.get(self.url, timeout=2).status_code in (200, 401):
+                    return
+            except httpx.HTTPError:
+                pass
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise AssertionError(f"app did not start:\n{self.log.read_text()}")
+            time.sleep(0.5)
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    """A folder laid out like a project after `dvc repro`: models/ and metrics/test.json."""
+    root = tmp_path_factory.mktemp("app")
+    tiny_bundle(root / "models")
+    (root / "metrics").mkdir()
+    (root / "metrics" / "test.json").write_text(json.dumps(TEST_METRICS))
+    (root / "upload.png").write_bytes(encode(Image.new("RGB", (320, 240), (200, 120, 40)), "PNG"))
+    return root
+
+
+@pytest.fixture(scope="module")
+def app(project):
+    running = RunningApp(project, "--model", "models", "--max-file-mb", "1")
+    yield running
+    running.stop()
+
+
+def classify(client: Client, path: Path | str, explain: bool = True):
+    return client.predict(handle_file(str(path)), explain, api_name="/predict")
+
+
+def test_predict_returns_every_probability_a_heat_map_and_the_time(app, project):
+    client = Client(app.url, verbose=False)
+    top, heat_map, timing, everything = classify(client, project / "upload.png")
+    assert list(everything) == list(ACTION_CLASSES)
+    assert abs(sum(everything.values()) - 1.0) < 1e-4 and all(0 <= p <= 1 for p in everything.values())
+    assert top["label"] == max(everything, key=everything.get) and len(top["confidences"]) == 5
+    assert Image.open(heat_map).size == (288, 288)  # the model's 96 px centre crop, coloured, shown 3x
+    assert "Inference" in timing and "ms" in timing and "image 320×240" in timing
+    _, no_heat_map, _, _ = classify(client, project / "upload.png", explain=False)
+    assert no_heat_map is None
+
+
+def test_odd_images_are_classified(app, tmp_path):
+    client = Client(app.url, verbose=False)
+    for name, make in {**ODD_BUT_FINE, "exif": exif_rotated_jpeg}.items():
+        path = tmp_path / f"{name.replace(' ', '_')}.img"
+        path.write_bytes(make())
+        assert abs(sum(classify(client, path, explain=False)[3].values()) - 1) < 1e-4, name
+
+
+@pytest.mark.parametrize("name, data, message", [
+    ("notes.txt", b"definitely not a picture", "not an image PIL can read"),
+    ("truncated.png", encode(Image.effect_noise((64, 64), 80).convert("RGB"), "PNG")[:900], "Cannot use this file"),
+    ("bomb.png", png_with_declared_size(30000, 30000), "too large"),
+    ("huge.bmp", b"BM" + b"\0" * (1100 * 1024), "exceeds the maximum file size"),  # over --max-file-mb 1
+])
+def test_bad_uploads_get_an_error_and_the_server_keeps_serving(app, project, tmp_path, name, data, message):
+    client = Client(app.url, verbose=False)
+    (tmp_path / name).write_bytes(data)
+    with pytest.raises(Exception) as error:
+        classify(client, tmp_path / name)
+    assert message in str(error.value)
+    assert abs(sum(classify(client, project / "upload.png", explain=False)[3].values()) - 1) < 1e-4
+
+
+def test_the_server_itself_refuses_oversized_uploads(app):
+    """Not only the client: a raw multipart upload over --max-file-mb is refused by the server."""
+    response = httpx.post(app.url + "gradio_api/upload", files={"files": ("big.png", b"\0" * (1100 * 1024))},
+                          timeout=30)
+    assert response.status_code == 413, response.text
+
+
+def test_urls_are_never_fetched_by_the_server(app, project):
+    requests = []
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    listener.settimeout(0.1)
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}/person.png"
+    client = Client(app.url, verbose=False)
+    with pytest.raises(Exception, match="does not fetch images from URLs"):
+        client.predict({"path": url, "url": url, "meta": {"_type": "gradio.FileData"}}, True, api_name="/predict")
+    try:
+        requests.append(listener.accept())
+    except TimeoutError:
+        pass
+    listener.close()
+    assert requests == []
+    assert abs(sum(classify(client, project / "upload.png", explain=False)[3].values()) - 1) < 1e-4
+
+
+def test_binds_loopback_only_and_shows_the_model_card(app):
+    port_hex = f"{app.port:04X}"
+    listening = [line.split()[1] for line in Path("/proc/net/tcp").read_text().splitlines()[1:]
+                 if line.split()[1].endswith(":" + port_hex) and line.split()[3] == "0A"]
+    assert listening == [f"0100007F:{port_hex}"]  # 127.0.0.1 only
+    config = httpx.get(app.url + "config", timeout=10).json()
+    card = next(c["props"]["value"] for c in config["components"] if c["props"].get("elem_id") == "model-card")
+    assert "vit_convstem_tiny" in card and "0.918" in card and "0.902" in card and "local folder models" in card
+
+
+def test_the_docker_healthcheck_command(app):
+    """The Dockerfile's HEALTHCHECK runs `python app.py --healthcheck`: 0 while the app answers, 1 when not."""
+    assert 'CMD ["python", "app.py", "--healthcheck"]' in (ROOT / "Dockerfile").read_text()
+    check = [sys.executable, str(ROOT / "app.py"), "--healthcheck", "--port"]
+    assert subprocess.run([*check, str(app.port)], timeout=60).returncode == 0
+    assert subprocess.run([*check, str(free_port())], timeout=60).returncode == 1
+
+
+def test_login_from_environment_variables(project):
+    running = RunningApp(project, "--model", "models", env={"POSEVIT_USER": "ana", "POSEVIT_PASSWORD": "s3cret-pw"})
+    try:
+        with pytest.raises(Exception):
+            classify(Client(running.url, verbose=False), project / "upload.png")
+        healthcheck = [sys.executable, str(ROOT / "app.py"), "--healthcheck", "--port", str(running.port)]
+        assert subprocess.run(healthcheck, timeout=60).returncode == 0  # the login page counts as healthy
+        authed = Client(running.url, auth=("ana", "s3cret-pw"), verbose=False)
+        assert len(classify(authed, project / "upload.png", explain=False)[3]) == 15
+    finally:
+        running.stop()
+    assert "s3cret-pw" not in running.log.read_text()
+
+
+def test_no_model_anywhere_exits_with_how_to_get_one(tmp_path):
+    result = subprocess.run([sys.executable, str(ROOT / "app.py")], cwd=tmp_path, capture_output=True, text=True,
+                            env={**{k: v for k, v in os.environ.items() if not k.startswith("AWS_")},
+                                 "POSEVIT_CACHE": str(tmp_path / "cache"), "AWS_EC2_METADATA_DISABLED": "true"},
+                            timeout=120)
+    assert result.returncode == 2
+    assert "no model to serve" in result.stderr and "make demo" in result.stderr and "dvc pull" in result.stderr
+
+
+def test_the_serving_path_never_unpickles():
+    """No pickle, torch.load or joblib anywhere between a published model and the page."""
+    modules = [ROOT / "app.py"] + [ROOT / "src" / "posevit" / f"{name}.py" for name in
+                                   ("app_ui", "inference", "model_source", "bundle", "registry", "examples")]
+    for module in modules:
+        tree = ast.parse(module.read_text())
+        names = {node.id for node in ast.walk(tree) if isinstance(node, ast.Name)}
+        names |= {f"{node.value.id}.{node.attr}" for node in ast.walk(tree)
+                  if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)}
+        imports = {alias.name for node in ast.walk(tree) if isinstance(node, (ast.Import, ast.ImportFrom))
+                   for alias in node.names} | {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+        assert not ({"pickle", "dill", "joblib", "cloudpickle"} & (imports | names)), module
+        assert "torch.load" not in names, module
+
+
+def test_a_person_uploads_a_photo_in_chromium_and_sees_the_actions(app, project, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"] if os.geteuid() == 0 else [])
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.goto(app.url)
+            page.locator("#photo input[type=file]").set_input_files(str(project / "upload.png"))
+            page.locator("#classify").click()
+            page.wait_for_function(
+                "labels => labels.some(l => document.querySelector('#labels').innerText.includes(l))",
+                arg=list(ACTION_CLASSES), timeout=60_000)
+            page.wait_for_function("document.querySelector('#timing').innerText.includes('ms')", timeout=30_000)
+            shown = page.locator("#labels").inner_text()
+            page.screenshot(path=str(tmp_path / "app.png"), full_page=True)
+        finally:
+            browser.close()
+    assert any(label in shown for label in ACTION_CLASSES) and "%" in shown
+    assert Image.open(tmp_path / "app.png").size[0] == 1280
