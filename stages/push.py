@@ -6,6 +6,7 @@ nothing was published. An S3 problem is an error (exit 2) that leaves latest.jso
 
 import json
 import logging
+import os
 from pathlib import Path
 
 from posevit.bundle import MODELS_DIR, read_bundle_config
@@ -41,6 +42,14 @@ def main() -> None:
                  result.value, result.threshold)
     if not all(result.passed for result in results):
         log.info("quality bar not met: nothing published")
+        write_json(RECEIPT, receipt)
+        return
+
+    experiment = os.environ.get("DVC_EXP_NAME")
+    if experiment and not cfg.from_experiments:
+        receipt["skipped"] = (f"DVC experiment {experiment!r}: experiments do not publish (push.from_experiments); "
+                              f"promote it with `dvc exp apply {experiment}` then `dvc repro --force --single-item push`")
+        log.info("passed the bar, not published: %s", receipt["skipped"])
         write_json(RECEIPT, receipt)
         return
 

@@ -125,3 +125,16 @@ def test_s3_faults_fail_clearly_keep_latest_and_print_no_secret(workspace, good_
     assert message in result.stderr and "Traceback" not in result.stderr
     assert secret not in result.stdout + result.stderr and "wrong-" not in result.stdout + result.stderr
     assert latest_bytes(s3_server, workspace.bucket) == before
+
+
+def test_dvc_experiments_do_not_publish_unless_asked(workspace, good_env, s3_server):
+    experiment_env = {**good_env, "DVC_EXP_NAME": "sweep-point-3"}
+    result = workspace.push(experiment_env)
+    assert result.returncode == 0, result.stderr
+    assert workspace.receipt["pushed"] is False and "dvc exp apply sweep-point-3" in workspace.receipt["skipped"]
+    assert workspace.receipt["conditions"]["accuracy"]["passed"] is True
+    assert "Contents" not in s3_server.client().list_objects_v2(Bucket=workspace.bucket)
+
+    workspace.configure("push.from_experiments=true")
+    assert workspace.push(experiment_env).returncode == 0
+    assert workspace.receipt["pushed"] is True

@@ -113,6 +113,7 @@ class PushConfig(Schema):
     endpoint_url: str | None = None
     region: str = "us-east-1"
     conditions: list[PushCondition] = []
+    from_experiments: bool = False
 
 
 class PipelineConfig(Schema):
