@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import openpyxl
 import pytest
@@ -85,6 +87,13 @@ def test_workbook_numbers_equal_the_metrics(tmp_path, predictions):
     misclassified = list(book["Misclassified"].iter_rows(min_row=2, values_only=True))
     assert len(misclassified) == int((predictions.predicted != predictions.targets).sum())
     assert book["Per class"]._charts, "the per-class chart is missing"
+
+    time.sleep(1.1)  # a later second: the same evaluation must still give the same bytes
+    again = tmp_path / "again.xlsx"
+    write_report(again, metrics=metrics, per_class=per_class_metrics(predictions, NAMES), matrix=matrix,
+                 confusions=hardest_confusions(matrix, NAMES), predictions=predictions, names=NAMES,
+                 about={"model_name": "vit_convstem_tiny", "model_version": "abc123"})
+    assert again.read_bytes() == path.read_bytes()
 
 
 def check_workbook(path, metrics: dict) -> None:

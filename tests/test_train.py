@@ -13,6 +13,7 @@ import pytest
 
 from posevit.bundle import load_bundle
 from posevit.config import load_params
+from posevit.hashing import hash_directory
 from posevit.training import TrainPaths, train
 from tests.dvc_project import copy_project
 from tests.test_evaluation import check_workbook
@@ -65,7 +66,7 @@ def test_evaluate_without_a_bundle_fails_clearly(project, tmp_path):
     assert "Traceback" not in result.stderr
 
 
-def test_same_params_and_seed_give_identical_val_metrics(project, tmp_path, monkeypatch):
+def test_same_params_and_seed_give_identical_val_metrics_and_bundle(project, tmp_path, monkeypatch):
     monkeypatch.chdir(project.root)
     cfg = load_params()
     runs = [train(cfg, TrainPaths(models=tmp_path / f"m{i}", checkpoints=tmp_path / f"c{i}", live=tmp_path / f"l{i}"))
@@ -73,6 +74,8 @@ def test_same_params_and_seed_give_identical_val_metrics(project, tmp_path, monk
     assert runs[0]["best_val_acc"] == runs[1]["best_val_acc"]
     history = [(tmp_path / f"l{i}/plots/metrics/val/loss.tsv").read_text().splitlines() for i in range(2)]
     assert [row.split("\t")[1:] for row in history[0]] == [row.split("\t")[1:] for row in history[1]]
+    # Byte-identical bundles: one registry version per model, however often it is retrained.
+    assert hash_directory(tmp_path / "m0") == hash_directory(tmp_path / "m1")
 
 
 def test_a_killed_run_resumes_from_its_last_checkpoint(tmp_path_factory):

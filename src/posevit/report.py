@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,18 @@ from posevit.evaluation import Predictions
 _HEAT = {"type": "3_color_scale", "min_color": "#F8696B", "mid_color": "#FFEB84", "max_color": "#63BE7B"}
 
 
+# Workbooks carry a creation time; a fixed one keeps the same evaluation byte-identical (stable
+# DVC hashes, and the registry can tell "same model, same evidence" from "different evidence").
+FIXED_CREATED = datetime(2000, 1, 1, tzinfo=timezone.utc)
+
+
+def reproducible_workbook(path: Path) -> xlsxwriter.Workbook:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    workbook = xlsxwriter.Workbook(str(path))
+    workbook.set_properties({"created": FIXED_CREATED})
+    return workbook
+
+
 def _top_k(probabilities: np.ndarray, names: list[str], k: int = 3) -> str:
     order = np.argsort(probabilities)[::-1][:k]
     return ", ".join(f"{names[i]} {probabilities[i]:.2f}" for i in order)
@@ -22,8 +35,7 @@ def write_report(path: Path, *, metrics: dict[str, Any], per_class: list[dict[st
                  confusions: list[dict[str, Any]], predictions: Predictions, names: list[str],
                  about: dict[str, Any]) -> None:
     """Summary, Per class (+ chart), Confusion matrix, Hardest confusions, Misclassified."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    workbook = xlsxwriter.Workbook(str(path))
+    workbook = reproducible_workbook(path)
     bold = workbook.add_format({"bold": True})
     ratio = workbook.add_format({"num_format": "0.0000"})
     header = workbook.add_format({"bold": True, "bg_color": "#DDEBF7", "border": 1, "text_wrap": True})

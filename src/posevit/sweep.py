@@ -173,10 +173,9 @@ def plot_sweep(settings: list[Setting], path: Path, level: float = 0.95) -> None
 
 def write_workbook(settings: list[Setting], path: Path, level: float = 0.95) -> None:
     """Runs (one row each), Settings (aggregated; best highlighted; overlap with the best flagged), a chart."""
-    import xlsxwriter
+    from posevit.report import reproducible_workbook
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    workbook = xlsxwriter.Workbook(str(path))
+    workbook = reproducible_workbook(path)
     bold = workbook.add_format({"bold": True, "bg_color": "#DDEBF7", "border": 1})
     number = workbook.add_format({"num_format": "0.0000"})
     best_format = workbook.add_format({"bg_color": "#C6EFCE", "bold": True})

@@ -146,7 +146,8 @@ def train(cfg: PipelineConfig, paths: TrainPaths = TrainPaths()) -> dict[str, An
         "data_config": data_config,
         "freeze_blocks": cfg.model.freeze_blocks,
         "params": cfg.model_dump(include={"model", "train", "trainer"}, mode="json"),
-        "metrics": metrics,
+        # Timings stay out: they vary run to run, and the bundle's bytes name its registry version.
+        "metrics": {key: metrics[key] for key in ("best_val_acc", "best_epoch", "epochs")},
         "versions": {"posevit": posevit.__version__, "timm": _version("timm"), "torch": torch.__version__},
     })
     shutil.rmtree(paths.checkpoints, ignore_errors=True)
