@@ -15,6 +15,7 @@ from PIL import Image
 from scipy import stats
 
 from posevit.sweep import SweepRun, plot_sweep, runs_from_dvc_exp, runs_from_hydra, summarise, t_interval, write_workbook
+from tests.conftest import ROOT
 from tests.dvc_project import copy_project
 
 
@@ -64,6 +65,21 @@ def test_plot_and_workbook(tmp_path):
     assert sheet._charts
 
 
+def test_slurm_launcher_asks_for_the_trainers_nodes_and_gpus():
+    from hydra import compose, initialize_config_dir
+    from hydra.utils import get_class
+    from omegaconf import OmegaConf
+
+    with initialize_config_dir(str(ROOT / "conf"), version_base=None):
+        cfg = compose("config", overrides=["hydra/launcher=slurm", "trainer=multinode"], return_hydra_config=True)
+    launcher = OmegaConf.to_container(cfg.hydra.launcher, resolve=True)
+    assert (launcher["nodes"], launcher["tasks_per_node"], launcher["gpus_per_node"]) == (2, 8, 8)
+    assert get_class(launcher["_target_"]).__name__ == "SlurmLauncher"
+    with initialize_config_dir(str(ROOT / "conf"), version_base=None):
+        parallel = compose("config", overrides=["hydra/launcher=parallel"], return_hydra_config=True)
+    assert get_class(parallel.hydra.launcher._target_).__name__ == "JoblibLauncher"
+
+
 @pytest.mark.slow
 def test_two_point_sweep_with_hydra_multirun_and_with_the_dvc_queue(tmp_path_factory):
     project = copy_project(tmp_path_factory.mktemp("sweep") / "posevit", "experiment=smoke")
@@ -71,10 +87,12 @@ def test_two_point_sweep_with_hydra_multirun_and_with_the_dvc_queue(tmp_path_fac
     project.commit("preprocessed")
     tracked_before = project.run("git", "status", "--porcelain").stdout
 
-    # Hydra: 2 settings x 2 seeds, each in its own run directory, DVC outputs untouched.
+    # Hydra: 2 settings x 2 seeds as 2 parallel processes (joblib launcher), each in its own run
+    # directory, DVC outputs untouched.
     sweep_dir = project.root.parent / "multirun"
-    project.run(sys.executable, "-m", "stages.sweep", "--multirun", "experiment=smoke", "model.freeze_blocks=0,1",
-                "train.seed=0,1", f"hydra.sweep.dir={sweep_dir}")
+    launched = project.run(sys.executable, "-m", "stages.sweep", "--multirun", "hydra/launcher=parallel",
+                           "experiment=smoke", "model.freeze_blocks=0,1", "train.seed=0,1", f"hydra.sweep.dir={sweep_dir}")
+    assert "Joblib.Parallel(n_jobs=2" in launched.stdout + launched.stderr
     assert sorted(p.name for p in sweep_dir.iterdir() if p.is_dir()) == ["0", "1", "2", "3"]
     assert all((sweep_dir / job / "models" / "model.safetensors").is_file() for job in "0123")
     assert project.run("git", "status", "--porcelain").stdout == tracked_before and not (project.root / "models").exists()
