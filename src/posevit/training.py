@@ -87,10 +87,12 @@ def _stamp(checkpoints: Path) -> Path:
     return checkpoints.with_name(checkpoints.name + ".fingerprint")
 
 
-def best_weights(checkpoint: Path) -> dict[str, torch.Tensor]:
-    """The model's tensors from a Lightning checkpoint (tensors only: nothing unpickled)."""
-    state = torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"]
-    return {name.removeprefix("model."): tensor for name, tensor in state.items() if name.startswith("model.")}
+def best_weights(checkpoint: Path) -> tuple[dict[str, torch.Tensor], int]:
+    """The model's tensors and the 0-based epoch from a Lightning checkpoint, read once (weights only)."""
+    saved = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    weights = {name.removeprefix("model."): tensor for name, tensor in saved["state_dict"].items()
+               if name.startswith("model.")}
+    return weights, int(saved["epoch"])
 
 
 def train(cfg: PipelineConfig, paths: TrainPaths = TrainPaths()) -> dict[str, Any] | None:
@@ -128,8 +130,8 @@ def train(cfg: PipelineConfig, paths: TrainPaths = TrainPaths()) -> dict[str, An
     if not trainer.is_global_zero:
         return None
 
-    model.load_state_dict(best_weights(Path(checkpoint.best_model_path)))
-    best_epoch = int(torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=True)["epoch"])
+    weights, best_epoch = best_weights(Path(checkpoint.best_model_path))
+    model.load_state_dict(weights)
     metrics = {
         "best_val_acc": round(float(checkpoint.best_model_score), 6),
         "best_epoch": best_epoch + 1,
