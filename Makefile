@@ -10,11 +10,12 @@ BIN := $(abspath $(VENV))/bin
 # Stage commands in dvc.yaml say `python`: make it the project's interpreter.
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup demo test params s3 s3-stop app browser lock clean help
+.PHONY: setup demo test lint format params s3 s3-stop app serve browser lock clean help
 
 help:
 	@echo "make demo   set up and run the whole pipeline on the embedded demo data (offline)"
-	@echo "make test   set up and run all tests"
+	@echo "make test   set up, lint and run all tests"
+	@echo "make lint   ruff (lint + format check) and mypy; make format rewrites the files"
 	@echo "make params regenerate params.yaml from conf/ (after editing conf/)"
 	@echo "make s3     start the local S3 server (SeaweedFS on 127.0.0.1), create buckets, configure the DVC remote"
 	@echo "make s3-stop  stop it"
@@ -31,14 +32,14 @@ $(VENV)/.installed: pyproject.toml requirements/lock.txt
 setup: $(VENV)/.installed
 
 params: setup
-	python -m posevit.config
+	python -m posevit.core.config
 
 # The local S3 server: data in .s3/ (ignored); a second `make s3` only checks it and its config.
 s3: setup
-	python -m posevit.seaweed start $(if $(S3_PORT),--port $(S3_PORT))
+	python -m posevit.devtools.local_s3 start $(if $(S3_PORT),--port $(S3_PORT))
 
 s3-stop: setup
-	python -m posevit.seaweed stop
+	python -m posevit.devtools.local_s3 stop
 
 # The whole pipeline, publishing to the local S3, then every output versioned to the DVC remote.
 demo: setup s3
@@ -54,7 +55,19 @@ $(CHROMIUM):
 
 browser: $(CHROMIUM)
 
-test: setup browser
+# gradio writes .pyi stubs next to modules that subclass its components (ignored by git);
+# they would shadow the real source for mypy, so they go before each check.
+lint: setup
+	ruff check .
+	ruff format --check .
+	find src -name '*.pyi' -delete
+	mypy
+
+format: setup
+	ruff check --fix .
+	ruff format .
+
+test: setup browser lint
 	python -m pytest
 
 # The Gradio app; APP_ARGS="--model registry:<version>" (or dvc:<rev>, or a bundle folder) picks another model.

@@ -10,23 +10,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
-from benchmarks.common import machine, matmul_peak_tflops
-from posevit.bundle import load_bundle, save_bundle
-from posevit.config import ModelConfig
-from posevit.inference import Predictor
-from posevit.labels import ACTION_CLASSES
-from posevit.models.factory import create_model
-from posevit.transforms import model_data_config
+from benchmarks.common import VIT_B16, machine, matmul_peak_tflops, random_bundle
+from posevit.serve.predictor import Predictor
 
-MODEL = ModelConfig(name="vit_base_patch16_224")
+MODEL = VIT_B16
 
 
 def percentiles(seconds: list[float]) -> dict[str, float]:
@@ -50,12 +43,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=30)
     args = parser.parse_args()
     rng = np.random.default_rng(0)
-    photo = Image.fromarray(rng.integers(0, 256, (12, 16, 3), dtype=np.uint8)).resize((640, 480), Image.BICUBIC)
-    with tempfile.TemporaryDirectory() as directory:
-        model = create_model(MODEL, num_classes=len(ACTION_CLASSES))
-        save_bundle(Path(directory) / "models", model, {"model_name": MODEL.name, "labels": list(ACTION_CLASSES),
-                                                        "data_config": model_data_config(model)})
-        bundle = load_bundle(Path(directory) / "models")
+    photo = Image.fromarray(rng.integers(0, 256, (12, 16, 3), dtype=np.uint8)).resize((640, 480), Image.Resampling.BICUBIC)
+    bundle = random_bundle(MODEL)
     predictor = Predictor(bundle)
     app = time_calls(lambda: predictor.predict(photo), args.runs)
 

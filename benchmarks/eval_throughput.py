@@ -10,32 +10,25 @@ from __future__ import annotations
 
 import argparse
 import json
-import tempfile
 import time
-from pathlib import Path
 
 import datasets
 import numpy as np
 import torch
 from PIL import Image
-
 from torch.utils.flop_counter import FlopCounterMode
 
-from benchmarks.common import machine, matmul_peak_tflops
-from posevit.bundle import load_bundle, save_bundle
-from posevit.config import ModelConfig
-from posevit.evaluation import predict
-from posevit.labels import ACTION_CLASSES
-from posevit.models.factory import create_model
-from posevit.transforms import model_data_config
+from benchmarks.common import VIT_B16, machine, matmul_peak_tflops, random_bundle
+from posevit.core.labels import ACTION_CLASSES
+from posevit.evaluate.predict import predict
 
-MODEL = ModelConfig(name="vit_base_patch16_224")
+MODEL = VIT_B16
 
 
 def photo_like_split(count: int) -> datasets.Dataset:
     """Smooth random images of photo size (decoding and resizing are part of the work)."""
     rng = np.random.default_rng(0)
-    images = [Image.fromarray(rng.integers(0, 256, (12, 16, 3), dtype=np.uint8)).resize((640, 480), Image.BICUBIC)
+    images = [Image.fromarray(rng.integers(0, 256, (12, 16, 3), dtype=np.uint8)).resize((640, 480), Image.Resampling.BICUBIC)
               for _ in range(count)]
     features = datasets.Features({"image": datasets.Image(), "labels": datasets.ClassLabel(names=list(ACTION_CLASSES)),
                                   "id": datasets.Value("string")})
@@ -59,11 +52,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     args = parser.parse_args()
     split = photo_like_split(args.images)
-    with tempfile.TemporaryDirectory() as directory:
-        model = create_model(MODEL, num_classes=15)
-        save_bundle(Path(directory) / "models", model, {"model_name": MODEL.name, "labels": list(ACTION_CLASSES),
-                                                        "data_config": model_data_config(model)})
-        bundle = load_bundle(Path(directory) / "models")
+    bundle = random_bundle(MODEL)
     predict(bundle, split.select(range(args.batch_size)), args.batch_size)  # warm-up
     start = time.perf_counter()
     predict(bundle, split, args.batch_size)

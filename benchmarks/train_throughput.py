@@ -21,11 +21,11 @@ from torch.utils.data import DataLoader, Dataset
 from torch.utils.flop_counter import FlopCounterMode
 
 from benchmarks.common import machine, matmul_peak_tflops
-from posevit.config import ModelConfig, TrainConfig
-from posevit.lit_module import ActionClassifier
+from posevit.core.config import ModelConfig, TrainConfig
+from posevit.core.precision import resolve_precision
 from posevit.models.factory import create_model
 from posevit.models.freeze import freeze_blocks
-from posevit.precision import resolve_precision
+from posevit.train.lightning_module import ActionClassifier
 
 MODEL = ModelConfig(name="vit_base_patch16_224", pretrained=False, freeze_blocks=2)
 BATCH, SIZE, CLASSES = 16, 224, 15

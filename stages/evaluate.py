@@ -1,8 +1,8 @@
 """DVC stage `evaluate`: models/ + data/processed/test -> metrics/test.json, plots, metrics/report.xlsx."""
 
-from posevit.config import load_params
-from posevit.evaluate_run import evaluate
-from posevit.stage import run_stage
+from posevit.core.config import load_params
+from posevit.core.entrypoint import run_stage
+from posevit.evaluate.run import evaluate
 
 
 def main() -> None:

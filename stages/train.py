@@ -1,9 +1,9 @@
 """DVC stage `train`: data/processed/{train,val} -> models/ (bundle) + metrics/train.json + curves."""
 
-from posevit.config import load_params
-from posevit.stage import run_stage, write_json
-from posevit.training import TrainPaths, train
-from posevit.training_plots import plot_training_curves
+from posevit.core.config import load_params
+from posevit.core.entrypoint import run_stage, write_json
+from posevit.train.curves import plot_training_curves
+from posevit.train.loop import TrainPaths, train
 
 
 def main() -> None:

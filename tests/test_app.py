@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import ast
+import contextlib
 import json
 import os
 import socket
@@ -14,12 +14,14 @@ from pathlib import Path
 import httpx
 import pytest
 from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError, AuthenticationError
 from PIL import Image
 
-from posevit.labels import ACTION_CLASSES
-from posevit.seaweed import free_port
-from tests.conftest import ROOT, tiny_bundle
-from tests.test_uploads import ODD_BUT_FINE, encode, exif_rotated_jpeg, png_with_declared_size
+from posevit.core.labels import ACTION_CLASSES
+from posevit.devtools.local_s3 import free_port
+from tests.helpers import ROOT
+from tests.helpers.bundles import tiny_bundle
+from tests.helpers.images import ODD_BUT_FINE, encode, exif_rotated_jpeg, png_with_declared_size
 
 pytestmark = pytest.mark.timeout(600)
 CHROMIUM = "/usr/bin/chromium"  # Debian's (make test installs it); Playwright's own download is not used
@@ -99,16 +101,19 @@ def test_odd_images_are_classified(app, tmp_path):
         assert abs(sum(classify(client, path, explain=False)[3].values()) - 1) < 1e-4, name
 
 
-@pytest.mark.parametrize("name, data, message", [
-    ("notes.txt", b"definitely not a picture", "not an image PIL can read"),
-    ("truncated.png", encode(Image.effect_noise((64, 64), 80).convert("RGB"), "PNG")[:900], "Cannot use this file"),
-    ("bomb.png", png_with_declared_size(30000, 30000), "too large"),
-    ("huge.bmp", b"BM" + b"\0" * (1100 * 1024), "exceeds the maximum file size"),  # over --max-file-mb 1
+@pytest.mark.parametrize("name, data, error_type, message", [
+    ("notes.txt", b"definitely not a picture", AppError, "not an image PIL can read"),
+    ("truncated.png", encode(Image.effect_noise((64, 64), 80).convert("RGB"), "PNG")[:900], AppError,
+     "Cannot use this file"),
+    ("bomb.png", png_with_declared_size(30000, 30000), AppError, "too large"),
+    # over --max-file-mb 1: gradio_client refuses it before the upload (the server test below checks the server)
+    ("huge.bmp", b"BM" + b"\0" * (1100 * 1024), ValueError, "exceeds the maximum file size"),
 ])
-def test_bad_uploads_get_an_error_and_the_server_keeps_serving(app, project, tmp_path, name, data, message):
+def test_bad_uploads_get_an_error_and_the_server_keeps_serving(app, project, tmp_path, name, data, error_type,
+                                                               message):
     client = Client(app.url, verbose=False)
     (tmp_path / name).write_bytes(data)
-    with pytest.raises(Exception) as error:
+    with pytest.raises(error_type) as error:
         classify(client, tmp_path / name)
     assert message in str(error.value)
     assert abs(sum(classify(client, project / "upload.png", explain=False)[3].values()) - 1) < 1e-4
@@ -130,12 +135,10 @@ def test_urls_are_never_fetched_by_the_server(app, project):
     listener.settimeout(0.1)
     url = f"http://127.0.0.1:{listener.getsockname()[1]}/person.png"
     client = Client(app.url, verbose=False)
-    with pytest.raises(Exception, match="does not fetch images from URLs"):
+    with pytest.raises(AppError, match="does not fetch images from URLs"):
         client.predict({"path": url, "url": url, "meta": {"_type": "gradio.FileData"}}, True, api_name="/predict")
-    try:
+    with contextlib.suppress(TimeoutError):  # nothing connecting is the expected outcome
         requests.append(listener.accept())
-    except TimeoutError:
-        pass
     listener.close()
     assert requests == []
     assert abs(sum(classify(client, project / "upload.png", explain=False)[3].values()) - 1) < 1e-4
@@ -162,7 +165,7 @@ def test_the_docker_healthcheck_command(app):
 def test_login_from_environment_variables(project):
     running = RunningApp(project, "--model", "models", env={"POSEVIT_USER": "ana", "POSEVIT_PASSWORD": "s3cret-pw"})
     try:
-        with pytest.raises(Exception):
+        with pytest.raises(AuthenticationError, match="Please login"):
             classify(Client(running.url, verbose=False), project / "upload.png")
         healthcheck = [sys.executable, str(ROOT / "app.py"), "--healthcheck", "--port", str(running.port)]
         assert subprocess.run(healthcheck, timeout=60).returncode == 0  # the login page counts as healthy
@@ -180,21 +183,6 @@ def test_no_model_anywhere_exits_with_how_to_get_one(tmp_path):
                             timeout=120)
     assert result.returncode == 2
     assert "no model to serve" in result.stderr and "make demo" in result.stderr and "dvc pull" in result.stderr
-
-
-def test_the_serving_path_never_unpickles():
-    """No pickle, torch.load or joblib anywhere between a published model and the page."""
-    modules = [ROOT / "app.py"] + [ROOT / "src" / "posevit" / f"{name}.py" for name in
-                                   ("app_ui", "inference", "model_source", "bundle", "registry", "examples")]
-    for module in modules:
-        tree = ast.parse(module.read_text())
-        names = {node.id for node in ast.walk(tree) if isinstance(node, ast.Name)}
-        names |= {f"{node.value.id}.{node.attr}" for node in ast.walk(tree)
-                  if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)}
-        imports = {alias.name for node in ast.walk(tree) if isinstance(node, (ast.Import, ast.ImportFrom))
-                   for alias in node.names} | {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
-        assert not ({"pickle", "dill", "joblib", "cloudpickle"} & (imports | names)), module
-        assert "torch.load" not in names, module
 
 
 def test_a_person_uploads_a_photo_in_chromium_and_sees_the_actions(app, project, tmp_path):

@@ -6,10 +6,11 @@ import copy
 
 import pytest
 import yaml
+from pydantic import BaseModel
 
-from posevit.config import compose_config, load_params, validate_config, write_params
-from posevit.errors import ConfigError
-from tests.conftest import ROOT
+from posevit.core.config import PipelineConfig, compose_config, load_params, validate_config, write_params
+from posevit.core.errors import ConfigError
+from tests.helpers import ROOT
 
 CONF = ROOT / "conf"
 
@@ -81,3 +82,41 @@ def test_augment_scale_must_be_ordered():
 def test_missing_params_file_says_how_to_make_it(tmp_path):
     with pytest.raises(ConfigError, match="make params"):
         load_params(tmp_path / "params.yaml")
+
+
+def test_an_empty_quality_bar_must_be_meant():
+    raw = copy.deepcopy(compose_config(config_dir=CONF))
+    raw["push"]["conditions"] = []
+    with pytest.raises(ConfigError, match=r"push: conditions is empty.*push\.always=true"):
+        validate_config(raw)
+    raw["push"]["always"] = True
+    assert validate_config(raw).push.always
+
+
+def schema_defaults(model: type[BaseModel], prefix: str = "") -> dict[str, object]:
+    """{dotted key: default} for every field of the schema that has a default."""
+    found: dict[str, object] = {}
+    for name, field in model.model_fields.items():
+        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+            found |= schema_defaults(field.annotation, f"{prefix}{name}.")
+        elif not field.is_required():
+            default = field.get_default(call_default_factory=True)
+            found[prefix + name] = default.model_dump(mode="json") if isinstance(default, BaseModel) else default
+    return found
+
+
+def test_the_schema_defaults_agree_with_conf():
+    """conf/ is the one source of values: a default in the schema may only repeat what conf/ says."""
+    composed = compose_config(config_dir=CONF)
+    disagree = {}
+    for key, default in schema_defaults(PipelineConfig).items():
+        value = composed
+        for part in key.split("."):
+            value = value[part]
+        if isinstance(default, tuple):
+            default = list(default)
+        if isinstance(default, list):
+            default = [d.model_dump(mode="json") if isinstance(d, BaseModel) else d for d in default]
+        if value != default:
+            disagree[key] = (default, value)
+    assert disagree == {}, "schema default vs conf/: " + str(disagree)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import datasets
 
-from posevit.config import DataConfig, DemoDataConfig
+from posevit.core.config import DataConfig, DemoDataConfig
+from posevit.core.labels import ACTION_CLASSES
 from posevit.data.demo import generate_demo_images, render_sample, sample_rng
 from posevit.data.sources import demo_dataset
-from posevit.labels import ACTION_CLASSES
 
 
 def _bytes(cfg: DataConfig) -> list[bytes]:

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from tests.dvc_project import copy_project
+from tests.helpers.dvc_project import copy_project
 
 pytestmark = pytest.mark.slow
 

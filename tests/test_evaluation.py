@@ -7,21 +7,23 @@ import time
 import numpy as np
 import openpyxl
 import pytest
+import torch
 from sklearn import metrics as sk
 
-from posevit.bundle import Bundle, BundleError
-from posevit.evaluation import (
-    Predictions,
-    check_labels,
+from posevit.core.labels import ACTION_CLASSES
+from posevit.evaluate.metrics import (
     compute_metrics,
     confusion_matrix,
     hardest_confusions,
     per_class_metrics,
     wilson_interval,
 )
-from posevit.labels import ACTION_CLASSES
-from posevit.report import write_report
-from tests.conftest import action_dataset, balanced_labels
+from posevit.evaluate.predict import Predictions, check_labels
+from posevit.evaluate.workbook import write_report
+from posevit.models.bundle import Bundle, BundleConfig, BundleError
+from posevit.models.transforms import DataConfig
+from tests.helpers.images import action_dataset, balanced_labels
+from tests.helpers.workbook import check_workbook
 
 NAMES = list(ACTION_CLASSES)
 
@@ -96,20 +98,17 @@ def test_workbook_numbers_equal_the_metrics(tmp_path, predictions):
     assert again.read_bytes() == path.read_bytes()
 
 
-def check_workbook(path, metrics: dict) -> None:
-    """The Summary sheet holds exactly the numbers of metrics/test.json."""
-    book = openpyxl.load_workbook(path)
-    assert book.sheetnames == ["Summary", "Per class", "Confusion matrix", "Hardest confusions", "Misclassified"]
-    rows = {row[0]: row[1] for row in book["Summary"].iter_rows(min_row=2, values_only=True) if row[0]}
-    for key, value in metrics.items():
-        assert rows[key] == pytest.approx(value), key
+def bundle_config(labels: list[str]) -> BundleConfig:
+    data_config = DataConfig(input_size=[3, 96, 96], interpolation="bicubic", mean=[0.5] * 3, std=[0.5] * 3,
+                             crop_pct=1.0, crop_mode="center")
+    return BundleConfig(model_name="vit_convstem_tiny", labels=labels, data_config=data_config)
 
 
 def test_label_mismatch_names_the_classes():
     split = action_dataset(balanced_labels(1))
-    bundle = Bundle(model=None, config={"labels": NAMES[:14] + ["waving"]})  # type: ignore[arg-type]
+    bundle = Bundle(model=torch.nn.Identity(), config=bundle_config(NAMES[:14] + ["waving"]))
     with pytest.raises(BundleError, match=r"missing from the model: \['using_laptop'\]; unknown to the data: \['waving'\]"):
         check_labels(bundle, split)
-    reordered = Bundle(model=None, config={"labels": NAMES[::-1]})  # type: ignore[arg-type]
+    reordered = Bundle(model=torch.nn.Identity(), config=bundle_config(NAMES[::-1]))
     with pytest.raises(BundleError, match="different order"):
         check_labels(reordered, split)

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from posevit.core.errors import ImageError
 from posevit.data.images import normalise_image
-from posevit.errors import ImageError
 
 MAX_PIXELS = 10_000_000
 

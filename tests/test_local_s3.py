@@ -6,6 +6,7 @@ from __future__ import annotations
 import filecmp
 import json
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -13,11 +14,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from posevit.hashing import hash_directory
-from posevit.registry import ModelAddress, fetch_model, read_latest
-from posevit.s3client import make_client
-from posevit.seaweed import LocalS3, _port_free, free_port
-from tests.dvc_project import DvcProject, copy_project
+from posevit.core.hashing import hash_directory
+from posevit.devtools.local_s3 import DEFAULT_S3_PORT, LocalS3, _port_free, free_port
+from posevit.publish.registry import ModelAddress, fetch_model, read_latest
+from posevit.publish.s3 import make_client
+from tests.helpers.dvc_project import DvcProject, copy_project
 
 pytestmark = pytest.mark.slow
 
@@ -127,3 +128,26 @@ def test_make_s3_stop_stops_the_server_by_its_pid(tmp_path):
     assert not Path(f"/proc/{pid}/cmdline").exists() or not Path(f"/proc/{pid}/cmdline").read_bytes()
     assert _port_free(port) and not (tmp_path / ".s3" / "weed.pid").exists()
     assert make(project, "s3-stop").stdout.splitlines()[-1] == "SeaweedFS was not running"
+
+
+def test_make_s3_moves_to_a_free_port_when_the_default_one_is_taken(tmp_path):
+    """Two clones on one machine: the second finds 8333 taken, picks a free port, records it and says so."""
+    blocker = socket.socket()
+    try:
+        blocker.bind(("127.0.0.1", DEFAULT_S3_PORT))
+        blocker.listen()
+    except OSError:
+        pass  # already taken by another program: the situation under test either way
+    project = copy_project(tmp_path / "second-clone", "experiment=smoke")
+    try:
+        started = make(project, "s3")
+        output = started.stdout + started.stderr
+        moved = json.loads((project.root / ".s3" / "ports.json").read_text())["s3"]
+        assert moved != DEFAULT_S3_PORT and f"port {DEFAULT_S3_PORT} on 127.0.0.1 is taken" in output, output
+        assert f"S3 moves to port {moved}" in output and f"S3 at http://127.0.0.1:{moved}" in output
+        assert f"127.0.0.1:{moved}" in (project.root / ".s3" / "aws" / "config").read_text()
+        again = make(project, "s3")
+        assert "SeaweedFS already running" in again.stdout and f"127.0.0.1:{moved}" in again.stdout
+    finally:
+        make(project, "s3-stop")
+        blocker.close()

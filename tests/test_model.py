@@ -10,13 +10,13 @@ import timm
 import torch
 from PIL import Image
 
-from posevit.bundle import BundleError, load_bundle, save_bundle
-from posevit.config import ModelConfig, TrainConfig
-from posevit.errors import ConfigError
-from posevit.lit_module import ActionClassifier
+from posevit.core.config import ModelConfig, TrainConfig
+from posevit.core.errors import ConfigError
+from posevit.models.bundle import BundleConfig, BundleError, load_bundle, save_bundle
 from posevit.models.factory import create_model
 from posevit.models.freeze import freeze_blocks
-from posevit.transforms import model_data_config
+from posevit.models.transforms import model_data_config
+from posevit.train.lightning_module import ActionClassifier
 
 EMBEDDINGS = ("patch_embed.", "pos_embed")
 
@@ -88,8 +88,8 @@ def test_missing_weights_file_is_a_config_error(tmp_path):
 def test_bundle_round_trip_and_corruption(tmp_path):
     model = create_model(ModelConfig(name="vit_convstem_tiny"), num_classes=15).eval()
     labels = [f"class_{i}" for i in range(15)]
-    save_bundle(tmp_path / "models", model, {"model_name": "vit_convstem_tiny", "labels": labels,
-                                             "data_config": model_data_config(model)})
+    config = BundleConfig(model_name="vit_convstem_tiny", labels=labels, data_config=model_data_config(model))
+    save_bundle(tmp_path / "models", model, config)
     assert sorted(p.name for p in (tmp_path / "models").iterdir()) == ["config.json", "model.safetensors"]
     bundle = load_bundle(tmp_path / "models")
     pixels = torch.randn(2, 3, 96, 96)
@@ -108,9 +108,26 @@ def test_bundle_round_trip_and_corruption(tmp_path):
         load_bundle(tmp_path / "models")
 
 
+def test_saving_a_bundle_swaps_the_whole_folder_in(tmp_path):
+    """A bundle folder with sub-folders is replaced whole; a leftover half-written one is discarded."""
+    model = create_model(ModelConfig(name="vit_convstem_tiny"), num_classes=15).eval()
+    config = BundleConfig(model_name="vit_convstem_tiny", labels=[f"c{i}" for i in range(15)],
+                          data_config=model_data_config(model))
+    target = tmp_path / "models"
+    (target / "extras" / "deep").mkdir(parents=True)
+    (target / "extras" / "deep" / "notes.txt").write_text("old")
+    (tmp_path / "models.partial").mkdir()  # left by a killed run
+    (tmp_path / "models.partial" / "junk").write_text("half")
+    save_bundle(target, model, config)
+    assert sorted(p.name for p in target.iterdir()) == ["config.json", "model.safetensors"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["models"]
+    assert load_bundle(target).labels == config.labels
+
+
 def test_eval_transform_is_deterministic_and_train_transform_augments():
-    from posevit.config import AugmentConfig
-    from posevit.transforms import eval_transform, train_transform
+    from posevit.core.config import AugmentConfig
+    from posevit.models.transforms import eval_transform
+    from posevit.train.augment import train_transform
 
     model = create_model(ModelConfig(name="vit_convstem_tiny"), num_classes=15)
     data_config = model_data_config(model)

@@ -8,12 +8,13 @@ import sys
 
 import pytest
 
-from posevit.config import write_params
-from posevit.hashing import hash_directory
-from posevit.model_source import ModelSourceError, resolve
-from posevit.registry import ModelAddress, publish
-from posevit.s3client import make_client
-from tests.conftest import ROOT, tiny_bundle
+from posevit.core.config import write_params
+from posevit.core.hashing import hash_directory
+from posevit.publish.registry import ModelAddress, publish
+from posevit.publish.s3 import make_client
+from posevit.serve.model_source import ModelSourceError, resolve
+from tests.helpers import ROOT
+from tests.helpers.bundles import tiny_bundle
 
 
 def run(cwd, *command: str) -> None:

@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from posevit.config import DataConfig
+from posevit.core.config import DataConfig
+from posevit.core.errors import DataError
+from posevit.core.labels import ACTION_CLASSES
 from posevit.data.prepare import prepare_data
 from posevit.data.splits import check_class_coverage, class_counts, make_splits
-from posevit.errors import DataError
-from posevit.labels import ACTION_CLASSES
-from tests.conftest import action_dataset, balanced_labels
+from tests.helpers.images import action_dataset, balanced_labels
 
 N_CLASSES = len(ACTION_CLASSES)
 

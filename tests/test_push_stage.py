@@ -11,10 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from posevit.config import write_params
-from posevit.hashing import hash_directory
-from posevit.seaweed import free_port
-from tests.conftest import ROOT, s3_environment, tiny_bundle
+from posevit.core.config import write_params
+from posevit.core.hashing import hash_directory
+from posevit.devtools.local_s3 import free_port
+from tests.helpers import ROOT
+from tests.helpers.bundles import tiny_bundle
+from tests.helpers.s3 import s3_environment
 
 METRICS = {"accuracy": 0.9, "precision_weighted": 0.91, "recall_weighted": 0.9, "f1_weighted": 0.9,
            "precision_macro": 0.9, "recall_macro": 0.9, "f1_macro": 0.89, "accuracy_ci_low": 0.88,

@@ -6,11 +6,11 @@ import json
 
 import pytest
 
-from posevit.bundle import load_bundle
-from posevit.hashing import hash_directory
-from posevit.registry import ModelAddress, fetch_model, publish, read_latest
-from posevit.s3client import S3Error, make_client
-from tests.conftest import tiny_bundle
+from posevit.core.hashing import hash_directory
+from posevit.models.bundle import load_bundle
+from posevit.publish.registry import ModelAddress, fetch_model, publish, read_latest
+from posevit.publish.s3 import S3Error, make_client
+from tests.helpers.bundles import tiny_bundle
 
 
 def version_files(workspace, seed: int, accuracy: float = 0.9):

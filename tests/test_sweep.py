@@ -14,9 +14,17 @@ import pytest
 from PIL import Image
 from scipy import stats
 
-from posevit.sweep import SweepRun, plot_sweep, runs_from_dvc_exp, runs_from_hydra, summarise, t_interval, write_workbook
-from tests.conftest import ROOT
-from tests.dvc_project import copy_project
+from posevit.sweep.summary import (
+    SweepRun,
+    plot_sweep,
+    runs_from_dvc_exp,
+    runs_from_hydra,
+    summarise,
+    t_interval,
+    write_workbook,
+)
+from tests.helpers import ROOT
+from tests.helpers.dvc_project import copy_project
 
 
 def run(blocks: int, seed: int, accuracy: float, seconds: float = 10.0) -> SweepRun:
@@ -90,7 +98,7 @@ def test_two_point_sweep_with_hydra_multirun_and_with_the_dvc_queue(tmp_path_fac
     # Hydra: 2 settings x 2 seeds as 2 parallel processes (joblib launcher), each in its own run
     # directory, DVC outputs untouched.
     sweep_dir = project.root.parent / "multirun"
-    launched = project.run(sys.executable, "-m", "stages.sweep", "--multirun", "hydra/launcher=parallel",
+    launched = project.run(sys.executable, "-m", "posevit.sweep", "--multirun", "hydra/launcher=parallel",
                            "experiment=smoke", "model.freeze_blocks=0,1", "train.seed=0,1", f"hydra.sweep.dir={sweep_dir}")
     assert "Joblib.Parallel(n_jobs=2" in launched.stdout + launched.stderr
     assert sorted(p.name for p in sweep_dir.iterdir() if p.is_dir()) == ["0", "1", "2", "3"]
@@ -98,7 +106,7 @@ def test_two_point_sweep_with_hydra_multirun_and_with_the_dvc_queue(tmp_path_fac
     assert project.run("git", "status", "--porcelain").stdout == tracked_before and not (project.root / "models").exists()
     hydra_runs = runs_from_hydra(sweep_dir)
     assert sorted((r.freeze_blocks, r.seed) for r in hydra_runs) == [(0, 0), (0, 1), (1, 0), (1, 1)]
-    summary = project.run(sys.executable, "-m", "stages.sweep_summary", "--hydra", str(sweep_dir))
+    summary = project.run(sys.executable, "-m", "posevit.sweep.report", "--hydra", str(sweep_dir))
     assert "4 runs, 2 settings" in summary.stdout and "<- best" in summary.stdout
     assert (project.root / "plots" / "freeze_sweep.png").is_file() and (project.root / "reports" / "freeze_sweep.xlsx").is_file()
 
@@ -119,6 +127,6 @@ def test_two_point_sweep_with_hydra_multirun_and_with_the_dvc_queue(tmp_path_fac
     assert all(0 <= r.metrics["accuracy"] <= 1 and r.wall_time_s > 0 for r in dvc_runs)
     table = project.dvc("exp", "show", "--only-changed", "--csv").stdout
     assert "model.freeze_blocks" in table and "accuracy" in table
-    summary = project.run(sys.executable, "-m", "stages.sweep_summary", "--dvc-exp", "--plot", "plots/dvc_sweep.png",
+    summary = project.run(sys.executable, "-m", "posevit.sweep.report", "--dvc-exp", "--plot", "plots/dvc_sweep.png",
                           "--workbook", "reports/dvc_sweep.xlsx")
     assert "2 runs, 2 settings" in summary.stdout and (project.root / "reports" / "dvc_sweep.xlsx").is_file()

@@ -11,12 +11,13 @@ import time
 
 import pytest
 
-from posevit.bundle import load_bundle
-from posevit.config import load_params
-from posevit.hashing import hash_directory
-from posevit.training import TrainPaths, train
-from tests.dvc_project import copy_project
-from tests.test_evaluation import check_workbook
+from posevit.core import metrics as metrics_record
+from posevit.core.config import load_params
+from posevit.core.hashing import hash_directory
+from posevit.models.bundle import load_bundle
+from posevit.train.loop import TrainPaths, train
+from tests.helpers.dvc_project import copy_project
+from tests.helpers.workbook import check_workbook
 
 pytestmark = pytest.mark.slow
 
@@ -35,7 +36,7 @@ def test_repro_trains_a_bundle_and_a_second_repro_does_nothing(project):
     assert metrics["train_images_per_s"] > 0 and metrics["trainable_params"] == metrics["total_params"]
     bundle = load_bundle(project.root / "models")
     assert bundle.labels[0] == "calling" and len(bundle.labels) == 15
-    assert bundle.config["data_config"]["input_size"] == [3, 96, 96]
+    assert bundle.config.data_config["input_size"] == [3, 96, 96]
     assert (project.root / "plots/training_curves.png").stat().st_size > 5_000
     assert (project.root / "dvclive/train/plots/metrics/val/acc.tsv").read_text().count("\n") == 3  # header + 2 epochs
     again = project.dvc("repro")
@@ -45,9 +46,7 @@ def test_repro_trains_a_bundle_and_a_second_repro_does_nothing(project):
 
 def test_evaluate_writes_metrics_plots_and_a_matching_workbook(project):
     metrics = json.loads((project.root / "metrics/test.json").read_text())
-    expected = {"accuracy", "precision_weighted", "recall_weighted", "f1_weighted", "precision_macro",
-                "recall_macro", "f1_macro", "n_test", "accuracy_ci_low", "accuracy_ci_high"}
-    assert expected <= set(metrics) and metrics["n_test"] == 36
+    assert list(metrics) == list(metrics_record.TestMetrics.__annotations__) and metrics["n_test"] == 36
     check_workbook(project.root / "metrics/report.xlsx", metrics)
     rows = (project.root / "plots/predictions.csv").read_text().splitlines()
     assert rows[0] == "id,true,predicted,confidence" and len(rows) == 37
@@ -55,6 +54,21 @@ def test_evaluate_writes_metrics_plots_and_a_matching_workbook(project):
         assert (project.root / "plots" / plot).stat().st_size > 10_000
     shown = project.dvc("metrics", "show", "--json").stdout
     assert '"f1_macro"' in shown
+
+
+def test_an_edit_to_the_eval_transform_code_reruns_evaluate(project):
+    """Training is deterministic, so the bundle would not change: evaluate must see the code edit itself."""
+    source = project.root / "src/posevit/models/transforms.py"
+    original = source.read_text()
+    assert "up to date" in project.dvc("status").stdout
+    try:
+        source.write_text(original + "\n# an edit to the eval transform's module\n")
+        status = json.loads(project.dvc("status", "--json").stdout)
+    finally:
+        source.write_text(original)
+    assert "evaluate" in status and "changed deps" in json.dumps(status["evaluate"]), status
+    assert "src/posevit/models" in json.dumps(status["evaluate"]), status
+    assert "up to date" in project.dvc("status").stdout
 
 
 def test_evaluate_without_a_bundle_fails_clearly(project, tmp_path):

@@ -1,3 +1,8 @@
 """posevit: a reproducible ViT pipeline for 15-class human-action recognition."""
 
-__version__ = "0.1.0"
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("posevit")
+except PackageNotFoundError:  # a source tree on sys.path without `pip install -e .`
+    __version__ = "0+unknown"

@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import colorsys
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw
 
-from posevit.labels import ACTION_CLASSES
+from posevit.core.labels import ACTION_CLASSES
 
 SUPERSAMPLE = 2  # draw at 2x, then LANCZOS-downsample for anti-aliasing
 FIGURE_HEIGHT = (0.62, 0.82)  # standing height / canvas side, drawn independently of the class
@@ -69,7 +69,7 @@ def render_sample(label: int, rng: np.random.Generator, image_size: int) -> Imag
         front = Scene(rng, palette)
         _clutter(front, int(rng.integers(1, 3)), 0.08)
         _rasterise(draw, front.ops, size)
-    small = np.asarray(img.resize((image_size, image_size), Image.LANCZOS), np.float32)
+    small = np.asarray(img.resize((image_size, image_size), Image.Resampling.LANCZOS), np.float32)
     small += rng.standard_normal(small.shape, dtype=np.float32) * rng.uniform(2, 6)  # sensor noise
     return Image.fromarray(np.clip(small, 0, 255).astype(np.uint8), "RGB")
 
@@ -89,7 +89,7 @@ def _background(rng: np.random.Generator, size: int, palette: list) -> Image.Ima
     t = np.add.outer(g * math.sin(a), g * math.cos(a))  # a linear gradient in a random direction
     t = (t - t.min()) / (t.max() - t.min())
     small = Image.fromarray((c0 + t[..., None] * (c1 - c0)).astype(np.uint8), "RGB")
-    return small.resize((size, size), Image.BILINEAR)  # a linear ramp survives bilinear upsampling
+    return small.resize((size, size), Image.Resampling.BILINEAR)  # a linear ramp survives bilinear upsampling
 
 
 def _clutter(sc: Scene, n: int, max_size: float) -> None:
@@ -179,8 +179,9 @@ class Scene:
     so no colour (nor the number of colours) is specific to a class.
     """
 
-    def __init__(self, rng: np.random.Generator, palette: list, avoid: tuple = ()):
-        self.rng, self.palette, self.avoid, self.ops = rng, palette, list(avoid), []
+    def __init__(self, rng: np.random.Generator, palette: list, avoid: Sequence = ()):
+        self.rng, self.palette, self.avoid = rng, palette, list(avoid)
+        self.ops: list[tuple] = []
 
     def u(self, lo: float, hi: float) -> float:
         return float(self.rng.uniform(lo, hi))
@@ -244,12 +245,14 @@ class Person:
         self.r = HEAD_R * k
         self.head = self.shoulder + (NECK * k + self.r * (0.6 if look_down and front else 1.0)) * self.hu
         t = sc.rng.random()  # skin: light to dark tones, the same range for everybody
-        self.skin = tuple(int(a + t * (b - a) + sc.u(-12, 12)) for a, b in zip((250, 220, 190), (95, 60, 40)))
+        self.skin = tuple(int(a + t * (b - a) + sc.u(-12, 12)) for a, b in zip((250, 220, 190), (95, 60, 40), strict=True))
         self.shirt = sc.pick(self.skin)
         self.pants, self.shoes = sc.pick(self.shirt), sc.pick()
         self.hair = sc.pick() if sc.coin(0.25) else tuple(int(v) for v in (25, 18, 12) + sc.u(0, 1) ** 2 * _HAIR_SPAN)
         self.sleeves, self.shorts, self.w = sc.coin(0.6), sc.coin(0.25), sc.u(0.95, 1.35) * k
-        self.arms, self.legs, self.eyes_closed, self.open_mouth = {}, {}, False, False
+        self.arms: dict[int, tuple] = {}
+        self.legs: dict[int, tuple] = {}
+        self.eyes_closed, self.open_mouth = False, False
 
     def rel(self, origin, dx: float, dy: float) -> np.ndarray:
         """``origin`` moved ``dx`` forward (towards the facing side) and ``dy`` down, in body units."""
@@ -542,9 +545,9 @@ def _laughing(sc: Scene) -> None:
     p.draw()
     col = sc.pick(p.skin)
     for i in range(int(sc.rng.integers(1, 3))):  # "HA" written next to the head
-        c, s = p.head + p.k * np.array([p.f * (0.2 + 0.1 * i), -0.12 - 0.12 * i]), sc.u(0.035, 0.045)
+        c, size = p.head + p.k * np.array([p.f * (0.2 + 0.1 * i), -0.12 - 0.12 * i]), sc.u(0.035, 0.045)
         for stroke in _HA:
-            sc.line([c + s * np.array(q) for q in stroke], 0.018, col)
+            sc.line([c + size * np.array(q) for q in stroke], 0.018, col)
 
 
 def _listening(sc: Scene) -> None:
@@ -625,8 +628,8 @@ def _sleeping(sc: Scene) -> None:
     if sc.coin(0.75):
         z = sc.pick()
         for i in range(int(sc.rng.integers(1, 4))):  # "Zzz"
-            c, s = p.rel(p.head, 0.04 + 0.08 * i, -0.18 - 0.1 * i), 0.03 + 0.01 * i
-            sc.line([c + (-s, -s), c + (s, -s), c + (-s, s), c + (s, s)], 0.018, z)
+            c, size = p.rel(p.head, 0.04 + 0.08 * i, -0.18 - 0.1 * i), 0.03 + 0.01 * i
+            sc.line([c + (-size, -size), c + (size, -size), c + (-size, size), c + (size, size)], 0.018, z)
 
 
 def _texting(sc: Scene) -> None:
@@ -677,9 +680,9 @@ def _using_laptop(sc: Scene) -> None:
     p.draw(("far", "body"))
     if mode == 0:
         _table(sc, p, y + 0.035, 0.12, 0.6)
-    col, lid = sc.pick(p.shirt, p.pants), 0.3 * p.k * _vec(180 - sc.u(-5, 20), p.f)
+    col, screen_edge = sc.pick(p.shirt, p.pants), 0.3 * p.k * _vec(180 - sc.u(-5, 20), p.f)
     sc.line([base0, base1], 0.05 * p.k, col)
-    screen = [base1, base1 + lid, p.rel(base1 + lid, -0.11, 0.01), p.rel(base1, -0.11, 0.01)]  # seen at a slant
+    screen = [base1, base1 + screen_edge, p.rel(base1 + screen_edge, -0.11, 0.01), p.rel(base1, -0.11, 0.01)]  # seen at a slant
     sc.poly(screen, col)
     sc.poly([0.75 * q + 0.25 * np.mean(screen, 0) for q in screen], sc.pick(col))
     p.draw(("near",))

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from posevit.errors import ImageError
+from posevit.core.errors import ImageError
 
 # An image that needs no change keeps its original bytes (no re-encoding loss or bloat).
 _KEEP_AS_IS_FORMATS = {"JPEG", "PNG", "WEBP", "BMP"}

@@ -9,15 +9,15 @@ from typing import Any
 
 import datasets
 
-from posevit.config import DataConfig
+from posevit.core.config import DataConfig
+from posevit.core.errors import ImageError
 from posevit.data.images import normalise_image
-from posevit.data.sources import IMAGE, LABELS, load_source
+from posevit.data.sources import load_source
 from posevit.data.splits import check_class_coverage, make_splits
-from posevit.errors import ImageError
+from posevit.data.store import ID, IMAGE, LABELS
 
 log = logging.getLogger(__name__)
 
-ID = "id"
 _SCRATCH = ("ok", "reason", "width", "height", "mode")
 
 
@@ -67,7 +67,7 @@ def normalise_split(split: datasets.Dataset, split_name: str, cfg: DataConfig) -
         desc=f"normalising {split_name} images",
     )
     bad = mapped.filter(lambda ok: not ok, input_columns="ok")
-    dropped = [{"id": row[ID], "source": row[IMAGE]["path"] or "", "reason": row["reason"]} for row in bad]
+    dropped = [{ID: row[ID], "source": row[IMAGE]["path"] or "", "reason": row["reason"]} for row in bad]
     kept = mapped.filter(lambda ok: ok, input_columns="ok") if dropped else mapped
     return kept, dropped
 

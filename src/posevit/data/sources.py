@@ -20,15 +20,13 @@ from pathlib import Path
 import datasets
 from tqdm.auto import tqdm
 
-from posevit.config import DataConfig
+from posevit.core.config import DataConfig
+from posevit.core.errors import DataError
+from posevit.core.labels import ACTION_CLASSES
 from posevit.data.demo import render_sample, sample_rng
-from posevit.errors import DataError
-from posevit.labels import ACTION_CLASSES
+from posevit.data.store import IMAGE, LABELS
 
 log = logging.getLogger(__name__)
-
-IMAGE = "image"
-LABELS = "labels"
 
 
 def _draw_png(job: tuple[int, int, int]) -> bytes:

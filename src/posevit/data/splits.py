@@ -7,11 +7,11 @@ import logging
 import datasets
 import numpy as np
 
-from posevit.errors import DataError
+from posevit.core.errors import DataError
+from posevit.data.store import LABELS
 
 log = logging.getLogger(__name__)
 
-LABELS = "labels"
 SPLIT_NAMES = ("train", "val", "test")
 _VALIDATION_ALIASES = ("validation", "valid", "val", "dev")
 

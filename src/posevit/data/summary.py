@@ -9,6 +9,7 @@ import numpy as np
 
 from posevit.data.prepare import PreparedData
 from posevit.data.splits import class_counts
+from posevit.data.store import class_names
 
 
 def _describe(values: np.ndarray) -> dict[str, float]:
@@ -21,7 +22,7 @@ def _describe(values: np.ndarray) -> dict[str, float]:
 def summarise(prepared: PreparedData, source_name: str) -> dict[str, Any]:
     """Per-class counts per split, image size statistics, dropped images, ignored splits."""
     splits = prepared.splits
-    names = splits["train"].features["labels"].names
+    names = class_names(splits["train"])
     per_split = {}
     for split_name, split in splits.items():
         counts = class_counts(split)

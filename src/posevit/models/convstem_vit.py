@@ -13,9 +13,8 @@ from functools import partial
 
 from timm.layers import ConvNormAct, HybridEmbed
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
-from torch import nn
-
 from timm.models.vision_transformer import VisionTransformer, checkpoint_filter_fn
+from torch import nn
 
 
 def conv_stem(in_chans: int = 3, widths: tuple[int, ...] = (16, 32, 64, 128)) -> nn.Sequential:

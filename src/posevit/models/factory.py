@@ -8,9 +8,8 @@ from pathlib import Path
 import timm
 from torch import nn
 
-import posevit.models  # noqa: F401  (registers the project's own timm models)
-from posevit.config import ModelConfig
-from posevit.errors import ConfigError
+from posevit.core.config import ModelConfig
+from posevit.core.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

@@ -4,16 +4,21 @@ from __future__ import annotations
 
 from torch import nn
 
-from posevit.errors import ConfigError
+from posevit.core.errors import ConfigError
 
 _EMBEDDING_PARAMETERS = ("cls_token", "reg_token", "pos_embed")
 
 
-def model_depth(model: nn.Module) -> int:
+def transformer_blocks(model: nn.Module) -> nn.Sequential | nn.ModuleList:
+    """The ViT's stack of transformer blocks (timm calls it `blocks`)."""
     blocks = getattr(model, "blocks", None)
-    if blocks is None:
+    if not isinstance(blocks, nn.Sequential | nn.ModuleList):
         raise ConfigError(f"model.name={type(model).__name__} has no `blocks`: freezing needs a timm ViT")
-    return len(blocks)
+    return blocks
+
+
+def model_depth(model: nn.Module) -> int:
+    return len(transformer_blocks(model))
 
 
 def freeze_blocks(model: nn.Module, n_blocks: int) -> list[nn.Module]:
@@ -29,7 +34,7 @@ def freeze_blocks(model: nn.Module, n_blocks: int) -> list[nn.Module]:
                           f"(allowed: 0 <= value <= {depth}). Override it with model.freeze_blocks=<value>.")
     if n_blocks == 0:
         return []
-    frozen = [model.patch_embed, *model.blocks[:n_blocks]]
+    frozen = [model.get_submodule("patch_embed"), *transformer_blocks(model)[:n_blocks]]
     for module in frozen:
         module.requires_grad_(False)
     for name in _EMBEDDING_PARAMETERS:

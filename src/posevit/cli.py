@@ -1,0 +1,31 @@
+"""The `posevit` command: what a user runs outside the DVC stages.
+
+    posevit serve [--model ...]     the model in a web page (`posevit serve --help`)
+    posevit params [override ...]   regenerate params.yaml from conf/ (`make params`)
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="posevit", description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    # Each command parses its own arguments (and answers its own --help).
+    commands.add_parser("serve", help="serve the model in a web page", add_help=False)
+    commands.add_parser("params", help="compose conf/ (+ overrides) into params.yaml", add_help=False)
+    args, rest = parser.parse_known_args(argv)
+    if args.command == "serve":
+        from posevit.serve.app import main as serve
+
+        return serve(rest)
+    from posevit.core.config import params_command
+
+    return params_command(rest)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

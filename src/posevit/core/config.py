@@ -1,0 +1,218 @@
+"""Typed schema of the pipeline config, and the two ways to get one.
+
+`conf/` is the only place a value is written. `params.yaml` is its composition (what DVC
+tracks and what stages read); Hydra sweeps compose `conf/` directly. Either way the
+result is validated here, so a bad value fails before any work starts, with a message
+that names the key, the value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import ErrorDetails
+
+from posevit.core.errors import ConfigError
+from posevit.core.metrics import TEST_METRIC_KEYS
+from posevit.core.paths import CONFIG_DIR, PARAMS_FILE
+
+CONFIG_NAME = "config"
+
+Fraction = Annotated[float, Field(gt=0.0, lt=1.0)]
+TrainingPrecision = Literal["bf16-mixed", "16-mixed", "32-true", "bf16-true", "64-true"]  # Lightning's names
+PositiveInt = Annotated[int, Field(ge=1)]
+
+
+class Schema(BaseModel):
+    # Unknown keys are typos until proven otherwise.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DemoDataConfig(Schema):
+    images_per_class: Annotated[int, Field(ge=3, le=100_000)] = 400
+    image_size: Annotated[int, Field(ge=32, le=1024)] = 96
+    seed: int = 0
+
+
+class DataConfig(Schema):
+    name: Annotated[str, Field(min_length=1)]
+    revision: str | None = None
+    image_column: str = "image"
+    label_column: str = "labels"
+    test_size: Fraction = 0.2
+    validation_size: Fraction = 0.2
+    seed: int = 42
+    max_image_pixels: Annotated[int, Field(ge=1)] = 40_000_000
+    num_proc: PositiveInt = 2
+    demo: DemoDataConfig = DemoDataConfig()
+
+
+class ModelConfig(Schema):
+    name: Annotated[str, Field(min_length=1)]
+    pretrained: bool = False
+    weights: str | None = None
+    freeze_blocks: Annotated[int, Field(ge=0)] = 0
+    drop_path_rate: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
+
+
+class AugmentConfig(Schema):
+    scale: tuple[Annotated[float, Field(gt=0.0, le=1.0)], Annotated[float, Field(gt=0.0, le=1.0)]] = (0.7, 1.0)
+    hflip: Annotated[float, Field(ge=0.0, le=1.0)] = 0.5
+    color_jitter: Annotated[float, Field(ge=0.0, le=1.0)] = 0.0
+
+    @model_validator(mode="after")
+    def _scale_ordered(self) -> AugmentConfig:
+        if self.scale[0] > self.scale[1]:
+            raise ValueError(f"scale must be [low, high] with low <= high, got {list(self.scale)}")
+        return self
+
+
+class TrainConfig(Schema):
+    seed: int = 0
+    epochs: PositiveInt = 16
+    batch_size: PositiveInt = 32
+    lr: Annotated[float, Field(gt=0.0, lt=1.0)] = 5e-4
+    weight_decay: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.05
+    warmup_epochs: Annotated[int, Field(ge=0)] = 1
+    label_smoothing: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.1
+    num_workers: Annotated[int, Field(ge=0)] = 2
+    augment: AugmentConfig = AugmentConfig()
+
+
+class TrainerConfig(Schema):
+    accelerator: Literal["auto", "cpu", "gpu", "cuda", "mps", "tpu"] = "cpu"
+    devices: PositiveInt | Literal["auto"] = 1
+    strategy: str = "auto"
+    num_nodes: PositiveInt = 1
+    precision: Literal["auto"] | TrainingPrecision = "auto"
+
+
+class EvaluateConfig(Schema):
+    batch_size: PositiveInt = 128
+    confidence_level: Fraction = 0.95
+
+
+class PushCondition(Schema):
+    metric: Annotated[str, Field(min_length=1)]
+    threshold: float
+
+    @field_validator("metric")
+    @classmethod
+    def _known_metric(cls, metric: str) -> str:
+        if metric not in TEST_METRIC_KEYS:
+            raise ValueError(f"unknown metric; choose a key of metrics/test.json: {', '.join(TEST_METRIC_KEYS)}")
+        return metric
+
+
+class PushConfig(Schema):
+    bucket: Annotated[str, Field(min_length=3, max_length=63, pattern=r"^[a-z0-9][a-z0-9.-]+[a-z0-9]$")]
+    prefix: str = "registry"
+    model_name: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9._-]+$")] = "posevit"
+    endpoint_url: str | None = None
+    region: str = "us-east-1"
+    conditions: list[PushCondition]
+    always: bool = False  # an empty `conditions` publishes every model only when this says so
+    from_experiments: bool = False
+
+    @model_validator(mode="after")
+    def _a_bar_or_always(self) -> PushConfig:
+        if not self.conditions and not self.always:
+            raise ValueError("conditions is empty, so every model would be published: add a condition "
+                             "(e.g. {metric: accuracy, threshold: 0.85}) or set push.always=true to mean it")
+        return self
+
+
+class PipelineConfig(Schema):
+    data: DataConfig
+    model: ModelConfig
+    train: TrainConfig
+    trainer: TrainerConfig
+    evaluate: EvaluateConfig
+    push: PushConfig
+
+
+def _allowed_range(loc: tuple[Any, ...]) -> str:
+    """'0 < value < 1' from the schema's bounds on the field at `loc`, or ''."""
+    model: Any = PipelineConfig
+    field = None
+    for part in loc:
+        fields = getattr(model, "model_fields", None)
+        if fields is None or part not in fields:
+            break
+        field = fields[part]
+        model = field.annotation
+    if field is None:
+        return ""
+    bounds = {name: getattr(m, name) for m in field.metadata for name in ("gt", "ge", "lt", "le") if hasattr(m, name)}
+    low = f"{bounds['gt']} < " if "gt" in bounds else f"{bounds['ge']} <= " if "ge" in bounds else ""
+    high = f" < {bounds['lt']}" if "lt" in bounds else f" <= {bounds['le']}" if "le" in bounds else ""
+    return f"{low}value{high}" if low or high else ""
+
+
+def _describe(error: ErrorDetails) -> str:
+    key = ".".join(str(part) for part in error["loc"]) or "<root>"
+    if error["type"] == "extra_forbidden":
+        return f"{key}: unknown key (misspelt? see the config reference in README.md)"
+    if error["type"] == "missing":
+        return f"{key}: missing (set it in conf/ or override it with {key}=...)"
+    problem = error["msg"].removeprefix("Value error, ")
+    if isinstance(error["input"], dict):  # a rule across keys of one group: the group's dump would only blur it
+        return f"{key}: {problem}"
+    allowed = _allowed_range(error["loc"])
+    allowed = f" (allowed: {allowed})" if allowed else ""
+    return f"{key} = {error['input']!r} is invalid: {problem}{allowed}. Override it with {key}=<value>."
+
+
+def validate_config(raw: object) -> PipelineConfig:
+    """Validate a plain config mapping, raising ConfigError listing every bad key."""
+    try:
+        return PipelineConfig.model_validate(raw)
+    except ValidationError as exc:
+        lines = [_describe(error) for error in exc.errors()]
+        raise ConfigError("invalid config:\n  " + "\n  ".join(lines)) from None
+
+
+def compose_config(overrides: list[str] | tuple[str, ...] = (), config_dir: Path = CONFIG_DIR) -> dict[str, Any]:
+    """Compose `conf/` with Hydra overrides into a plain resolved mapping (no validation)."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    with initialize_config_dir(str(config_dir.resolve()), version_base=None):
+        cfg = compose(config_name=CONFIG_NAME, overrides=list(overrides))
+    return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
+
+
+def write_params(overrides: list[str] | tuple[str, ...] = (), output: Path = PARAMS_FILE,
+                 config_dir: Path = CONFIG_DIR) -> None:
+    """Write params.yaml exactly as `dvc exp run -S` would (DVC's own Hydra composition)."""
+    from dvc.utils.hydra import compose_and_dump
+
+    compose_and_dump(output, str(config_dir.resolve()), None, CONFIG_NAME, str(Path.cwd()), list(overrides))
+
+
+def load_params(path: Path = PARAMS_FILE) -> PipelineConfig:
+    """Read and validate params.yaml, the config every DVC stage runs with."""
+    if not path.exists():
+        raise ConfigError(f"{path} not found: run `make params` (composes conf/) from the project root")
+    raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    return validate_config(raw)
+
+
+def params_command(overrides: list[str]) -> int:
+    """`posevit params [override ...]`: regenerate params.yaml from conf/ and validate it."""
+    try:
+        write_params(overrides)
+        load_params()
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {PARAMS_FILE} from {CONFIG_DIR}/ {' '.join(overrides)}".rstrip())
+    return 0
+
+
+if __name__ == "__main__":  # `python -m posevit.core.config [override ...]`, as `make params` runs it
+    sys.exit(params_command(sys.argv[1:]))

@@ -1,0 +1,28 @@
+"""The test metrics record (`metrics/test.json`): written by evaluate, read by the push gate, the app and the API.
+
+Defined here, below every stage, so the config schema can check `push.conditions` against it
+without importing evaluation code; `posevit.evaluate.metrics.compute_metrics` builds exactly
+this type (the type checker holds the two together).
+"""
+
+from __future__ import annotations
+
+from typing import TypedDict
+
+
+class TestMetrics(TypedDict):
+    accuracy: float
+    precision_weighted: float
+    recall_weighted: float
+    f1_weighted: float
+    precision_macro: float
+    recall_macro: float
+    f1_macro: float
+    accuracy_ci_low: float  # Wilson interval at confidence_level
+    accuracy_ci_high: float
+    confidence_level: float
+    n_test: int
+
+
+# What a push condition may name: every numeric key of the record.
+TEST_METRIC_KEYS: tuple[str, ...] = tuple(TestMetrics.__annotations__)

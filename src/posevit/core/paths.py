@@ -1,0 +1,37 @@
+"""Every path the pipeline reads or writes, relative to the project root, named once.
+
+`dvc.yaml` declares the same paths as stage outputs; a test checks that the two agree.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+CONFIG_DIR = Path("conf")
+PARAMS_FILE = Path("params.yaml")
+
+# preprocess
+PROCESSED_DIR = Path("data/processed")
+DATA_METRICS = Path("metrics/data.json")
+SAMPLES_PLOT = Path("plots/demo_samples.png")
+
+# train
+MODELS_DIR = Path("models")
+CHECKPOINTS_DIR = Path("checkpoints/train")  # resume state; outside DVC outs, removed on success
+LIVE_DIR = Path("dvclive/train")
+TRAIN_METRICS = Path("metrics/train.json")
+CURVES_PLOT = Path("plots/training_curves.png")
+
+# evaluate
+TEST_METRICS = Path("metrics/test.json")
+REPORT = Path("metrics/report.xlsx")
+PREDICTIONS_CSV = Path("plots/predictions.csv")
+CONFUSION_PLOT = Path("plots/confusion_matrix.png")
+PER_CLASS_PLOT = Path("plots/per_class_accuracy.png")
+
+# push
+PUSH_RECEIPT = Path("metrics/push.json")
+
+# sweeps
+SWEEP_PLOT = Path("plots/freeze_sweep.png")
+SWEEP_WORKBOOK = Path("reports/freeze_sweep.xlsx")

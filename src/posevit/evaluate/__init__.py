@@ -1,0 +1,1 @@
+"""Evaluation of a bundle on the test split: predictions, torchmetrics scores, plots and the workbook."""

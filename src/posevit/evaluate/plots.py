@@ -1,0 +1,49 @@
+"""Evaluation plots: normalised confusion matrix and per-class accuracy."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib.figure import Figure  # no pyplot: no global state, no GUI backend, safe in any process
+
+
+def _save(fig, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90, metadata={"Software": None})
+
+
+def plot_confusion_matrix(matrix: np.ndarray, names: list[str], path: Path) -> None:
+    """Row-normalised: each row shows where the images of one true class went."""
+    normalised = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
+    fig = Figure(figsize=(9, 8))
+    ax = fig.subplots()
+    image = ax.imshow(normalised, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize=8)
+    ax.set_yticks(range(len(names)), names, fontsize=8)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    for (i, j), value in np.ndenumerate(normalised):
+        if value >= 0.01:
+            ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=6,
+                    color="white" if value > 0.6 else "black")
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="share of the true class")
+    ax.set_title("Confusion matrix (row-normalised)")
+    _save(fig, path)
+
+
+def plot_per_class_accuracy(per_class: list[dict[str, Any]], overall: float, path: Path) -> None:
+    """Horizontal bars, worst class at the top, overall accuracy as a line."""
+    ordered = sorted(per_class, key=lambda entry: entry["accuracy"])
+    fig = Figure(figsize=(7, 6))
+    ax = fig.subplots()
+    ax.barh([e["class"] for e in ordered], [e["accuracy"] for e in ordered], color="#4472C4")
+    ax.axvline(overall, color="#C00000", linestyle="--", label=f"overall {overall:.3f}")
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("accuracy (recall of the class)")
+    ax.set_title("Per-class accuracy on the test split")
+    ax.legend(loc="lower right")
+    ax.grid(axis="x", alpha=0.3)
+    _save(fig, path)

@@ -1,0 +1,283 @@
+"""The S3 model registry: publish a bundle as an immutable version, move `latest`, fetch verified.
+
+Layout under s3://{bucket}/{prefix}/{model_name}/:
+
+    {version}/models/...         the bundle (sub-folders kept), version = content hash of models/
+    {version}/metrics/...        test metrics and the report that justified publishing it
+    {version}/manifest.json      sha256 and size of every file; written last, so it marks a complete version
+    latest.json                  points to a complete version; replaced only after a verified upload
+
+A version is never overwritten: every object is written with `If-None-Match: *`, and one that is
+already there (left by an interrupted run) is kept only if its checksum is the one expected.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypedDict
+
+from botocore.exceptions import ClientError
+from tqdm import tqdm
+
+from posevit.core.hashing import hash_directory
+from posevit.publish.s3 import S3Error, error_code, is_missing, s3_errors
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_s3.type_defs import HeadObjectOutputTypeDef
+
+REGISTRY_FORMAT = "posevit-registry/1"
+MANIFEST_FILE = "manifest.json"
+LATEST_FILE = "latest.json"
+BUNDLE_SUBDIR = "models"
+DEFAULT_CACHE = Path.home() / ".cache" / "posevit" / "models"
+
+ProgressHook = Callable[[str, int], None]  # (key, bytes of that key sent so far)
+
+
+@dataclass(frozen=True)
+class ModelAddress:
+    """Where one model's versions live in S3."""
+
+    bucket: str
+    prefix: str
+    model_name: str
+
+    def key(self, *parts: str) -> str:
+        return "/".join(part.strip("/") for part in (self.prefix, self.model_name, *parts) if part.strip("/"))
+
+    def uri(self, *parts: str) -> str:
+        return f"s3://{self.bucket}/{self.key(*parts)}"
+
+
+class ManifestEntry(TypedDict):
+    sha256: str
+    size: int
+
+
+class Manifest(TypedDict):
+    """`{version}/manifest.json`: what a complete version holds."""
+
+    format: str
+    version: str
+    files: dict[str, ManifestEntry]  # path inside the version folder -> checksum and size
+
+
+class LatestRecord(TypedDict, total=False):
+    """`latest.json`: the newest complete version (plus whatever record the publisher adds, e.g. metrics)."""
+
+    format: str
+    version: str
+    uri: str
+    manifest: str
+    published_at: str
+    metrics: Any
+
+
+@dataclass(frozen=True)
+class PublishResult:
+    version: str
+    uri: str
+    uploaded: list[str]
+    already_published: bool
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def build_manifest(version: str, files: dict[str, Path]) -> Manifest:
+    """sha256 and size of each file, keyed by its path inside the version folder."""
+    entries = {name: ManifestEntry(sha256=sha256_file(path), size=path.stat().st_size)
+               for name, path in sorted(files.items())}
+    return Manifest(format=REGISTRY_FORMAT, version=version, files=entries)
+
+
+class _ProgressReader:
+    """A file that reports every read, so uploads drive a progress bar (and the fault test's hook)."""
+
+    def __init__(self, handle, key: str, bar: tqdm, hook: ProgressHook | None) -> None:
+        self._handle, self._key, self._bar, self._hook, self._sent = handle, key, bar, hook, 0
+
+    def read(self, size: int = -1) -> bytes:
+        chunk = self._handle.read(size)
+        self._sent += len(chunk)
+        self._bar.update(len(chunk))
+        if self._hook is not None and chunk:
+            self._hook(self._key, self._sent)
+        return chunk
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        if whence == 0 and offset == 0:  # a retry rewinds: take the bytes back off the bar
+            self._bar.update(-self._sent)
+            self._sent = 0
+        return self._handle.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._handle.tell()
+
+
+def _head(client: S3Client, bucket: str, key: str) -> HeadObjectOutputTypeDef | None:
+    try:
+        return client.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
+    except ClientError as exc:
+        if is_missing(exc):
+            return None
+        raise
+
+
+def _stored_sha256(head: HeadObjectOutputTypeDef) -> str | None:
+    """The object's sha256 as hex: S3's own checksum if it keeps one, else the metadata we wrote."""
+    if head.get("ChecksumSHA256") and head.get("ChecksumType", "FULL_OBJECT") == "FULL_OBJECT":
+        return base64.b64decode(head["ChecksumSHA256"]).hex()
+    return head.get("Metadata", {}).get("sha256")
+
+
+def _get_json(client: S3Client, bucket: str, key: str) -> Any:  # parsed JSON (or None when missing)
+    try:
+        body = client.get_object(Bucket=bucket, Key=key)["Body"].read()
+    except ClientError as exc:
+        if is_missing(exc):
+            return None
+        raise
+    return json.loads(body)
+
+
+def _put_once(client: S3Client, bucket: str, key: str, body, sha256: str, size: int) -> bool:
+    """Write `key` unless it exists; an existing object must hold the same bytes. True if written."""
+    head = _head(client, bucket, key)
+    if head is None:
+        try:
+            client.put_object(Bucket=bucket, Key=key, Body=body, ContentLength=size, IfNoneMatch="*",
+                              ChecksumSHA256=base64.b64encode(bytes.fromhex(sha256)).decode(),
+                              Metadata={"sha256": sha256})
+            return True
+        except ClientError as exc:
+            if error_code(exc) not in {"PreconditionFailed", "ConditionalRequestConflict"}:
+                raise
+            head = _head(client, bucket, key)  # written by someone else meanwhile: check it below
+    if head is None or _stored_sha256(head) != sha256 or head.get("ContentLength") != size:
+        raise S3Error(f"s3://{bucket}/{key} already exists with different content; a published version is "
+                      f"never overwritten (delete that version by hand if it is really broken)")
+    return False
+
+
+def _verify(client: S3Client, bucket: str, key: str, sha256: str, size: int) -> None:
+    """Check what S3 now stores under `key` against the local checksum (download if S3 keeps none)."""
+    head = _head(client, bucket, key)
+    if head is None:
+        raise S3Error(f"s3://{bucket}/{key} is missing right after its upload")
+    stored = _stored_sha256(head) if head.get("ChecksumSHA256") else None
+    if stored is None:
+        digest = hashlib.sha256()
+        for chunk in client.get_object(Bucket=bucket, Key=key)["Body"].iter_chunks(1 << 20):
+            digest.update(chunk)
+        stored = digest.hexdigest()
+    if stored != sha256 or head.get("ContentLength") != size:
+        raise S3Error(f"s3://{bucket}/{key} does not match the local file after upload (sha256 {stored} "
+                      f"!= {sha256}); latest.json was left as it was")
+
+
+def read_latest(client: S3Client, address: ModelAddress) -> LatestRecord | None:
+    """The latest.json record, or None when nothing was published yet."""
+    with s3_errors(client, f"reading {address.uri(LATEST_FILE)}", address.bucket):
+        return _get_json(client, address.bucket, address.key(LATEST_FILE))
+
+
+def publish(client: S3Client, address: ModelAddress, version: str, files: dict[str, Path], record: dict[str, Any] | None = None,
+            progress: bool = True, hook: ProgressHook | None = None) -> PublishResult:
+    """Upload `files` (name inside the version folder -> local path) as `version`, verify, then move latest."""
+    bucket = address.bucket
+    manifest = build_manifest(version, files)
+    manifest_bytes = json.dumps(manifest, indent=2).encode()
+    uploaded: list[str] = []
+    with s3_errors(client, f"checking bucket {bucket!r}", bucket):
+        client.head_bucket(Bucket=bucket)
+    with s3_errors(client, f"publishing {address.uri(version)}", bucket):
+        existing = _get_json(client, bucket, address.key(version, MANIFEST_FILE))
+        if existing is not None and existing.get("files") != manifest["files"]:
+            raise S3Error(f"{address.uri(version)} is already published with different files (same model, "
+                          f"different metrics or report?); a version is never overwritten")
+        if existing is None:
+            total = sum(entry["size"] for entry in manifest["files"].values())
+            with tqdm(total=total, unit="B", unit_scale=True, desc=f"upload {version}", disable=not progress) as bar:
+                for name, path in sorted(files.items()):
+                    entry = manifest["files"][name]
+                    key = address.key(version, name)
+                    with path.open("rb") as handle:
+                        if _put_once(client, bucket, key, _ProgressReader(handle, key, bar, hook),
+                                     entry["sha256"], entry["size"]):
+                            uploaded.append(name)
+                        else:
+                            bar.update(entry["size"])
+            for name, entry in manifest["files"].items():
+                _verify(client, bucket, address.key(version, name), entry["sha256"], entry["size"])
+            _put_once(client, bucket, address.key(version, MANIFEST_FILE), manifest_bytes,
+                      hashlib.sha256(manifest_bytes).hexdigest(), len(manifest_bytes))
+        latest = {"format": REGISTRY_FORMAT, "version": version, "uri": address.uri(version) + "/",
+                  "manifest": address.uri(version, MANIFEST_FILE),
+                  "published_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **(record or {})}
+        client.put_object(Bucket=bucket, Key=address.key(LATEST_FILE), Body=json.dumps(latest, indent=2).encode(),
+                          ContentType="application/json")
+    return PublishResult(version, address.uri(version) + "/", uploaded, existing is not None)
+
+
+def _verified(directory: Path, manifest: Manifest) -> bool:
+    """Every manifest file is present with its sha256 and the bundle hashes to the version."""
+    for name, entry in manifest["files"].items():
+        path = directory / name
+        if not path.is_file() or path.stat().st_size != entry["size"] or sha256_file(path) != entry["sha256"]:
+            return False
+    return hash_directory(directory / BUNDLE_SUBDIR) == manifest["version"]
+
+
+def fetch_model(client: S3Client, address: ModelAddress, version: str = "latest", cache_dir: Path = DEFAULT_CACHE,
+                progress: bool = True) -> Path:
+    """Download a published version (or the latest) into `cache_dir`, verified; return its folder.
+
+    The bundle is `<returned folder>/models`. Nothing is returned, so nothing is loaded, unless
+    every file matches the manifest's sha256 and the bundle hashes to the version's name.
+    """
+    if version == "latest":
+        latest = read_latest(client, address)
+        if latest is None:
+            raise S3Error(f"no model published at {address.uri()}/ yet: run the push stage (`dvc repro push`)")
+        version = latest["version"]
+    target = Path(cache_dir) / address.model_name / version
+    if (target / MANIFEST_FILE).is_file() and _verified(target, json.loads((target / MANIFEST_FILE).read_text())):
+        return target
+    with s3_errors(client, f"fetching {address.uri(version)}", address.bucket):
+        manifest = _get_json(client, address.bucket, address.key(version, MANIFEST_FILE))
+        if manifest is None:
+            raise S3Error(f"{address.uri(version)} is not a complete published version (no {MANIFEST_FILE})")
+        partial = target.with_name(f".{version}.partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        total = sum(entry["size"] for entry in manifest["files"].values())
+        with tqdm(total=total, unit="B", unit_scale=True, desc=f"fetch {version}", disable=not progress) as bar:
+            for name in manifest["files"]:
+                destination = partial / name
+                destination.parent.mkdir(parents=True, exist_ok=True)
+                body = client.get_object(Bucket=address.bucket, Key=address.key(version, name))["Body"]
+                with destination.open("wb") as handle:
+                    for chunk in body.iter_chunks(1 << 20):
+                        handle.write(chunk)
+                        bar.update(len(chunk))
+    (partial / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2))
+    if not _verified(partial, manifest):
+        shutil.rmtree(partial, ignore_errors=True)
+        raise S3Error(f"{address.uri(version)} failed verification: a file does not match its sha256 in "
+                      f"{MANIFEST_FILE}, or the bundle does not hash to {version}; nothing was loaded")
+    shutil.rmtree(target, ignore_errors=True)
+    partial.replace(target)
+    return target

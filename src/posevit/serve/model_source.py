@@ -1,0 +1,108 @@
+"""Where a served model comes from: the S3 registry, a DVC revision, or a bundle folder on disk.
+
+    registry            latest published version (push.* in params.yaml says where)
+    registry:<version>  one pinned version
+    dvc:<rev>           models/ and metrics/test.json as committed at a git revision (DVC remote or cache)
+    <folder>            a local bundle, e.g. models/ after `dvc repro`
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from posevit.core.errors import PosevitError
+from posevit.core.hashing import hash_directory
+from posevit.core.metrics import TestMetrics
+from posevit.core.paths import MODELS_DIR, TEST_METRICS
+from posevit.models.bundle import CONFIG_FILE, read_bundle_config
+
+HOW_TO_GET_ONE = (
+    "get a model first, one of: `make demo` (trains and publishes to the local S3), "
+    "`dvc pull models` (from the DVC remote), or pass --model <bundle folder> / registry[:version] / dvc:<rev>"
+)
+
+log = logging.getLogger("posevit.app")
+
+
+class ModelSourceError(PosevitError):
+    """No model could be found where the app was told to look."""
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    bundle_dir: Path
+    version: str  # content hash of the bundle, as in the registry and the report
+    source: str  # where it came from, for the model card
+    metrics: TestMetrics | None  # test metrics that came with it, if any
+
+
+def _metrics(path: Path) -> TestMetrics | None:
+    if not path.is_file():
+        return None
+    metrics: TestMetrics = json.loads(path.read_text())
+    return metrics
+
+
+def from_folder(folder: Path, source: str | None = None, metrics_file: Path | None = None) -> ServedModel:
+    folder = Path(folder)
+    if not (folder / CONFIG_FILE).is_file():
+        raise ModelSourceError(f"{folder} holds no model bundle ({CONFIG_FILE} missing): {HOW_TO_GET_ONE}")
+    read_bundle_config(folder)
+    if metrics_file is None:  # a project's models/ sits next to its metrics/
+        metrics_file = folder.parent / TEST_METRICS
+    return ServedModel(folder, hash_directory(folder), source or f"local folder {folder}", _metrics(metrics_file))
+
+
+def from_registry(version: str, cache_dir: Path | None = None) -> ServedModel:
+    from posevit.core.config import load_params
+    from posevit.publish.registry import DEFAULT_CACHE, ModelAddress, fetch_model
+    from posevit.publish.s3 import make_client
+
+    push = load_params().push
+    address = ModelAddress(push.bucket, push.prefix, push.model_name)
+    folder = fetch_model(make_client(push.endpoint_url, push.region), address, version or "latest",
+                         cache_dir or DEFAULT_CACHE)
+    return from_folder(folder / MODELS_DIR.name, f"S3 registry {address.uri(folder.name)}/",
+                       folder / TEST_METRICS)
+
+
+def from_dvc(rev: str, cache_dir: Path) -> ServedModel:
+    """models/ and metrics/test.json as of git revision `rev`, through DVC (cache or remote)."""
+    from dvc.api import DVCFileSystem
+
+    target = Path(cache_dir) / "dvc" / rev.replace("/", "_")
+    partial = target.with_name(target.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    try:
+        fs = DVCFileSystem(".", rev=rev)
+        fs.get(MODELS_DIR.as_posix(), str(partial / MODELS_DIR.name), recursive=True)
+        if fs.exists(TEST_METRICS.as_posix()):
+            fs.get(TEST_METRICS.as_posix(), str(partial / TEST_METRICS))
+    except Exception as exc:  # DVC raises many kinds: bad rev, no remote, missing cache
+        shutil.rmtree(partial, ignore_errors=True)
+        raise ModelSourceError(f"cannot get models/ at revision {rev!r} through DVC: {exc}. {HOW_TO_GET_ONE}") from None
+    shutil.rmtree(target, ignore_errors=True)
+    partial.replace(target)
+    return from_folder(target / MODELS_DIR.name, f"DVC revision {rev}", target / TEST_METRICS)
+
+
+def resolve(spec: str, cache_dir: Path) -> ServedModel:
+    """The model named by `spec` (see the module docstring); `auto`: the registry's latest, else models/."""
+    if spec == "auto":
+        try:
+            return from_registry("latest", cache_dir / "registry")
+        except PosevitError as registry_error:
+            if (MODELS_DIR / CONFIG_FILE).is_file():
+                log.warning("registry unavailable (%s); serving the local bundle %s/", registry_error, MODELS_DIR)
+                return from_folder(MODELS_DIR)
+            raise ModelSourceError(f"no model to serve: the S3 registry said: {registry_error}\n"
+                                   f"and there is no local bundle in {MODELS_DIR}/. {HOW_TO_GET_ONE}") from None
+    if spec == "registry" or spec.startswith("registry:"):
+        return from_registry(spec.partition(":")[2] or "latest", cache_dir / "registry")
+    if spec.startswith("dvc:"):
+        return from_dvc(spec.removeprefix("dvc:"), cache_dir)
+    return from_folder(Path(spec))

@@ -1,0 +1,1 @@
+"""Training: the LightningModule, the datamodule and its augmentation, the loop that leaves a bundle, curves."""

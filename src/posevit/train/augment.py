@@ -1,0 +1,18 @@
+"""The training transform: timm's augmentation at the model's input size (`train.augment.*`)."""
+
+from __future__ import annotations
+
+from timm.data import create_transform
+
+from posevit.core.config import AugmentConfig
+from posevit.models.transforms import DataConfig, timm_transform_args
+
+
+def train_transform(data_config: DataConfig, augment: AugmentConfig):
+    """Random resized crop (`train.augment.scale`), flip and optional colour jitter."""
+    args = timm_transform_args(data_config)
+    args.pop("crop_pct", None)
+    args.pop("crop_mode", None)
+    if augment.color_jitter > 0:
+        args["color_jitter"] = augment.color_jitter
+    return create_transform(**args, is_training=True, scale=(augment.scale[0], augment.scale[1]), hflip=augment.hflip)

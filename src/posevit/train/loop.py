@@ -1,0 +1,196 @@
+"""Train the configured ViT on the processed splits and leave a model bundle (the train stage's work)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+import time
+from dataclasses import dataclass
+from importlib.metadata import version
+from pathlib import Path
+from typing import TypedDict
+
+import pytorch_lightning as pl
+import safetensors.torch
+import torch
+from dvclive.lightning import DVCLiveLogger
+from pytorch_lightning.callbacks import Callback, ModelCheckpoint, TQDMProgressBar
+
+import posevit
+from posevit.core import paths as default_paths
+from posevit.core.config import PipelineConfig
+from posevit.core.entrypoint import write_json
+from posevit.core.errors import ConfigError
+from posevit.core.hashing import hash_directory
+from posevit.core.precision import check_hardware, resolve_precision
+from posevit.data.store import LABELS, class_names, load_split
+from posevit.models.bundle import BundleConfig, TrainingSummary, save_bundle
+from posevit.models.factory import create_model
+from posevit.models.freeze import count_parameters, freeze_blocks, model_depth
+from posevit.models.transforms import eval_transform, model_data_config
+from posevit.train.augment import train_transform
+from posevit.train.datamodule import ActionDataModule
+from posevit.train.lightning_module import ActionClassifier
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainPaths:
+    data: Path = default_paths.PROCESSED_DIR
+    models: Path = default_paths.MODELS_DIR
+    checkpoints: Path = default_paths.CHECKPOINTS_DIR
+    live: Path = default_paths.LIVE_DIR
+    metrics: Path = default_paths.TRAIN_METRICS
+    curves: Path = default_paths.CURVES_PLOT
+
+
+class TrainMetrics(TypedDict):
+    """`metrics/train.json`."""
+
+    best_val_acc: float
+    best_epoch: int  # 1-based
+    epochs: int
+    wall_time_s: float
+    train_images_per_s: float
+    precision: str
+    trainable_params: int
+    total_params: int
+
+
+class ImagesPerSecond(Callback):
+    """Training throughput in images/s: shown on the progress bar, totalled for metrics."""
+
+    def __init__(self) -> None:
+        self.images = 0
+        self.seconds = 0.0
+        self._batch_start = 0.0
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self._batch_start = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.seconds += time.perf_counter() - self._batch_start
+        self.images += int(batch[LABELS].shape[0]) * trainer.world_size
+        pl_module.log("img/s", self.rate, prog_bar=True, logger=False, on_step=True, on_epoch=False)
+
+    @property
+    def rate(self) -> float:
+        return self.images / self.seconds if self.seconds else 0.0
+
+
+def run_fingerprint(cfg: PipelineConfig, data_dir: Path) -> str:
+    """What a checkpoint must match to be resumed: training params and the exact data."""
+    state = {
+        "params": cfg.model_dump(include={"model", "train", "trainer"}, mode="json"),
+        "data": [hash_directory(data_dir / split) for split in ("train", "val")],
+    }
+    return hashlib.sha256(json.dumps(state, sort_keys=True).encode()).hexdigest()
+
+
+def resumable_checkpoint(checkpoints: Path, fingerprint: str) -> Path | None:
+    """`last.ckpt` of an interrupted run with the same fingerprint; stale state is discarded."""
+    last, stamp = checkpoints / "last.ckpt", _stamp(checkpoints)
+    if last.is_file() and stamp.is_file() and stamp.read_text().strip() == fingerprint:
+        return last
+    if checkpoints.exists():
+        log.info("discarding checkpoints of a different run in %s", checkpoints)
+        shutil.rmtree(checkpoints)
+    stamp.parent.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(fingerprint)
+    return None
+
+
+def _stamp(checkpoints: Path) -> Path:
+    return checkpoints.with_name(checkpoints.name + ".fingerprint")
+
+
+class BestWeights(Callback):
+    """The best epoch's weights by val/acc, as safetensors beside the resume checkpoint (no pickles to read back).
+
+    Its record survives a killed run, so a resumed run still compares against the best before the kill.
+    Ties keep the earlier epoch, as Lightning's ModelCheckpoint does.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self.weights, self.record = directory / "best.safetensors", directory / "best.json"
+
+    def best(self) -> dict | None:
+        return json.loads(self.record.read_text()) if self.record.is_file() else None
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.sanity_checking or not trainer.is_global_zero:
+            return
+        score = float(trainer.callback_metrics["val/acc"])
+        best = self.best()
+        if best is None or score > best["val_acc"]:
+            model = pl_module.get_submodule("model")
+            self.weights.parent.mkdir(parents=True, exist_ok=True)
+            state = {name: tensor.detach().cpu().contiguous() for name, tensor in model.state_dict().items()}
+            safetensors.torch.save_file(state, str(self.weights))
+            write_json(self.record, {"val_acc": score, "epoch": trainer.current_epoch})
+
+
+def train(cfg: PipelineConfig, paths: TrainPaths = TrainPaths()) -> TrainMetrics | None:
+    """Fit, keep the best epoch by val/acc as the bundle; returns metrics/train.json's content on rank 0."""
+    check_hardware(cfg.trainer)
+    pl.seed_everything(cfg.train.seed, workers=True)
+    names = class_names(load_split("train", paths.data))
+    model = create_model(cfg.model, num_classes=len(names))
+    frozen = freeze_blocks(model, cfg.model.freeze_blocks)
+    trainable, total = count_parameters(model)
+    model = model.to(memory_format=torch.channels_last)  # ~25% faster convolutions on CPU
+    data_config = model_data_config(model)
+    precision = resolve_precision(cfg.trainer.precision, cfg.trainer.accelerator)
+    log.info("precision %s; %s of %s parameters trainable (%d of %d blocks frozen)",
+             precision, f"{trainable:,}", f"{total:,}", cfg.model.freeze_blocks, model_depth(model))
+
+    datamodule = ActionDataModule(train_transform(data_config, cfg.train.augment), eval_transform(data_config),
+                                  cfg.train.batch_size, cfg.train.num_workers, paths.data)
+    module = ActionClassifier(model, len(names), cfg.train, frozen)
+    resume = resumable_checkpoint(paths.checkpoints, run_fingerprint(cfg, paths.data))
+    if resume:
+        log.info("resuming the interrupted run from %s", resume)
+    best = BestWeights(paths.checkpoints)
+    # The whole training state of the latest epoch, overwritten each epoch, for resuming a killed run.
+    resume_state = ModelCheckpoint(dirpath=paths.checkpoints, filename="last", monitor=None, save_top_k=1,
+                                   enable_version_counter=False)
+    throughput = ImagesPerSecond()
+    trainer = pl.Trainer(
+        accelerator=cfg.trainer.accelerator, devices=cfg.trainer.devices, strategy=cfg.trainer.strategy,
+        num_nodes=cfg.trainer.num_nodes, precision=precision, max_epochs=cfg.train.epochs,
+        logger=DVCLiveLogger(dir=str(paths.live), resume=resume is not None, save_dvc_exp=False, dvcyaml=False),
+        callbacks=[best, resume_state, throughput, TQDMProgressBar(refresh_rate=10)],
+        deterministic=True, enable_model_summary=False, log_every_n_steps=10,
+    )
+    started = time.perf_counter()
+    trainer.fit(module, datamodule=datamodule, ckpt_path=resume)
+    wall_time = time.perf_counter() - started
+    if not trainer.is_global_zero:
+        return None
+
+    record = best.best()
+    if record is None:
+        raise ConfigError("training ran no validation epoch, so there is no best model: check trainer/train settings")
+    model.load_state_dict(safetensors.torch.load_file(str(best.weights)))
+    metrics = TrainMetrics(
+        best_val_acc=round(record["val_acc"], 6), best_epoch=record["epoch"] + 1, epochs=cfg.train.epochs,
+        wall_time_s=round(wall_time, 1), train_images_per_s=round(throughput.rate, 1), precision=precision,
+        trainable_params=trainable, total_params=total,
+    )
+    save_bundle(paths.models, model, BundleConfig(
+        model_name=cfg.model.name,
+        labels=names,
+        data_config=data_config,
+        freeze_blocks=cfg.model.freeze_blocks,
+        params=cfg.model_dump(include={"model", "train", "trainer"}, mode="json"),
+        # Timings stay out: they vary run to run, and the bundle's bytes name its registry version.
+        metrics=TrainingSummary(best_val_acc=metrics["best_val_acc"], best_epoch=metrics["best_epoch"],
+                                epochs=metrics["epochs"]),
+        versions={"posevit": posevit.__version__, "timm": version("timm"), "torch": torch.__version__},
+    ))
+    shutil.rmtree(paths.checkpoints, ignore_errors=True)
+    _stamp(paths.checkpoints).unlink(missing_ok=True)
+    return metrics

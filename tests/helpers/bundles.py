@@ -1,0 +1,22 @@
+"""Real model bundles for tests, written as the train stage writes them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from posevit.core.config import ModelConfig
+from posevit.core.labels import ACTION_CLASSES
+from posevit.models.bundle import BundleConfig, save_bundle
+from posevit.models.factory import create_model
+from posevit.models.transforms import model_data_config
+
+
+def tiny_bundle(directory: Path, seed: int = 0) -> Path:
+    """A real (untrained) model bundle, as the train stage writes it; `seed` changes its weights."""
+    torch.manual_seed(seed)
+    model = create_model(ModelConfig(name="vit_convstem_tiny"), num_classes=len(ACTION_CLASSES)).eval()
+    save_bundle(directory, model, BundleConfig(model_name="vit_convstem_tiny", labels=list(ACTION_CLASSES),
+                                               data_config=model_data_config(model)))
+    return directory
