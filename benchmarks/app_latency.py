@@ -23,8 +23,10 @@ MODEL = VIT_B16
 
 
 def percentiles(seconds: list[float]) -> dict[str, float]:
-    return {"p50_ms": round(float(np.percentile(seconds, 50)) * 1000, 1),
-            "p95_ms": round(float(np.percentile(seconds, 95)) * 1000, 1)}
+    return {
+        "p50_ms": round(float(np.percentile(seconds, 50)) * 1000, 1),
+        "p95_ms": round(float(np.percentile(seconds, 95)) * 1000, 1),
+    }
 
 
 def time_calls(call, runs: int, warmup: int = 3) -> list[float]:
@@ -43,7 +45,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=30)
     args = parser.parse_args()
     rng = np.random.default_rng(0)
-    photo = Image.fromarray(rng.integers(0, 256, (12, 16, 3), dtype=np.uint8)).resize((640, 480), Image.Resampling.BICUBIC)
+    photo = Image.fromarray(rng.integers(0, 256, (12, 16, 3), dtype=np.uint8)).resize(
+        (640, 480), Image.Resampling.BICUBIC
+    )
     bundle = random_bundle(MODEL)
     predictor = Predictor(bundle)
     app = time_calls(lambda: predictor.predict(photo), args.runs)
@@ -57,14 +61,25 @@ def main() -> None:
     baseline = time_calls(fp32_call, args.runs)
     app_stats, base_stats = percentiles(app), percentiles(baseline)
     bf16_peak, fp32_peak = matmul_peak_tflops(torch.bfloat16), matmul_peak_tflops(torch.float32)
-    print(json.dumps({
-        "benchmark": "app_latency", "model": MODEL.name, "runs": args.runs, "machine": machine(),
-        "app_predict": app_stats, "fp32_per_image": base_stats,
-        "p50_ratio": round(app_stats["p50_ms"] / base_stats["p50_ms"], 3), "target_p50_ratio": round(1 / 3, 3),
-        "bf16_matmul_peak_tflops": round(bf16_peak, 3), "fp32_matmul_peak_tflops": round(fp32_peak, 3),
-        # The best ratio bf16 GEMMs can give on this CPU, if all time were GEMMs at their peaks:
-        "p50_ratio_floor_from_gemm_peaks": round(fp32_peak / bf16_peak, 3),
-    }, indent=2))
+    print(
+        json.dumps(
+            {
+                "benchmark": "app_latency",
+                "model": MODEL.name,
+                "runs": args.runs,
+                "machine": machine(),
+                "app_predict": app_stats,
+                "fp32_per_image": base_stats,
+                "p50_ratio": round(app_stats["p50_ms"] / base_stats["p50_ms"], 3),
+                "target_p50_ratio": round(1 / 3, 3),
+                "bf16_matmul_peak_tflops": round(bf16_peak, 3),
+                "fp32_matmul_peak_tflops": round(fp32_peak, 3),
+                # The best ratio bf16 GEMMs can give on this CPU, if all time were GEMMs at their peaks:
+                "p50_ratio_floor_from_gemm_peaks": round(fp32_peak / bf16_peak, 3),
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -23,8 +23,9 @@ def random_bundle(model_cfg: ModelConfig = VIT_B16) -> Bundle:
     """A bundle of `model_cfg` with random weights, written and loaded the way the pipeline does it."""
     with tempfile.TemporaryDirectory() as directory:
         model = create_model(model_cfg, num_classes=len(ACTION_CLASSES))
-        config = BundleConfig(model_name=model_cfg.name, labels=list(ACTION_CLASSES),
-                              data_config=model_data_config(model))
+        config = BundleConfig(
+            model_name=model_cfg.name, labels=list(ACTION_CLASSES), data_config=model_data_config(model)
+        )
         save_bundle(Path(directory) / "models", model, config)
         return load_bundle(Path(directory) / "models")
 
@@ -44,5 +45,8 @@ def matmul_peak_tflops(dtype: torch.dtype = torch.bfloat16, size: int = 2048, re
 
 
 def machine() -> dict[str, object]:
-    return {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
-            "torch": torch.__version__}
+    return {
+        "cpu": platform.processor() or platform.machine(),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+    }

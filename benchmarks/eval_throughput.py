@@ -28,12 +28,21 @@ MODEL = VIT_B16
 def photo_like_split(count: int) -> datasets.Dataset:
     """Smooth random images of photo size (decoding and resizing are part of the work)."""
     rng = np.random.default_rng(0)
-    images = [Image.fromarray(rng.integers(0, 256, (12, 16, 3), dtype=np.uint8)).resize((640, 480), Image.Resampling.BICUBIC)
-              for _ in range(count)]
-    features = datasets.Features({"image": datasets.Image(), "labels": datasets.ClassLabel(names=list(ACTION_CLASSES)),
-                                  "id": datasets.Value("string")})
-    return datasets.Dataset.from_dict({"image": images, "labels": [i % 15 for i in range(count)],
-                                       "id": [str(i) for i in range(count)]}, features=features)
+    images = [
+        Image.fromarray(rng.integers(0, 256, (12, 16, 3), dtype=np.uint8)).resize((640, 480), Image.Resampling.BICUBIC)
+        for _ in range(count)
+    ]
+    features = datasets.Features(
+        {
+            "image": datasets.Image(),
+            "labels": datasets.ClassLabel(names=list(ACTION_CLASSES)),
+            "id": datasets.Value("string"),
+        }
+    )
+    return datasets.Dataset.from_dict(
+        {"image": images, "labels": [i % 15 for i in range(count)], "id": [str(i) for i in range(count)]},
+        features=features,
+    )
 
 
 def per_image_fp32(bundle, split: datasets.Dataset) -> float:
@@ -62,17 +71,29 @@ def main() -> None:
         bundle.model(torch.randn(1, 3, 224, 224))
     flops = counter.get_total_flops()
     peak = matmul_peak_tflops(torch.bfloat16)
-    print(json.dumps({
-        "benchmark": "eval_throughput", "model": MODEL.name, "images": len(split), "batch_size": args.batch_size,
-        "machine": machine(), "evaluate_images_per_s": round(batched, 2),
-        "per_image_fp32_images_per_s": round(baseline, 2), "speedup": round(batched / baseline, 2), "target_speedup": 4.0,
-        "gflops_per_image": round(flops / 1e9, 1), "bf16_matmul_peak_tflops": round(peak, 3),
-        "evaluate_mfu": round(batched * flops / 1e12 / peak, 3),
-        "fp32_matmul_peak_tflops": round(matmul_peak_tflops(torch.float32), 3),
-        "per_image_fp32_tflops": round(baseline * flops / 1e12, 3),
-        # Even at 100% of the bf16 peak, batched bf16 cannot beat the fp32 loop by more than this:
-        "speedup_ceiling_at_bf16_peak": round(peak / (baseline * flops / 1e12), 2),
-    }, indent=2))
+    print(
+        json.dumps(
+            {
+                "benchmark": "eval_throughput",
+                "model": MODEL.name,
+                "images": len(split),
+                "batch_size": args.batch_size,
+                "machine": machine(),
+                "evaluate_images_per_s": round(batched, 2),
+                "per_image_fp32_images_per_s": round(baseline, 2),
+                "speedup": round(batched / baseline, 2),
+                "target_speedup": 4.0,
+                "gflops_per_image": round(flops / 1e9, 1),
+                "bf16_matmul_peak_tflops": round(peak, 3),
+                "evaluate_mfu": round(batched * flops / 1e12 / peak, 3),
+                "fp32_matmul_peak_tflops": round(matmul_peak_tflops(torch.float32), 3),
+                "per_image_fp32_tflops": round(baseline * flops / 1e12, 3),
+                # Even at 100% of the bf16 peak, batched bf16 cannot beat the fp32 loop by more than this:
+                "speedup_ceiling_at_bf16_peak": round(peak / (baseline * flops / 1e12), 2),
+            },
+            indent=2,
+        )
+    )
 
 
 def load_bundle_fp32(bundle):

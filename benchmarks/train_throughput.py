@@ -69,9 +69,18 @@ def stage_images_per_s(steps: int, warmup: int) -> tuple[float, str]:
     model = model.to(memory_format=torch.channels_last)
     precision = resolve_precision("auto", "cpu")
     timer = StepTimer(warmup)
-    trainer = pl.Trainer(accelerator="cpu", devices=1, precision=precision, max_steps=steps + warmup, logger=False,
-                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                         callbacks=[timer], limit_val_batches=0)
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        devices=1,
+        precision=precision,
+        max_steps=steps + warmup,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[timer],
+        limit_val_batches=0,
+    )
     loader = DataLoader(RandomImages(BATCH * (steps + warmup)), batch_size=BATCH)
     trainer.fit(ActionClassifier(model, CLASSES, TrainConfig(lr=1e-4), frozen), train_dataloaders=loader)
     return BATCH * len(timer.times) / sum(timer.times), precision
@@ -119,18 +128,33 @@ def main() -> None:
     baseline = plain_fp32_images_per_s(args.steps, args.warmup)
     achieved = stage * flops_per_image / 1e12
     baseline_achieved = baseline * flops_per_image / 1e12
-    print(json.dumps({
-        "benchmark": "train_throughput", "model": MODEL.name, "image_size": SIZE, "batch_size": BATCH,
-        "freeze_blocks": MODEL.freeze_blocks, "precision": precision, "machine": machine(),
-        "stage_images_per_s": round(stage, 2), "fp32_loop_images_per_s": round(baseline, 2),
-        "speedup": round(stage / baseline, 2), "target_speedup": 3.5,
-        "train_gflops_per_image": round(flops_per_image / 1e9, 1),
-        "achieved_tflops": round(achieved, 3), "bf16_matmul_peak_tflops": round(peak, 3),
-        "mfu": round(achieved / peak, 3), "target_mfu": 0.6,
-        "fp32_matmul_peak_tflops": round(fp32_peak, 3), "fp32_loop_tflops": round(baseline_achieved, 3),
-        # Even at 100% of the bf16 peak the stage cannot beat the fp32 loop by more than this:
-        "speedup_ceiling_at_bf16_peak": round(peak / baseline_achieved, 2),
-    }, indent=2))
+    print(
+        json.dumps(
+            {
+                "benchmark": "train_throughput",
+                "model": MODEL.name,
+                "image_size": SIZE,
+                "batch_size": BATCH,
+                "freeze_blocks": MODEL.freeze_blocks,
+                "precision": precision,
+                "machine": machine(),
+                "stage_images_per_s": round(stage, 2),
+                "fp32_loop_images_per_s": round(baseline, 2),
+                "speedup": round(stage / baseline, 2),
+                "target_speedup": 3.5,
+                "train_gflops_per_image": round(flops_per_image / 1e9, 1),
+                "achieved_tflops": round(achieved, 3),
+                "bf16_matmul_peak_tflops": round(peak, 3),
+                "mfu": round(achieved / peak, 3),
+                "target_mfu": 0.6,
+                "fp32_matmul_peak_tflops": round(fp32_peak, 3),
+                "fp32_loop_tflops": round(baseline_achieved, 3),
+                # Even at 100% of the bf16 peak the stage cannot beat the fp32 loop by more than this:
+                "speedup_ceiling_at_bf16_peak": round(peak / baseline_achieved, 2),
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -9,5 +9,7 @@ import importlib.util
 import sys
 
 if importlib.util.find_spec("posevit") is None:
-    sys.exit(f"error: {sys.executable} does not have posevit installed: run `make setup`, then "
-             "`source .venv/bin/activate` (or call .venv/bin/dvc) before `dvc repro` / `dvc exp run`")
+    sys.exit(
+        f"error: {sys.executable} does not have posevit installed: run `make setup`, then "
+        "`source .venv/bin/activate` (or call .venv/bin/dvc) before `dvc repro` / `dvc exp run`"
+    )

@@ -25,8 +25,14 @@ from tests.helpers.images import ODD_BUT_FINE, encode, exif_rotated_jpeg, png_wi
 
 pytestmark = pytest.mark.timeout(600)
 CHROMIUM = "/usr/bin/chromium"  # Debian's (make test installs it); Playwright's own download is not used
-TEST_METRICS = {"accuracy": 0.918, "accuracy_ci_low": 0.902, "accuracy_ci_high": 0.933, "f1_weighted": 0.917,
-                "f1_macro": 0.916, "n_test": 1200}
+TEST_METRICS = {
+    "accuracy": 0.918,
+    "accuracy_ci_low": 0.902,
+    "accuracy_ci_high": 0.933,
+    "f1_weighted": 0.917,
+    "f1_macro": 0.916,
+    "n_test": 1200,
+}
 
 
 class RunningApp:
@@ -34,11 +40,20 @@ class RunningApp:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/"
         self.log = tmp / f"app-{self.port}.log"
-        environment = {**os.environ, "POSEVIT_CACHE": str(tmp / "cache"), "AWS_EC2_METADATA_DISABLED": "true",
-                       **(env or {})}
+        environment = {
+            **os.environ,
+            "POSEVIT_CACHE": str(tmp / "cache"),
+            "AWS_EC2_METADATA_DISABLED": "true",
+            **(env or {}),
+        }
         with self.log.open("w") as log:
-            self.process = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--port", str(self.port), *args],
-                                            cwd=tmp, env=environment, stdout=log, stderr=subprocess.STDOUT)
+            self.process = subprocess.Popen(
+                [sys.executable, str(ROOT / "app.py"), "--port", str(self.port), *args],
+                cwd=tmp,
+                env=environment,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         deadline = time.monotonic() + 180
         while True:
             try:
@@ -101,16 +116,22 @@ def test_odd_images_are_classified(app, tmp_path):
         assert abs(sum(classify(client, path, explain=False)[3].values()) - 1) < 1e-4, name
 
 
-@pytest.mark.parametrize("name, data, error_type, message", [
-    ("notes.txt", b"definitely not a picture", AppError, "not an image PIL can read"),
-    ("truncated.png", encode(Image.effect_noise((64, 64), 80).convert("RGB"), "PNG")[:900], AppError,
-     "Cannot use this file"),
-    ("bomb.png", png_with_declared_size(30000, 30000), AppError, "too large"),
-    # over --max-file-mb 1: gradio_client refuses it before the upload (the server test below checks the server)
-    ("huge.bmp", b"BM" + b"\0" * (1100 * 1024), ValueError, "exceeds the maximum file size"),
-])
-def test_bad_uploads_get_an_error_and_the_server_keeps_serving(app, project, tmp_path, name, data, error_type,
-                                                               message):
+@pytest.mark.parametrize(
+    "name, data, error_type, message",
+    [
+        ("notes.txt", b"definitely not a picture", AppError, "not an image PIL can read"),
+        (
+            "truncated.png",
+            encode(Image.effect_noise((64, 64), 80).convert("RGB"), "PNG")[:900],
+            AppError,
+            "Cannot use this file",
+        ),
+        ("bomb.png", png_with_declared_size(30000, 30000), AppError, "too large"),
+        # over --max-file-mb 1: gradio_client refuses it before the upload (the server test below checks the server)
+        ("huge.bmp", b"BM" + b"\0" * (1100 * 1024), ValueError, "exceeds the maximum file size"),
+    ],
+)
+def test_bad_uploads_get_an_error_and_the_server_keeps_serving(app, project, tmp_path, name, data, error_type, message):
     client = Client(app.url, verbose=False)
     (tmp_path / name).write_bytes(data)
     with pytest.raises(error_type) as error:
@@ -121,8 +142,9 @@ def test_bad_uploads_get_an_error_and_the_server_keeps_serving(app, project, tmp
 
 def test_the_server_itself_refuses_oversized_uploads(app):
     """Not only the client: a raw multipart upload over --max-file-mb is refused by the server."""
-    response = httpx.post(app.url + "gradio_api/upload", files={"files": ("big.png", b"\0" * (1100 * 1024))},
-                          timeout=30)
+    response = httpx.post(
+        app.url + "gradio_api/upload", files={"files": ("big.png", b"\0" * (1100 * 1024))}, timeout=30
+    )
     assert response.status_code == 413, response.text
 
 
@@ -146,8 +168,11 @@ def test_urls_are_never_fetched_by_the_server(app, project):
 
 def test_binds_loopback_only_and_shows_the_model_card(app):
     port_hex = f"{app.port:04X}"
-    listening = [line.split()[1] for line in Path("/proc/net/tcp").read_text().splitlines()[1:]
-                 if line.split()[1].endswith(":" + port_hex) and line.split()[3] == "0A"]
+    listening = [
+        line.split()[1]
+        for line in Path("/proc/net/tcp").read_text().splitlines()[1:]
+        if line.split()[1].endswith(":" + port_hex) and line.split()[3] == "0A"
+    ]
     assert listening == [f"0100007F:{port_hex}"]  # 127.0.0.1 only
     config = httpx.get(app.url + "config", timeout=10).json()
     card = next(c["props"]["value"] for c in config["components"] if c["props"].get("elem_id") == "model-card")
@@ -177,10 +202,18 @@ def test_login_from_environment_variables(project):
 
 
 def test_no_model_anywhere_exits_with_how_to_get_one(tmp_path):
-    result = subprocess.run([sys.executable, str(ROOT / "app.py")], cwd=tmp_path, capture_output=True, text=True,
-                            env={**{k: v for k, v in os.environ.items() if not k.startswith("AWS_")},
-                                 "POSEVIT_CACHE": str(tmp_path / "cache"), "AWS_EC2_METADATA_DISABLED": "true"},
-                            timeout=120)
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "app.py")],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={
+            **{k: v for k, v in os.environ.items() if not k.startswith("AWS_")},
+            "POSEVIT_CACHE": str(tmp_path / "cache"),
+            "AWS_EC2_METADATA_DISABLED": "true",
+        },
+        timeout=120,
+    )
     assert result.returncode == 2
     assert "no model to serve" in result.stderr and "make demo" in result.stderr and "dvc pull" in result.stderr
 
@@ -189,7 +222,9 @@ def test_a_person_uploads_a_photo_in_chromium_and_sees_the_actions(app, project,
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"] if os.geteuid() == 0 else [])
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, args=["--no-sandbox"] if os.geteuid() == 0 else []
+        )
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 900})
             page.goto(app.url)
@@ -197,7 +232,9 @@ def test_a_person_uploads_a_photo_in_chromium_and_sees_the_actions(app, project,
             page.locator("#classify").click()
             page.wait_for_function(
                 "labels => labels.some(l => document.querySelector('#labels').innerText.includes(l))",
-                arg=list(ACTION_CLASSES), timeout=60_000)
+                arg=list(ACTION_CLASSES),
+                timeout=60_000,
+            )
             page.wait_for_function("document.querySelector('#timing').innerText.includes('ms')", timeout=30_000)
             shown = page.locator("#labels").inner_text()
             page.screenshot(path=str(tmp_path / "app.png"), full_page=True)

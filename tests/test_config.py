@@ -23,11 +23,20 @@ def test_params_yaml_is_the_composition_of_conf(tmp_path):
     assert yaml.safe_load(committed) == compose_config(config_dir=CONF)
 
 
-@pytest.mark.parametrize("overrides", [
-    [], ["experiment=demo"], ["experiment=smoke"], ["experiment=seed_repro"],
-    ["data=imagefolder"], ["data=human_action_recognition"], ["trainer=gpu"], ["trainer=ddp"],
-    ["model=vit_base_patch16_224"],
-])
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        [],
+        ["experiment=demo"],
+        ["experiment=smoke"],
+        ["experiment=seed_repro"],
+        ["data=imagefolder"],
+        ["data=human_action_recognition"],
+        ["trainer=gpu"],
+        ["trainer=ddp"],
+        ["model=vit_base_patch16_224"],
+    ],
+)
 def test_every_shipped_config_validates(overrides):
     validate_config(compose_config(overrides, config_dir=CONF))
 
@@ -41,17 +50,20 @@ def test_seed_repro_is_the_replaced_systems_recipe():
     assert (cfg.train.lr, cfg.train.batch_size, cfg.train.epochs) == (1e-4, 16, 15)
 
 
-@pytest.mark.parametrize(("key", "value", "expected"), [
-    ("data.test_size", 1.5, "allowed: 0.0 < value < 1.0"),
-    ("data.test_size", 0.0, "greater than 0"),
-    ("data.validation_size", 1.0, "less than 1"),
-    ("data.validation_size", -0.1, "greater than 0"),
-    ("train.epochs", 0, "greater than or equal to 1"),
-    ("train.lr", "fast", "valid number"),
-    ("model.freeze_blocks", -1, "greater than or equal to 0"),
-    ("trainer.precision", "fp8", "'auto'"),
-    ("push.bucket", "Bad_Bucket", "should match pattern"),
-])
+@pytest.mark.parametrize(
+    ("key", "value", "expected"),
+    [
+        ("data.test_size", 1.5, "allowed: 0.0 < value < 1.0"),
+        ("data.test_size", 0.0, "greater than 0"),
+        ("data.validation_size", 1.0, "less than 1"),
+        ("data.validation_size", -0.1, "greater than 0"),
+        ("train.epochs", 0, "greater than or equal to 1"),
+        ("train.lr", "fast", "valid number"),
+        ("model.freeze_blocks", -1, "greater than or equal to 0"),
+        ("trainer.precision", "fp8", "'auto'"),
+        ("push.bucket", "Bad_Bucket", "should match pattern"),
+    ],
+)
 def test_bad_value_names_key_value_and_allowed_range(key, value, expected):
     raw = copy.deepcopy(compose_config(config_dir=CONF))
     section, name = key.split(".")

@@ -11,7 +11,9 @@ from posevit.data.sources import demo_dataset
 
 
 def _bytes(cfg: DataConfig) -> list[bytes]:
-    return [row["bytes"] for row in demo_dataset(cfg)["train"].cast_column("image", datasets.Image(decode=False))["image"]]
+    return [
+        row["bytes"] for row in demo_dataset(cfg)["train"].cast_column("image", datasets.Image(decode=False))["image"]
+    ]
 
 
 def test_demo_has_the_hub_schema_and_every_class():

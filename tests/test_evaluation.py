@@ -79,9 +79,16 @@ def test_workbook_numbers_equal_the_metrics(tmp_path, predictions):
     metrics = compute_metrics(predictions, 15, 0.95)
     matrix = confusion_matrix(predictions, 15)
     path = tmp_path / "report.xlsx"
-    write_report(path, metrics=metrics, per_class=per_class_metrics(predictions, NAMES), matrix=matrix,
-                 confusions=hardest_confusions(matrix, NAMES), predictions=predictions, names=NAMES,
-                 about={"model_name": "vit_convstem_tiny", "model_version": "abc123"})
+    write_report(
+        path,
+        metrics=metrics,
+        per_class=per_class_metrics(predictions, NAMES),
+        matrix=matrix,
+        confusions=hardest_confusions(matrix, NAMES),
+        predictions=predictions,
+        names=NAMES,
+        about={"model_name": "vit_convstem_tiny", "model_version": "abc123"},
+    )
     check_workbook(path, metrics)
     book = openpyxl.load_workbook(path)
     confusion = [[cell.value for cell in row] for row in book["Confusion matrix"].iter_rows(min_row=2, min_col=2)]
@@ -92,22 +99,32 @@ def test_workbook_numbers_equal_the_metrics(tmp_path, predictions):
 
     time.sleep(1.1)  # a later second: the same evaluation must still give the same bytes
     again = tmp_path / "again.xlsx"
-    write_report(again, metrics=metrics, per_class=per_class_metrics(predictions, NAMES), matrix=matrix,
-                 confusions=hardest_confusions(matrix, NAMES), predictions=predictions, names=NAMES,
-                 about={"model_name": "vit_convstem_tiny", "model_version": "abc123"})
+    write_report(
+        again,
+        metrics=metrics,
+        per_class=per_class_metrics(predictions, NAMES),
+        matrix=matrix,
+        confusions=hardest_confusions(matrix, NAMES),
+        predictions=predictions,
+        names=NAMES,
+        about={"model_name": "vit_convstem_tiny", "model_version": "abc123"},
+    )
     assert again.read_bytes() == path.read_bytes()
 
 
 def bundle_config(labels: list[str]) -> BundleConfig:
-    data_config = DataConfig(input_size=[3, 96, 96], interpolation="bicubic", mean=[0.5] * 3, std=[0.5] * 3,
-                             crop_pct=1.0, crop_mode="center")
+    data_config = DataConfig(
+        input_size=[3, 96, 96], interpolation="bicubic", mean=[0.5] * 3, std=[0.5] * 3, crop_pct=1.0, crop_mode="center"
+    )
     return BundleConfig(model_name="vit_convstem_tiny", labels=labels, data_config=data_config)
 
 
 def test_label_mismatch_names_the_classes():
     split = action_dataset(balanced_labels(1))
     bundle = Bundle(model=torch.nn.Identity(), config=bundle_config(NAMES[:14] + ["waving"]))
-    with pytest.raises(BundleError, match=r"missing from the model: \['using_laptop'\]; unknown to the data: \['waving'\]"):
+    with pytest.raises(
+        BundleError, match=r"missing from the model: \['using_laptop'\]; unknown to the data: \['waving'\]"
+    ):
         check_labels(bundle, split)
     reordered = Bundle(model=torch.nn.Identity(), config=bundle_config(NAMES[::-1]))
     with pytest.raises(BundleError, match="different order"):

@@ -100,12 +100,15 @@ FULL_JPEG = encode(Image.fromarray(NOISE), "JPEG")
 TRUNCATED_JPEG = FULL_JPEG[: len(FULL_JPEG) // 2]
 
 
-@pytest.mark.parametrize(("data", "reason"), [
-    (TRUNCATED_JPEG, "cannot decode"),
-    (TRUNCATED_JPEG[:150], "cannot open"),
-    (b"this is not an image", "not an image"),
-    (b"", "not an image"),
-])
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (TRUNCATED_JPEG, "cannot decode"),
+        (TRUNCATED_JPEG[:150], "cannot open"),
+        (b"this is not an image", "not an image"),
+        (b"", "not an image"),
+    ],
+)
 def test_broken_files_raise_a_clear_error(data, reason):
     with pytest.raises(ImageError, match=reason):
         normalise_image(data, MAX_PIXELS)

@@ -39,8 +39,12 @@ def source_env(project: DvcProject) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
     """A smoke-config copy with its own `make s3` server, reproduced end to end including push."""
-    project = copy_project(tmp_path_factory.mktemp("s3") / "posevit", "experiment=smoke", "train.epochs=1",
-                           "push.conditions=[{metric:n_test,threshold:1}]")  # a bar the smoke model passes
+    project = copy_project(
+        tmp_path_factory.mktemp("s3") / "posevit",
+        "experiment=smoke",
+        "train.epochs=1",
+        "push.conditions=[{metric:n_test,threshold:1}]",
+    )  # a bar the smoke model passes
     port = free_port()
     project.started = make(project, "s3", f"S3_PORT={port}")
     project.server = LocalS3(project.root / ".s3")
@@ -86,8 +90,9 @@ def test_repro_publishes_the_model_through_the_push_stage(project, monkeypatch):
     address = ModelAddress("posevit-models", "registry", "posevit")
     assert read_latest(client, address)["version"] == version
     fetched = fetch_model(client, address, cache_dir=project.root.parent / "cache", progress=False)
-    assert filecmp.cmp(fetched / "models" / "model.safetensors", project.root / "models" / "model.safetensors",
-                       shallow=False)
+    assert filecmp.cmp(
+        fetched / "models" / "model.safetensors", project.root / "models" / "model.safetensors", shallow=False
+    )
     assert "up to date" in project.dvc("repro").stdout  # nothing changed: push does not run again
 
 

@@ -54,7 +54,9 @@ def test_freeze_blocks_controls_which_parameters_learn(n_frozen):
 
 def test_freezing_more_blocks_than_the_model_has_is_a_config_error():
     model = create_model(ModelConfig(name="vit_convstem_tiny"), num_classes=15)
-    with pytest.raises(ConfigError, match=r"model.freeze_blocks = 4 is invalid: the model has 3 blocks \(allowed: 0 <= value <= 3\)"):
+    with pytest.raises(
+        ConfigError, match=r"model.freeze_blocks = 4 is invalid: the model has 3 blocks \(allowed: 0 <= value <= 3\)"
+    ):
         freeze_blocks(model, 4)
 
 
@@ -111,8 +113,9 @@ def test_bundle_round_trip_and_corruption(tmp_path):
 def test_saving_a_bundle_swaps_the_whole_folder_in(tmp_path):
     """A bundle folder with sub-folders is replaced whole; a leftover half-written one is discarded."""
     model = create_model(ModelConfig(name="vit_convstem_tiny"), num_classes=15).eval()
-    config = BundleConfig(model_name="vit_convstem_tiny", labels=[f"c{i}" for i in range(15)],
-                          data_config=model_data_config(model))
+    config = BundleConfig(
+        model_name="vit_convstem_tiny", labels=[f"c{i}" for i in range(15)], data_config=model_data_config(model)
+    )
     target = tmp_path / "models"
     (target / "extras" / "deep").mkdir(parents=True)
     (target / "extras" / "deep" / "notes.txt").write_text("old")

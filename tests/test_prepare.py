@@ -22,7 +22,9 @@ N_CLASSES = len(ACTION_CLASSES)
 
 
 def test_splits_are_stratified_disjoint_and_cover_every_class():
-    source = datasets.DatasetDict({"train": action_dataset(balanced_labels(20)).add_column("id", [str(i) for i in range(300)])})
+    source = datasets.DatasetDict(
+        {"train": action_dataset(balanced_labels(20)).add_column("id", [str(i) for i in range(300)])}
+    )
     splits, ignored = make_splits(source, test_size=0.2, validation_size=0.25, seed=42)
     assert ignored == {}
     assert class_counts(splits["test"]).tolist() == [4] * N_CLASSES
@@ -35,7 +37,9 @@ def test_splits_are_stratified_disjoint_and_cover_every_class():
 
 
 def test_same_seed_same_splits_other_seed_other_splits():
-    source = datasets.DatasetDict({"train": action_dataset(balanced_labels(10)).add_column("id", [str(i) for i in range(150)])})
+    source = datasets.DatasetDict(
+        {"train": action_dataset(balanced_labels(10)).add_column("id", [str(i) for i in range(150)])}
+    )
     first, _ = make_splits(source, 0.2, 0.2, seed=7)
     again, _ = make_splits(source, 0.2, 0.2, seed=7)
     other, _ = make_splits(source, 0.2, 0.2, seed=8)
@@ -45,11 +49,13 @@ def test_same_seed_same_splits_other_seed_other_splits():
 
 def test_a_class_missing_from_a_split_is_named():
     labels = balanced_labels(10)
-    splits = datasets.DatasetDict({
-        "train": action_dataset(labels),
-        "val": action_dataset(labels),
-        "test": action_dataset([label for label in labels if label != 9]),
-    })
+    splits = datasets.DatasetDict(
+        {
+            "train": action_dataset(labels),
+            "val": action_dataset(labels),
+            "test": action_dataset([label for label in labels if label != 9]),
+        }
+    )
     with pytest.raises(DataError, match=r"class 'listening_to_music' has no images in the 'test' split"):
         check_class_coverage(splits)
 
@@ -69,10 +75,13 @@ def write_hub_format(directory, splits: dict[str, datasets.Dataset]) -> None:
 
 def test_one_class_test_split_is_detected_dropped_and_resampled(tmp_path, caplog):
     repo = tmp_path / "Human_Action_Recognition"
-    write_hub_format(repo, {
-        "train": action_dataset(balanced_labels(8), seed=1),
-        "test": action_dataset([0] * 30, seed=2),  # like the hub: every row 'calling'
-    })
+    write_hub_format(
+        repo,
+        {
+            "train": action_dataset(balanced_labels(8), seed=1),
+            "test": action_dataset([0] * 30, seed=2),  # like the hub: every row 'calling'
+        },
+    )
     cfg = DataConfig(name=str(repo), test_size=0.25, validation_size=0.25, num_proc=1)
     with caplog.at_level(logging.WARNING):
         prepared = prepare_data(cfg)
@@ -104,7 +113,11 @@ def test_image_folder_with_odd_modes_and_a_truncated_file(tmp_path):
     broken = _file(Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)), "JPEG")
     (tmp_path / "photos" / "clapping" / "broken.jpeg").write_bytes(broken[: len(broken) // 2])
 
-    prepared = prepare_data(DataConfig(name=str(tmp_path / "photos"), label_column="label", test_size=0.25, validation_size=0.25, num_proc=1))
+    prepared = prepare_data(
+        DataConfig(
+            name=str(tmp_path / "photos"), label_column="label", test_size=0.25, validation_size=0.25, num_proc=1
+        )
+    )
 
     assert len(prepared.dropped) == 1
     assert prepared.dropped[0]["source"].endswith("broken.jpeg") and "cannot decode" in prepared.dropped[0]["reason"]

@@ -18,9 +18,18 @@ from tests.helpers import ROOT
 from tests.helpers.bundles import tiny_bundle
 from tests.helpers.s3 import s3_environment
 
-METRICS = {"accuracy": 0.9, "precision_weighted": 0.91, "recall_weighted": 0.9, "f1_weighted": 0.9,
-           "precision_macro": 0.9, "recall_macro": 0.9, "f1_macro": 0.89, "accuracy_ci_low": 0.88,
-           "accuracy_ci_high": 0.92, "n_test": 1200}
+METRICS = {
+    "accuracy": 0.9,
+    "precision_weighted": 0.91,
+    "recall_weighted": 0.9,
+    "f1_weighted": 0.9,
+    "precision_macro": 0.9,
+    "recall_macro": 0.9,
+    "f1_macro": 0.89,
+    "accuracy_ci_low": 0.88,
+    "accuracy_ci_high": 0.92,
+    "n_test": 1200,
+}
 
 
 def clean_env(**extra: str) -> dict[str, str]:
@@ -41,11 +50,14 @@ class Workspace:
         self.configure()
 
     def configure(self, *overrides: str) -> None:
-        write_params([f"push.bucket={self.bucket}", *overrides], output=self.root / "params.yaml", config_dir=ROOT / "conf")
+        write_params(
+            [f"push.bucket={self.bucket}", *overrides], output=self.root / "params.yaml", config_dir=ROOT / "conf"
+        )
 
     def push(self, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "stages.push"], cwd=self.root, env=env, capture_output=True,
-                              text=True, timeout=300)
+        return subprocess.run(
+            [sys.executable, "-m", "stages.push"], cwd=self.root, env=env, capture_output=True, text=True, timeout=300
+        )
 
     @property
     def receipt(self) -> dict:
@@ -91,20 +103,26 @@ def test_failing_the_bar_is_not_an_error_and_touches_nothing(workspace, good_env
 
 def test_an_unknown_metric_is_a_config_error(workspace, good_env):
     (workspace.root / "params.yaml").write_text(
-        (workspace.root / "params.yaml").read_text().replace("metric: accuracy", "metric: acuracy"))
+        (workspace.root / "params.yaml").read_text().replace("metric: accuracy", "metric: acuracy")
+    )
     result = workspace.push(good_env)
     assert result.returncode == 2
     assert "push.conditions.0.metric = 'acuracy'" in result.stderr and "f1_weighted" in result.stderr
 
 
-@pytest.mark.parametrize("fault, message", [
-    ("no credentials", "no AWS credentials found"),
-    ("wrong secret", "rejected the credentials"),
-    ("unknown key", "rejected the credentials"),
-    ("unreachable endpoint", "cannot reach S3 at http://127.0.0.1:"),
-    ("missing bucket", "bucket 'no-such-bucket' does not exist"),
-])
-def test_s3_faults_fail_clearly_keep_latest_and_print_no_secret(workspace, good_env, s3_server, tmp_path, fault, message):
+@pytest.mark.parametrize(
+    "fault, message",
+    [
+        ("no credentials", "no AWS credentials found"),
+        ("wrong secret", "rejected the credentials"),
+        ("unknown key", "rejected the credentials"),
+        ("unreachable endpoint", "cannot reach S3 at http://127.0.0.1:"),
+        ("missing bucket", "bucket 'no-such-bucket' does not exist"),
+    ],
+)
+def test_s3_faults_fail_clearly_keep_latest_and_print_no_secret(
+    workspace, good_env, s3_server, tmp_path, fault, message
+):
     assert workspace.push(good_env).returncode == 0
     before = latest_bytes(s3_server, workspace.bucket)
     (workspace.root / "metrics" / "test.json").write_text(json.dumps({**METRICS, "accuracy": 0.95}))
@@ -115,8 +133,11 @@ def test_s3_faults_fail_clearly_keep_latest_and_print_no_secret(workspace, good_
     if fault == "no credentials":
         env = clean_env(AWS_CONFIG_FILE=str(tmp_path / "none"), AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "none"))
     elif fault in ("wrong secret", "unknown key"):
-        env = clean_env(AWS_ACCESS_KEY_ID=key if fault == "wrong secret" else "PVNOSUCHKEY0000",
-                        AWS_SECRET_ACCESS_KEY="wrong-" + secret, AWS_ENDPOINT_URL_S3=s3_server.endpoint)
+        env = clean_env(
+            AWS_ACCESS_KEY_ID=key if fault == "wrong secret" else "PVNOSUCHKEY0000",
+            AWS_SECRET_ACCESS_KEY="wrong-" + secret,
+            AWS_ENDPOINT_URL_S3=s3_server.endpoint,
+        )
     elif fault == "unreachable endpoint":
         workspace.configure(f"push.endpoint_url=http://127.0.0.1:{free_port()}")
     else:

@@ -41,8 +41,13 @@ def test_publish_uploads_a_versioned_verified_tree_then_moves_latest(aws_env, ad
 
     base = f"registry/team/posevit/{version}"
     assert keys(client, address.bucket) == {
-        f"{base}/models/model.safetensors", f"{base}/models/config.json", f"{base}/metrics/test.json",
-        f"{base}/metrics/report.xlsx", f"{base}/manifest.json", "registry/team/posevit/latest.json"}
+        f"{base}/models/model.safetensors",
+        f"{base}/models/config.json",
+        f"{base}/metrics/test.json",
+        f"{base}/metrics/report.xlsx",
+        f"{base}/manifest.json",
+        "registry/team/posevit/latest.json",
+    }
     assert result.uri == f"s3://{address.bucket}/{base}/" and sorted(result.uploaded) == sorted(files)
     latest = read_latest(client, address)
     assert latest["version"] == version and latest["metrics"] == {"accuracy": 0.9}
@@ -114,7 +119,9 @@ def test_fetch_verifies_before_anything_loads(aws_env, address, tmp_path):
     pinned = fetch_model(client, address, version=first, cache_dir=tmp_path / "cache", progress=False)
     assert latest.name == second and pinned.name == first
     assert load_bundle(pinned / "models").labels == load_bundle(first_files["models/config.json"].parent).labels
-    assert (pinned / "models" / "model.safetensors").read_bytes() == first_files["models/model.safetensors"].read_bytes()
+    assert (pinned / "models" / "model.safetensors").read_bytes() == first_files[
+        "models/model.safetensors"
+    ].read_bytes()
 
     # A damaged cache is downloaded again, not loaded.
     (pinned / "models" / "model.safetensors").write_bytes(b"garbage")

@@ -17,15 +17,27 @@ from tests.helpers import ROOT
 
 PACKAGE = ROOT / "src" / "posevit"
 # The data's way through the pipeline; a subpackage may import its own rank or lower, never higher.
-RANKS = {"core": 0, "data": 1, "models": 2, "train": 3, "evaluate": 4, "publish": 5, "serve": 6, "sweep": 7,
-         "devtools": 8, "cli": 9}
+RANKS = {
+    "core": 0,
+    "data": 1,
+    "models": 2,
+    "train": 3,
+    "evaluate": 4,
+    "publish": 5,
+    "serve": 6,
+    "sweep": 7,
+    "devtools": 8,
+    "cli": 9,
+}
 STAGES = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
 
 
 def loaded_modules(statement: str) -> dict[str, str | None]:
     """{module name: source file} after running `statement` in a fresh interpreter in the project root."""
-    probe = (f"{statement}\nimport json, sys\n"
-             "print(json.dumps({n: getattr(m, '__file__', None) for n, m in list(sys.modules.items())}))")
+    probe = (
+        f"{statement}\nimport json, sys\n"
+        "print(json.dumps({n: getattr(m, '__file__', None) for n, m in list(sys.modules.items())}))"
+    )
     result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout.splitlines()[-1])
@@ -38,7 +50,9 @@ def project_files(modules: dict[str, str | None]) -> set[Path]:
 
 def rank_of(module: Path) -> int:
     relative = module.relative_to(PACKAGE)
-    return RANKS[relative.parts[0].removesuffix(".py")] if len(relative.parts) > 1 or relative.stem != "__init__" else -1
+    return (
+        RANKS[relative.parts[0].removesuffix(".py")] if len(relative.parts) > 1 or relative.stem != "__init__" else -1
+    )
 
 
 def imported_names(tree: ast.AST) -> set[str]:
@@ -79,8 +93,10 @@ def test_stages_holds_only_the_dvc_stage_entry_points():
 
 
 def test_the_serving_package_loads_without_training_data_or_dvc_libraries():
-    modules = loaded_modules("import posevit.serve.app, posevit.serve.page, posevit.serve.model_source, "
-                             "posevit.serve.predictor, posevit.serve.examples")
+    modules = loaded_modules(
+        "import posevit.serve.app, posevit.serve.page, posevit.serve.model_source, "
+        "posevit.serve.predictor, posevit.serve.examples"
+    )
     heavy = sorted({name.split(".")[0] for name in modules} & {"pytorch_lightning", "lightning", "datasets", "dvc"})
     assert heavy == [], heavy
 
@@ -119,8 +135,9 @@ def test_every_declared_output_is_a_path_the_library_names():
 
 def test_a_stage_run_by_an_interpreter_without_posevit_says_how_to_fix_it():
     # -S: no site-packages, so neither the venv's posevit nor anything else is importable.
-    result = subprocess.run([sys.executable, "-S", "-m", "stages.train"], cwd=ROOT, capture_output=True, text=True,
-                            timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-S", "-m", "stages.train"], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
     assert result.returncode != 0
     assert result.stderr.strip().count("\n") == 0, result.stderr
     assert "make setup" in result.stderr and ".venv/bin/activate" in result.stderr
@@ -131,10 +148,15 @@ def test_a_gpu_config_on_a_machine_without_one_stops_before_any_work(tmp_path, s
     from posevit.core.config import write_params
 
     write_params(["experiment=seed_repro"], output=tmp_path / "params.yaml", config_dir=ROOT / "conf")
-    env = {"PATH": str(Path(sys.executable).parent), "CUDA_VISIBLE_DEVICES": "", "HF_HUB_OFFLINE": "1",
-           "PYTHONPATH": str(ROOT)}
-    result = subprocess.run([sys.executable, "-m", f"stages.{stage}"], cwd=tmp_path, env=env, capture_output=True,
-                            text=True, timeout=300)
+    env = {
+        "PATH": str(Path(sys.executable).parent),
+        "CUDA_VISIBLE_DEVICES": "",
+        "HF_HUB_OFFLINE": "1",
+        "PYTHONPATH": str(ROOT),
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", f"stages.{stage}"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 2, result.stderr
     errors = [line for line in result.stderr.splitlines() if "ERROR" in line]
     assert len(errors) == 1 and "Traceback" not in result.stderr, result.stderr
@@ -178,9 +200,16 @@ def unpickling_uses(tree: ast.AST) -> list[str]:
 
 
 def test_the_unpickle_check_sees_every_way_in():
-    for source in ("import pickle", "from joblib import load", "import dill.settings", "torch.load(p)",
-                   "import torch as t\nt.load(p)", "from torch import load as read\nread(p)",
-                   "from torch import serialization\nserialization.load(p)", "torch.serialization.load(p)"):
+    for source in (
+        "import pickle",
+        "from joblib import load",
+        "import dill.settings",
+        "torch.load(p)",
+        "import torch as t\nt.load(p)",
+        "from torch import load as read\nread(p)",
+        "from torch import serialization\nserialization.load(p)",
+        "torch.serialization.load(p)",
+    ):
         tree = ast.parse(source if "import torch" in source or "torch." not in source else "import torch\n" + source)
         assert unpickling_uses(tree), source
     assert unpickling_uses(ast.parse("import safetensors.torch\nsafetensors.torch.load_file(p)")) == []
@@ -188,7 +217,11 @@ def test_the_unpickle_check_sees_every_way_in():
 
 def test_no_module_unpickles_anything():
     """Weights are safetensors and configs JSON everywhere: no pickle, dill, joblib or torch.load in any module."""
-    modules = [*PACKAGE.rglob("*.py"), *(ROOT / "stages").glob("*.py"), *(ROOT / "benchmarks").glob("*.py"),
-               ROOT / "app.py"]
+    modules = [
+        *PACKAGE.rglob("*.py"),
+        *(ROOT / "stages").glob("*.py"),
+        *(ROOT / "benchmarks").glob("*.py"),
+        ROOT / "app.py",
+    ]
     found = {str(m.relative_to(ROOT)): uses for m in modules if (uses := unpickling_uses(ast.parse(m.read_text())))}
     assert found == {}

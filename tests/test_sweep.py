@@ -28,8 +28,13 @@ from tests.helpers.dvc_project import copy_project
 
 
 def run(blocks: int, seed: int, accuracy: float, seconds: float = 10.0) -> SweepRun:
-    return SweepRun(f"b{blocks}s{seed}", blocks, seed, {"accuracy": accuracy, "f1_weighted": accuracy - 0.01,
-                                                        "f1_macro": accuracy - 0.02}, seconds)
+    return SweepRun(
+        f"b{blocks}s{seed}",
+        blocks,
+        seed,
+        {"accuracy": accuracy, "f1_weighted": accuracy - 0.01, "f1_macro": accuracy - 0.02},
+        seconds,
+    )
 
 
 def test_t_interval_matches_the_textbook():
@@ -64,7 +69,9 @@ def test_plot_and_workbook(tmp_path):
     assert len(rows) == 6 and rows[0][:4] == ("b0s0", 0, 0, pytest.approx(0.8))
     sheet = book["Settings"]
     header = [cell.value for cell in sheet[1]]
-    table = [dict(zip(header, [cell.value for cell in row], strict=False)) for row in sheet.iter_rows(min_row=2, max_row=4)]
+    table = [
+        dict(zip(header, [cell.value for cell in row], strict=False)) for row in sheet.iter_rows(min_row=2, max_row=4)
+    ]
     assert [r["best"] for r in table] == ["", "", "best"] or [r["best"] for r in table] == [None, None, "best"]
     assert table[2]["accuracy_mean"] == pytest.approx(settings[2].intervals["accuracy"].mean)
     assert table[2]["accuracy_ci_low"] == pytest.approx(settings[2].intervals["accuracy"].low)
@@ -98,17 +105,30 @@ def test_two_point_sweep_with_hydra_multirun_and_with_the_dvc_queue(tmp_path_fac
     # Hydra: 2 settings x 2 seeds as 2 parallel processes (joblib launcher), each in its own run
     # directory, DVC outputs untouched.
     sweep_dir = project.root.parent / "multirun"
-    launched = project.run(sys.executable, "-m", "posevit.sweep", "--multirun", "hydra/launcher=parallel",
-                           "experiment=smoke", "model.freeze_blocks=0,1", "train.seed=0,1", f"hydra.sweep.dir={sweep_dir}")
+    launched = project.run(
+        sys.executable,
+        "-m",
+        "posevit.sweep",
+        "--multirun",
+        "hydra/launcher=parallel",
+        "experiment=smoke",
+        "model.freeze_blocks=0,1",
+        "train.seed=0,1",
+        f"hydra.sweep.dir={sweep_dir}",
+    )
     assert "Joblib.Parallel(n_jobs=2" in launched.stdout + launched.stderr
     assert sorted(p.name for p in sweep_dir.iterdir() if p.is_dir()) == ["0", "1", "2", "3"]
     assert all((sweep_dir / job / "models" / "model.safetensors").is_file() for job in "0123")
-    assert project.run("git", "status", "--porcelain").stdout == tracked_before and not (project.root / "models").exists()
+    assert (
+        project.run("git", "status", "--porcelain").stdout == tracked_before and not (project.root / "models").exists()
+    )
     hydra_runs = runs_from_hydra(sweep_dir)
     assert sorted((r.freeze_blocks, r.seed) for r in hydra_runs) == [(0, 0), (0, 1), (1, 0), (1, 1)]
     summary = project.run(sys.executable, "-m", "posevit.sweep.report", "--hydra", str(sweep_dir))
     assert "4 runs, 2 settings" in summary.stdout and "<- best" in summary.stdout
-    assert (project.root / "plots" / "freeze_sweep.png").is_file() and (project.root / "reports" / "freeze_sweep.xlsx").is_file()
+    assert (project.root / "plots" / "freeze_sweep.png").is_file() and (
+        project.root / "reports" / "freeze_sweep.xlsx"
+    ).is_file()
 
     # DVC: the same 2 settings through the experiment queue.
     project.dvc("exp", "run", "--queue", "-S", "experiment=smoke", "-S", "model.freeze_blocks=0,1")
@@ -127,6 +147,14 @@ def test_two_point_sweep_with_hydra_multirun_and_with_the_dvc_queue(tmp_path_fac
     assert all(0 <= r.metrics["accuracy"] <= 1 and r.wall_time_s > 0 for r in dvc_runs)
     table = project.dvc("exp", "show", "--only-changed", "--csv").stdout
     assert "model.freeze_blocks" in table and "accuracy" in table
-    summary = project.run(sys.executable, "-m", "posevit.sweep.report", "--dvc-exp", "--plot", "plots/dvc_sweep.png",
-                          "--workbook", "reports/dvc_sweep.xlsx")
+    summary = project.run(
+        sys.executable,
+        "-m",
+        "posevit.sweep.report",
+        "--dvc-exp",
+        "--plot",
+        "plots/dvc_sweep.png",
+        "--workbook",
+        "reports/dvc_sweep.xlsx",
+    )
     assert "2 runs, 2 settings" in summary.stdout and (project.root / "reports" / "dvc_sweep.xlsx").is_file()

@@ -73,8 +73,13 @@ def test_an_edit_to_the_eval_transform_code_reruns_evaluate(project):
 
 def test_evaluate_without_a_bundle_fails_clearly(project, tmp_path):
     (tmp_path / "params.yaml").write_text((project.root / "params.yaml").read_text())
-    result = subprocess.run([sys.executable, "-m", "stages.evaluate"], cwd=tmp_path, capture_output=True, text=True,
-                            env={**project.env, "PYTHONPATH": str(project.root)})
+    result = subprocess.run(
+        [sys.executable, "-m", "stages.evaluate"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={**project.env, "PYTHONPATH": str(project.root)},
+    )
     assert result.returncode == 2
     assert "models/config.json not found" in result.stderr and "dvc repro train" in result.stderr
     assert "Traceback" not in result.stderr
@@ -83,8 +88,10 @@ def test_evaluate_without_a_bundle_fails_clearly(project, tmp_path):
 def test_same_params_and_seed_give_identical_val_metrics_and_bundle(project, tmp_path, monkeypatch):
     monkeypatch.chdir(project.root)
     cfg = load_params()
-    runs = [train(cfg, TrainPaths(models=tmp_path / f"m{i}", checkpoints=tmp_path / f"c{i}", live=tmp_path / f"l{i}"))
-            for i in range(2)]
+    runs = [
+        train(cfg, TrainPaths(models=tmp_path / f"m{i}", checkpoints=tmp_path / f"c{i}", live=tmp_path / f"l{i}"))
+        for i in range(2)
+    ]
     assert runs[0]["best_val_acc"] == runs[1]["best_val_acc"]
     history = [(tmp_path / f"l{i}/plots/metrics/val/loss.tsv").read_text().splitlines() for i in range(2)]
     assert [row.split("\t")[1:] for row in history[0]] == [row.split("\t")[1:] for row in history[1]]
@@ -96,7 +103,9 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(tmp_path_factory):
     project = copy_project(tmp_path_factory.mktemp("resume") / "posevit", "experiment=smoke", "train.epochs=6")
     project.dvc("repro", "preprocess")
     command = [sys.executable, "-m", "stages.train"]
-    first = subprocess.Popen(command, cwd=project.root, env=project.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    first = subprocess.Popen(
+        command, cwd=project.root, env=project.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     last = project.root / "checkpoints/train/last.ckpt"
     deadline = time.monotonic() + 300
     while not last.exists() and first.poll() is None and time.monotonic() < deadline:

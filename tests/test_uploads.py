@@ -40,15 +40,18 @@ def test_uploads_from_a_file_path_are_read_and_size_capped(tmp_path):
         read_upload(str(path), Limits(max_file_bytes=100))
 
 
-@pytest.mark.parametrize("data, message", [
-    (png_with_declared_size(8000, 8000), "64,000,000 pixels > the app's pixel limit=40,000,000"),
-    (png_with_declared_size(60000, 60000), "too large"),  # past PIL's own bomb guard too
-    (b"%PDF-1.4 not an image", "not an image PIL can read"),
-    (b"", "not an image PIL can read"),
-    (encode(Image.new("RGB", (64, 64), (9, 9, 9)), "PNG")[:80], "cannot decode"),
-    (encode(Image.new("RGB", (64, 64)), "JPEG")[:200], "Truncated File Read"),  # cut inside the header
-    (encode(Image.effect_noise((64, 64), 80).convert("RGB"), "JPEG")[:1500], "cannot decode"),  # inside the pixels
-])
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        (png_with_declared_size(8000, 8000), "64,000,000 pixels > the app's pixel limit=40,000,000"),
+        (png_with_declared_size(60000, 60000), "too large"),  # past PIL's own bomb guard too
+        (b"%PDF-1.4 not an image", "not an image PIL can read"),
+        (b"", "not an image PIL can read"),
+        (encode(Image.new("RGB", (64, 64), (9, 9, 9)), "PNG")[:80], "cannot decode"),
+        (encode(Image.new("RGB", (64, 64)), "JPEG")[:200], "Truncated File Read"),  # cut inside the header
+        (encode(Image.effect_noise((64, 64), 80).convert("RGB"), "JPEG")[:1500], "cannot decode"),  # inside the pixels
+    ],
+)
 def test_bad_uploads_get_a_clear_message(data, message):
     with pytest.raises(gr.Error) as error:
         read_upload(data, Limits())

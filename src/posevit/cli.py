@@ -1,7 +1,7 @@
 """The `posevit` command: what a user runs outside the DVC stages.
 
-    posevit serve [--model ...]     the model in a web page (`posevit serve --help`)
-    posevit params [override ...]   regenerate params.yaml from conf/ (`make params`)
+posevit serve [--model ...]     the model in a web page (`posevit serve --help`)
+posevit params [override ...]   regenerate params.yaml from conf/ (`make params`)
 """
 
 from __future__ import annotations
@@ -11,8 +11,9 @@ import sys
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="posevit", description=__doc__.splitlines()[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="posevit", description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     # Each command parses its own arguments (and answers its own --help).
     commands.add_parser("serve", help="serve the model in a web page", add_help=False)

@@ -17,6 +17,9 @@ def tiny_bundle(directory: Path, seed: int = 0) -> Path:
     """A real (untrained) model bundle, as the train stage writes it; `seed` changes its weights."""
     torch.manual_seed(seed)
     model = create_model(ModelConfig(name="vit_convstem_tiny"), num_classes=len(ACTION_CLASSES)).eval()
-    save_bundle(directory, model, BundleConfig(model_name="vit_convstem_tiny", labels=list(ACTION_CLASSES),
-                                               data_config=model_data_config(model)))
+    save_bundle(
+        directory,
+        model,
+        BundleConfig(model_name="vit_convstem_tiny", labels=list(ACTION_CLASSES), data_config=model_data_config(model)),
+    )
     return directory

@@ -21,8 +21,10 @@ class DvcProject:
             # Stage commands say `python`: make it this interpreter.
             "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
             "DVC_NO_ANALYTICS": "1",
-            "GIT_AUTHOR_NAME": "posevit tests", "GIT_AUTHOR_EMAIL": "tests@posevit.invalid",
-            "GIT_COMMITTER_NAME": "posevit tests", "GIT_COMMITTER_EMAIL": "tests@posevit.invalid",
+            "GIT_AUTHOR_NAME": "posevit tests",
+            "GIT_AUTHOR_EMAIL": "tests@posevit.invalid",
+            "GIT_COMMITTER_NAME": "posevit tests",
+            "GIT_COMMITTER_EMAIL": "tests@posevit.invalid",
         }
 
     def run(self, *command: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -48,8 +50,13 @@ class DvcProject:
 
 def copy_project(destination: Path, *overrides: str) -> DvcProject:
     """Copy the project's tracked and unignored files, compose params.yaml with `overrides`, commit."""
-    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-                            cwd=ROOT, capture_output=True, text=True, check=True).stdout.split("\0")
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split("\0")
     for name in filter(None, listed):
         source = ROOT / name
         if source.is_file():

@@ -13,7 +13,9 @@ from PIL import Image
 from posevit.core.labels import ACTION_CLASSES
 
 
-def png_bytes(colour: tuple[int, int, int] = (120, 40, 200), size: tuple[int, int] = (24, 16), mode: str = "RGB") -> bytes:
+def png_bytes(
+    colour: tuple[int, int, int] = (120, 40, 200), size: tuple[int, int] = (24, 16), mode: str = "RGB"
+) -> bytes:
     buffer = io.BytesIO()
     Image.new(mode, size, colour if mode == "RGB" else None).save(buffer, format="PNG")
     return buffer.getvalue()
@@ -41,8 +43,8 @@ def png_with_declared_size(width: int, height: int) -> bytes:
     """A tiny PNG whose header claims width x height (a decompression bomb's header)."""
     data = bytearray(encode(Image.new("L", (1, 1)), "PNG"))
     ihdr = data.index(b"IHDR")
-    data[ihdr + 4:ihdr + 12] = struct.pack(">II", width, height)
-    data[ihdr + 17:ihdr + 21] = struct.pack(">I", zlib.crc32(bytes(data[ihdr:ihdr + 17])))
+    data[ihdr + 4 : ihdr + 12] = struct.pack(">II", width, height)
+    data[ihdr + 17 : ihdr + 21] = struct.pack(">I", zlib.crc32(bytes(data[ihdr : ihdr + 17])))
     return bytes(data)
 
 

@@ -121,8 +121,10 @@ class PushConfig(Schema):
     @model_validator(mode="after")
     def _a_bar_or_always(self) -> PushConfig:
         if not self.conditions and not self.always:
-            raise ValueError("conditions is empty, so every model would be published: add a condition "
-                             "(e.g. {metric: accuracy, threshold: 0.85}) or set push.always=true to mean it")
+            raise ValueError(
+                "conditions is empty, so every model would be published: add a condition "
+                "(e.g. {metric: accuracy, threshold: 0.85}) or set push.always=true to mean it"
+            )
         return self
 
 
@@ -186,8 +188,9 @@ def compose_config(overrides: list[str] | tuple[str, ...] = (), config_dir: Path
     return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
 
 
-def write_params(overrides: list[str] | tuple[str, ...] = (), output: Path = PARAMS_FILE,
-                 config_dir: Path = CONFIG_DIR) -> None:
+def write_params(
+    overrides: list[str] | tuple[str, ...] = (), output: Path = PARAMS_FILE, config_dir: Path = CONFIG_DIR
+) -> None:
     """Write params.yaml exactly as `dvc exp run -S` would (DVC's own Hydra composition)."""
     from dvc.utils.hydra import compose_and_dump
 

@@ -58,10 +58,14 @@ def check_hardware(trainer: TrainerConfig) -> None:
     """Stop before any work when the config asks for devices this machine lacks, saying what runs here."""
     wants_gpu = trainer.accelerator in ("gpu", "cuda")
     if wants_gpu and not torch.cuda.is_available():
-        raise ConfigError(f"trainer.accelerator={trainer.accelerator} needs a CUDA GPU and this machine has none: "
-                          "add `trainer=cpu` to run here (e.g. `dvc exp run -S experiment=seed_repro -S trainer=cpu`)")
+        raise ConfigError(
+            f"trainer.accelerator={trainer.accelerator} needs a CUDA GPU and this machine has none: "
+            "add `trainer=cpu` to run here (e.g. `dvc exp run -S experiment=seed_repro -S trainer=cpu`)"
+        )
     if wants_gpu and isinstance(trainer.devices, int) and trainer.devices > torch.cuda.device_count():
-        raise ConfigError(f"trainer.devices={trainer.devices} but this machine has {torch.cuda.device_count()} GPU(s): "
-                          f"set trainer.devices=auto or <= {torch.cuda.device_count()}")
+        raise ConfigError(
+            f"trainer.devices={trainer.devices} but this machine has {torch.cuda.device_count()} GPU(s): "
+            f"set trainer.devices=auto or <= {torch.cuda.device_count()}"
+        )
     if trainer.accelerator == "mps" and not torch.backends.mps.is_available():
         raise ConfigError("trainer.accelerator=mps needs Apple silicon with MPS: add `trainer=cpu` to run here")

@@ -35,6 +35,7 @@ _HAIR_SPAN = np.array([185, 150, 90])  # natural hair colours: black + t^2 * thi
 
 # --- public API ----------------------------------------------------------------------------------
 
+
 def sample_rng(seed: int, index: int) -> np.random.Generator:
     """The random stream of sample ``index``: independent of generation order, so runs can be parallel."""
     return np.random.default_rng([seed, index])
@@ -75,6 +76,7 @@ def render_sample(label: int, rng: np.random.Generator, image_size: int) -> Imag
 
 
 # --- rendering -----------------------------------------------------------------------------------
+
 
 def _random_colour(rng: np.random.Generator) -> tuple[int, int, int]:
     r, g, b = colorsys.hsv_to_rgb(rng.random(), rng.uniform(0.1, 1.0), rng.uniform(0.15, 1.0))
@@ -143,6 +145,7 @@ def _rasterise(draw: ImageDraw.ImageDraw, ops: list, scale: float = 1.0) -> None
 
 
 # --- geometry and the drawing model --------------------------------------------------------------
+
 
 def _vec(deg: float, s: float = 1.0) -> np.ndarray:
     """Unit vector ``deg`` degrees away from straight down, turning towards the x-sign ``s``."""
@@ -235,8 +238,17 @@ class Person:
     one; in front view the sign is the image side.
     """
 
-    def __init__(self, sc: Scene, hip=(0.0, 0.0), facing: int = 1, front: bool = False,
-                 lean: float = 0.0, tilt: float = 0.0, k: float = 1.0, look_down: bool = False):
+    def __init__(
+        self,
+        sc: Scene,
+        hip=(0.0, 0.0),
+        facing: int = 1,
+        front: bool = False,
+        lean: float = 0.0,
+        tilt: float = 0.0,
+        k: float = 1.0,
+        look_down: bool = False,
+    ):
         self.sc, self.f, self.front, self.k, self.look_down = sc, facing, front, k, look_down
         self.hip, up = np.asarray(hip, float), _vec(180 - lean, facing)
         self.perp, self.shoulder = np.array([-up[1], up[0]]), self.hip + TORSO * k * up
@@ -245,7 +257,9 @@ class Person:
         self.r = HEAD_R * k
         self.head = self.shoulder + (NECK * k + self.r * (0.6 if look_down and front else 1.0)) * self.hu
         t = sc.rng.random()  # skin: light to dark tones, the same range for everybody
-        self.skin = tuple(int(a + t * (b - a) + sc.u(-12, 12)) for a, b in zip((250, 220, 190), (95, 60, 40), strict=True))
+        self.skin = tuple(
+            int(a + t * (b - a) + sc.u(-12, 12)) for a, b in zip((250, 220, 190), (95, 60, 40), strict=True)
+        )
         self.shirt = sc.pick(self.skin)
         self.pants, self.shoes = sc.pick(self.shirt), sc.pick()
         self.hair = sc.pick() if sc.coin(0.25) else tuple(int(v) for v in (25, 18, 12) + sc.u(0, 1) ** 2 * _HAIR_SPAN)
@@ -333,7 +347,7 @@ class Person:
         lo, hi = (-80, 80) if self.front else (-115, 40)  # hair: over the top and the back of the head
         phi = np.radians(np.linspace(lo - 25 * self.look_down, hi + 25 * self.look_down, 11))
         sc.poly(self.head + 1.06 * r * (np.outer(np.sin(phi), self.hf) + np.outer(np.cos(phi), self.hu)), self.hair)
-        for fx in ((-0.38, 0.38) if self.front else (0.55,)):
+        for fx in (-0.38, 0.38) if self.front else (0.55,):
             e = self.hpt(fx, -0.3 if self.look_down else 0.05)
             if self.eyes_closed:
                 sc.line([e - 0.12 * r * self.hf, e + 0.12 * r * self.hf], 0.02 * self.k, dark)
@@ -347,6 +361,7 @@ class Person:
 
 
 # --- poses and furniture shared by several classes -----------------------------------------------
+
 
 def _person(sc: Scene, front_p: float, **kw) -> Person:
     return Person(sc, facing=sc.sign(), front=sc.coin(front_p), **kw)
@@ -391,6 +406,7 @@ def _table(sc: Scene, p: Person, top: float, x0: float, x1: float) -> None:
 
 
 # --- the 15 actions (plus the bystander), and the label -> drawing table -------------------------
+
 
 def _calling(sc: Scene) -> None:
     p = _person(sc, 1.0, lean=sc.u(-5, 5), tilt=sc.u(-12, 12))
@@ -533,8 +549,9 @@ _HA = (((-2, -1), (-2, 1)), ((0, -1), (0, 1)), ((-2, 0), (0, 0)), ((1, 1), (2, -
 
 def _laughing(sc: Scene) -> None:
     front = sc.coin(0.2)
-    p = Person(sc, facing=sc.sign(), front=front, lean=-sc.u(5, 15),
-               tilt=sc.u(-25, 25) if front else -sc.u(25, 45))  # head thrown back
+    p = Person(
+        sc, facing=sc.sign(), front=front, lean=-sc.u(5, 15), tilt=sc.u(-25, 25) if front else -sc.u(25, 45)
+    )  # head thrown back
     p.open_mouth, p.eyes_closed = True, True
     _stand(p)
     for s in (-1, 1):  # hands on the belly
@@ -634,8 +651,9 @@ def _sleeping(sc: Scene) -> None:
 
 def _texting(sc: Scene) -> None:
     front = sc.coin(0.7)
-    p = Person(sc, facing=sc.sign(), front=front, lean=sc.u(0, 8), look_down=front,
-               tilt=sc.u(-8, 8) if front else sc.u(20, 35))  # head bent over the phone
+    p = Person(
+        sc, facing=sc.sign(), front=front, lean=sc.u(0, 8), look_down=front, tilt=sc.u(-8, 8) if front else sc.u(20, 35)
+    )  # head bent over the phone
     _stand(p)
     if front:  # held low, at the belly, in both hands
         c, ax = p.shoulder + p.k * np.array([0, sc.u(0.16, 0.21)]), _vec(90 + sc.u(-15, 15))
@@ -682,7 +700,12 @@ def _using_laptop(sc: Scene) -> None:
         _table(sc, p, y + 0.035, 0.12, 0.6)
     col, screen_edge = sc.pick(p.shirt, p.pants), 0.3 * p.k * _vec(180 - sc.u(-5, 20), p.f)
     sc.line([base0, base1], 0.05 * p.k, col)
-    screen = [base1, base1 + screen_edge, p.rel(base1 + screen_edge, -0.11, 0.01), p.rel(base1, -0.11, 0.01)]  # seen at a slant
+    screen = [
+        base1,
+        base1 + screen_edge,
+        p.rel(base1 + screen_edge, -0.11, 0.01),
+        p.rel(base1, -0.11, 0.01),
+    ]  # seen at a slant
     sc.poly(screen, col)
     sc.poly([0.75 * q + 0.25 * np.mean(screen, 0) for q in screen], sc.pick(col))
     p.draw(("near",))
@@ -698,9 +721,20 @@ def _bystander(sc: Scene) -> None:
 
 
 _SCENES: dict[str, Callable[[Scene], None]] = {
-    "calling": _calling, "clapping": _clapping, "cycling": _cycling, "dancing": _dancing,
-    "drinking": _drinking, "eating": _eating, "fighting": _fighting, "hugging": _hugging,
-    "laughing": _laughing, "listening_to_music": _listening, "running": _running, "sitting": _sitting,
-    "sleeping": _sleeping, "texting": _texting, "using_laptop": _using_laptop,
+    "calling": _calling,
+    "clapping": _clapping,
+    "cycling": _cycling,
+    "dancing": _dancing,
+    "drinking": _drinking,
+    "eating": _eating,
+    "fighting": _fighting,
+    "hugging": _hugging,
+    "laughing": _laughing,
+    "listening_to_music": _listening,
+    "running": _running,
+    "sitting": _sitting,
+    "sleeping": _sleeping,
+    "texting": _texting,
+    "using_laptop": _using_laptop,
 }
 _DRAW_BY_LABEL = tuple(_SCENES[name] for name in ACTION_CLASSES)  # index = label id

@@ -55,9 +55,7 @@ def to_rgb(image: Image.Image) -> Image.Image:
         return image
     if image.mode in _HIGH_BIT_DEPTH_MODES:
         return _high_bit_depth_to_rgb(image)
-    has_alpha = image.mode in {"RGBA", "LA", "PA", "La", "RGBa"} or (
-        image.mode == "P" and "transparency" in image.info
-    )
+    has_alpha = image.mode in {"RGBA", "LA", "PA", "La", "RGBa"} or (image.mode == "P" and "transparency" in image.info)
     if has_alpha:
         return _flatten_alpha(image)
     return image.convert("RGB")
@@ -123,4 +121,3 @@ def normalise_image(data: bytes, max_pixels: int) -> NormalisedImage:
     buffer = io.BytesIO()
     rgb.save(buffer, format="PNG")
     return NormalisedImage(buffer.getvalue(), rgb.width, rgb.height, original_mode)
-

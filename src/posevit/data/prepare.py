@@ -53,15 +53,28 @@ def _normalise_batch(batch: dict[str, list], indices: list[int], split_name: str
     return out
 
 
-def normalise_split(split: datasets.Dataset, split_name: str, cfg: DataConfig) -> tuple[datasets.Dataset, list[dict[str, str]]]:
+def normalise_split(
+    split: datasets.Dataset, split_name: str, cfg: DataConfig
+) -> tuple[datasets.Dataset, list[dict[str, str]]]:
     """Decode every image once; return the kept rows and the dropped ones with reasons."""
-    features = datasets.Features({
-        IMAGE: datasets.Image(decode=False), LABELS: split.features[LABELS], ID: datasets.Value("string"),
-        "ok": datasets.Value("bool"), "reason": datasets.Value("string"),
-        "width": datasets.Value("int32"), "height": datasets.Value("int32"), "mode": datasets.Value("string"),
-    })
+    features = datasets.Features(
+        {
+            IMAGE: datasets.Image(decode=False),
+            LABELS: split.features[LABELS],
+            ID: datasets.Value("string"),
+            "ok": datasets.Value("bool"),
+            "reason": datasets.Value("string"),
+            "width": datasets.Value("int32"),
+            "height": datasets.Value("int32"),
+            "mode": datasets.Value("string"),
+        }
+    )
     mapped = split.map(
-        _normalise_batch, batched=True, batch_size=64, with_indices=True, features=features,
+        _normalise_batch,
+        batched=True,
+        batch_size=64,
+        with_indices=True,
+        features=features,
         fn_kwargs={"split_name": split_name, "max_pixels": cfg.max_image_pixels},
         num_proc=min(cfg.num_proc, max(1, split.num_rows // 256)) or None,
         desc=f"normalising {split_name} images",
@@ -80,14 +93,21 @@ def prepare_data(cfg: DataConfig) -> PreparedData:
         normalised[name], split_dropped = normalise_split(split, name, cfg)
         dropped.extend(split_dropped)
     if dropped:
-        log.warning("dropped %d undecodable image(s): %s", len(dropped),
-                    ", ".join(f"{d['id']} ({d['reason']})" for d in dropped[:20]) + (" ..." if len(dropped) > 20 else ""))
+        log.warning(
+            "dropped %d undecodable image(s): %s",
+            len(dropped),
+            ", ".join(f"{d['id']} ({d['reason']})" for d in dropped[:20]) + (" ..." if len(dropped) > 20 else ""),
+        )
 
-    stats = datasets.concatenate_datasets([split.select_columns(["width", "height", "mode"]) for split in normalised.values()])
+    stats = datasets.concatenate_datasets(
+        [split.select_columns(["width", "height", "mode"]) for split in normalised.values()]
+    )
     splits, ignored = make_splits(datasets.DatasetDict(normalised), cfg.test_size, cfg.validation_size, cfg.seed)
-    splits = datasets.DatasetDict({
-        name: split.remove_columns(list(_SCRATCH)).cast_column(IMAGE, datasets.Image())
-        for name, split in splits.items()
-    })
+    splits = datasets.DatasetDict(
+        {
+            name: split.remove_columns(list(_SCRATCH)).cast_column(IMAGE, datasets.Image())
+            for name, split in splits.items()
+        }
+    )
     check_class_coverage(splits)
     return PreparedData(splits=splits, image_stats=stats, dropped=dropped, ignored_splits=ignored)

@@ -44,11 +44,15 @@ def demo_dataset(cfg: DataConfig) -> datasets.DatasetDict:
     total = demo.images_per_class * len(ACTION_CLASSES)
     jobs = [(index, demo.image_size, demo.seed) for index in range(total)]
     with ProcessPoolExecutor(max_workers=cfg.num_proc) as pool:
-        encoded = list(tqdm(pool.map(_draw_png, jobs, chunksize=64), total=total, desc="drawing demo images", unit="img"))
+        encoded = list(
+            tqdm(pool.map(_draw_png, jobs, chunksize=64), total=total, desc="drawing demo images", unit="img")
+        )
     images = [{"bytes": data, "path": None} for data in encoded]
     labels = [index % len(ACTION_CLASSES) for index in range(total)]
     features = datasets.Features({IMAGE: datasets.Image(), LABELS: datasets.ClassLabel(names=list(ACTION_CLASSES))})
-    return datasets.DatasetDict({"train": datasets.Dataset.from_dict({IMAGE: images, LABELS: labels}, features=features)})
+    return datasets.DatasetDict(
+        {"train": datasets.Dataset.from_dict({IMAGE: images, LABELS: labels}, features=features)}
+    )
 
 
 def _is_saved_to_disk(path: Path) -> bool:
@@ -63,8 +67,10 @@ def saved_dataset(cfg: DataConfig) -> datasets.DatasetDict:
 def hub_or_local_dataset(cfg: DataConfig) -> datasets.DatasetDict:
     """`datasets.load_dataset`: a hub id, a local hub-format copy, or an image folder."""
     if _looks_like_path(cfg.name) and not Path(cfg.name).exists():
-        raise DataError(f"data.name={cfg.name!r}: no such directory. Point it at a dataset directory, "
-                        "an image folder (one sub-folder per class), a hub id, or use data=demo.")
+        raise DataError(
+            f"data.name={cfg.name!r}: no such directory. Point it at a dataset directory, "
+            "an image folder (one sub-folder per class), a hub id, or use data=demo."
+        )
     try:
         return datasets.load_dataset(cfg.name, revision=cfg.revision)
     except Exception as exc:
@@ -101,7 +107,9 @@ def _standardise(split: datasets.Dataset, cfg: DataConfig, split_name: str) -> d
     split = split.select_columns([cfg.image_column, cfg.label_column])
     split = split.rename_columns({c: n for c, n in ((cfg.image_column, IMAGE), (cfg.label_column, LABELS)) if c != n})
     if not isinstance(split.features[IMAGE], datasets.Image):
-        raise DataError(f"column {cfg.image_column!r} of split {split_name!r} holds {split.features[IMAGE]}, not images")
+        raise DataError(
+            f"column {cfg.image_column!r} of split {split_name!r} holds {split.features[IMAGE]}, not images"
+        )
     if not isinstance(split.features[LABELS], datasets.ClassLabel):
         split = split.class_encode_column(LABELS)
     return split.cast_column(IMAGE, datasets.Image(decode=False))

@@ -41,8 +41,10 @@ def find_collapsed_splits(source: datasets.DatasetDict) -> dict[str, str]:
             continue
         present = np.flatnonzero(class_counts(split))
         if len(present) == 1 and train_classes > 1:
-            collapsed[name] = (f"all {split.num_rows} rows are labelled {names[present[0]]!r} "
-                               f"while {train_name!r} has {train_classes} classes")
+            collapsed[name] = (
+                f"all {split.num_rows} rows are labelled {names[present[0]]!r} "
+                f"while {train_name!r} has {train_classes} classes"
+            )
     return collapsed
 
 
@@ -53,8 +55,9 @@ def _stratified_split(split: datasets.Dataset, size: float, seed: int, what: str
         raise DataError(f"cannot cut a stratified {what} split: {exc}") from None
 
 
-def make_splits(source: datasets.DatasetDict, test_size: float, validation_size: float,
-                seed: int) -> tuple[datasets.DatasetDict, dict[str, str]]:
+def make_splits(
+    source: datasets.DatasetDict, test_size: float, validation_size: float, seed: int
+) -> tuple[datasets.DatasetDict, dict[str, str]]:
     """Return ({train, val, test}, ignored splits with reasons).
 
     A usable source test/validation split is kept as is; a missing or collapsed one is

@@ -17,7 +17,6 @@ IMAGE, LABELS, ID = "image", "labels", "id"
 PIXELS = "pixels"
 
 
-
 def save_splits(splits: datasets.DatasetDict, directory: Path = PROCESSED_DIR) -> None:
     """Write all splits next to `directory`, then swap it in: a killed run leaves the old data."""
     staging = directory.with_name(directory.name + ".partial")

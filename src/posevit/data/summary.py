@@ -15,8 +15,12 @@ from posevit.data.store import class_names
 def _describe(values: np.ndarray) -> dict[str, float]:
     if values.size == 0:
         return {"min": 0, "median": 0, "mean": 0, "max": 0}
-    return {"min": int(values.min()), "median": float(np.median(values)),
-            "mean": round(float(values.mean()), 2), "max": int(values.max())}
+    return {
+        "min": int(values.min()),
+        "median": float(np.median(values)),
+        "mean": round(float(values.mean()), 2),
+        "max": int(values.max()),
+    }
 
 
 def summarise(prepared: PreparedData, source_name: str) -> dict[str, Any]:
@@ -26,15 +30,20 @@ def summarise(prepared: PreparedData, source_name: str) -> dict[str, Any]:
     per_split = {}
     for split_name, split in splits.items():
         counts = class_counts(split)
-        per_split[split_name] = {"total": int(counts.sum()),
-                                 "per_class": {name: int(n) for name, n in zip(names, counts, strict=True)}}
+        per_split[split_name] = {
+            "total": int(counts.sum()),
+            "per_class": {name: int(n) for name, n in zip(names, counts, strict=True)},
+        }
     stats = prepared.image_stats
     return {
         "source": source_name,
         "num_classes": len(names),
         "classes": names,
         "splits": per_split,
-        "image_size": {"width": _describe(np.asarray(stats["width"])), "height": _describe(np.asarray(stats["height"]))},
+        "image_size": {
+            "width": _describe(np.asarray(stats["width"])),
+            "height": _describe(np.asarray(stats["height"])),
+        },
         "source_modes": dict(sorted(Counter(stats["mode"]).items())),
         "dropped": {"count": len(prepared.dropped), "images": prepared.dropped},
         "ignored_splits": prepared.ignored_splits,
@@ -53,8 +62,10 @@ def format_table(summary: dict[str, Any]) -> str:
     totals = [summary["splits"][s]["total"] for s in splits]
     rows += ["-" * len(header), f"{'total':<{width}}" + "".join(f"{n:>8}" for n in totals) + f"{sum(totals):>8}"]
     size = summary["image_size"]
-    rows.append(f"image size: width {size['width']['min']}-{size['width']['max']} (median {size['width']['median']:g}), "
-                f"height {size['height']['min']}-{size['height']['max']} (median {size['height']['median']:g})")
+    rows.append(
+        f"image size: width {size['width']['min']}-{size['width']['max']} (median {size['width']['median']:g}), "
+        f"height {size['height']['min']}-{size['height']['max']} (median {size['height']['median']:g})"
+    )
     rows.append(f"dropped images: {summary['dropped']['count']}")
     for split_name, reason in summary["ignored_splits"].items():
         rows.append(f"ignored source split {split_name!r}: {reason}")

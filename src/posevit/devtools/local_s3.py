@@ -93,7 +93,9 @@ class LocalS3:
         self.root = Path(self.root).resolve()
         if not self.s3_port:
             saved = self.root / "ports.json"
-            self.s3_port = json.loads(saved.read_text()).get("s3", DEFAULT_S3_PORT) if saved.exists() else DEFAULT_S3_PORT
+            self.s3_port = (
+                json.loads(saved.read_text()).get("s3", DEFAULT_S3_PORT) if saved.exists() else DEFAULT_S3_PORT
+            )
 
     @property
     def endpoint(self) -> str:
@@ -115,8 +117,15 @@ class LocalS3:
             entry = json.loads(identities.read_text())["identities"][0]["credentials"][0]
             return entry["accessKey"], entry["secretKey"]
         key, secret = "PV" + secrets.token_hex(9).upper(), secrets.token_urlsafe(30)
-        config = {"identities": [{"name": "posevit", "credentials": [{"accessKey": key, "secretKey": secret}],
-                                  "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}
+        config = {
+            "identities": [
+                {
+                    "name": "posevit",
+                    "credentials": [{"accessKey": key, "secretKey": secret}],
+                    "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+                }
+            ]
+        }
         self._write_private(identities, json.dumps(config, indent=2))
         return key, secret
 
@@ -130,28 +139,39 @@ class LocalS3:
         """An AWS profile for boto3's standard chain and an `env` file that selects it."""
         key, secret = self.credentials()
         aws = self.root / "aws"
-        self._write_private(aws / "credentials",
-                            f"[{PROFILE}]\naws_access_key_id = {key}\naws_secret_access_key = {secret}\n")
+        self._write_private(
+            aws / "credentials", f"[{PROFILE}]\naws_access_key_id = {key}\naws_secret_access_key = {secret}\n"
+        )
         self._write_private(aws / "config", f"[profile {PROFILE}]\nregion = {REGION}\nendpoint_url = {self.endpoint}\n")
         env = self.root / "env"
-        env.write_text(f"# source me: points boto3 (and the push stage) at the local SeaweedFS\n"
-                       f"export AWS_CONFIG_FILE={aws / 'config'}\n"
-                       f"export AWS_SHARED_CREDENTIALS_FILE={aws / 'credentials'}\n"
-                       f"export AWS_PROFILE={PROFILE}\n")
+        env.write_text(
+            f"# source me: points boto3 (and the push stage) at the local SeaweedFS\n"
+            f"export AWS_CONFIG_FILE={aws / 'config'}\n"
+            f"export AWS_SHARED_CREDENTIALS_FILE={aws / 'credentials'}\n"
+            f"export AWS_PROFILE={PROFILE}\n"
+        )
         return env
 
     def environment(self) -> dict[str, str]:
         """Environment variables that point the AWS SDKs at this server (what `env` exports)."""
         self.write_aws_profile()
-        return {"AWS_CONFIG_FILE": str(self.root / "aws" / "config"),
-                "AWS_SHARED_CREDENTIALS_FILE": str(self.root / "aws" / "credentials"), "AWS_PROFILE": PROFILE}
+        return {
+            "AWS_CONFIG_FILE": str(self.root / "aws" / "config"),
+            "AWS_SHARED_CREDENTIALS_FILE": str(self.root / "aws" / "credentials"),
+            "AWS_PROFILE": PROFILE,
+        }
 
     def client(self, retries: int = 3) -> S3Client:
         key, secret = self.credentials()
         session = boto3.Session()  # a fresh one: the default session caches the AWS config it first saw
-        return session.client("s3", endpoint_url=self.endpoint, aws_access_key_id=key, aws_secret_access_key=secret,
-                            region_name=REGION, config=Config(connect_timeout=2, read_timeout=30,
-                                                              retries={"max_attempts": retries, "mode": "standard"}))
+        return session.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            aws_access_key_id=key,
+            aws_secret_access_key=secret,
+            region_name=REGION,
+            config=Config(connect_timeout=2, read_timeout=30, retries={"max_attempts": retries, "mode": "standard"}),
+        )
 
     # -- process -------------------------------------------------------------------------------
     def running_pid(self) -> int | None:
@@ -194,24 +214,42 @@ class LocalS3:
         if move_if_taken and not self.port_free():
             taken = self.s3_port
             self.s3_port = free_port()
-            log.warning("port %d on 127.0.0.1 is taken by another program: S3 moves to port %d "
-                        "(recorded in %s)", taken, self.s3_port, self.root / "ports.json")
+            log.warning(
+                "port %d on 127.0.0.1 is taken by another program: S3 moves to port %d (recorded in %s)",
+                taken,
+                self.s3_port,
+                self.root / "ports.json",
+            )
         if not self.port_free():
-            raise LocalS3Error(f"port {self.s3_port} (or {self.s3_port + GRPC_OFFSET}) on 127.0.0.1 is taken by "
-                               f"another program: stop it or choose another port (`make s3 S3_PORT=...`)")
+            raise LocalS3Error(
+                f"port {self.s3_port} (or {self.s3_port + GRPC_OFFSET}) on 127.0.0.1 is taken by "
+                f"another program: stop it or choose another port (`make s3 S3_PORT=...`)"
+            )
         self.credentials()
         ports = self._ports()
         (self.root / "data").mkdir(parents=True, exist_ok=True)
         command = [
-            weed_binary(), "mini", f"-dir={self.root / 'data'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-            "-master.telemetry=false", f"-s3.config={self.root / 'identities.json'}", f"-s3.port={self.s3_port}",
-            f"-master.port={ports['master']}", f"-volume.port={ports['volume']}", f"-filer.port={ports['filer']}",
-            f"-admin.port={ports['admin']}", "-admin.ui=false", "-webdav=false", "-s3.port.iceberg=0",
+            weed_binary(),
+            "mini",
+            f"-dir={self.root / 'data'}",
+            "-ip=127.0.0.1",
+            "-ip.bind=127.0.0.1",
+            "-master.telemetry=false",
+            f"-s3.config={self.root / 'identities.json'}",
+            f"-s3.port={self.s3_port}",
+            f"-master.port={ports['master']}",
+            f"-volume.port={ports['volume']}",
+            f"-filer.port={ports['filer']}",
+            f"-admin.port={ports['admin']}",
+            "-admin.ui=false",
+            "-webdav=false",
+            "-s3.port.iceberg=0",
             "-s3.port.lance=0",
         ]
         with self.log_file.open("ab") as log_handle:
-            process = subprocess.Popen(command, stdout=log_handle, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                       start_new_session=True)  # outlives `make s3`'s shell
+            process = subprocess.Popen(
+                command, stdout=log_handle, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+            )  # outlives `make s3`'s shell
         self.pid_file.write_text(str(process.pid))
         self.wait_ready(timeout, process)
         return process.pid
@@ -231,11 +269,14 @@ class LocalS3:
                 return
             except (BotoCoreError, ClientError) as exc:
                 if process is not None and process.poll() is not None:
-                    raise LocalS3Error(f"SeaweedFS exited with code {process.returncode}; "
-                                       f"see {self.log_file}:\n{self._log_tail()}") from None
+                    raise LocalS3Error(
+                        f"SeaweedFS exited with code {process.returncode}; see {self.log_file}:\n{self._log_tail()}"
+                    ) from None
                 if time.monotonic() > deadline:
-                    raise LocalS3Error(f"SeaweedFS did not answer at {self.endpoint} within {timeout:.0f} s "
-                                       f"({type(exc).__name__}); see {self.log_file}") from None
+                    raise LocalS3Error(
+                        f"SeaweedFS did not answer at {self.endpoint} within {timeout:.0f} s "
+                        f"({type(exc).__name__}); see {self.log_file}"
+                    ) from None
                 time.sleep(0.3)
 
     def _log_tail(self, lines: int = 20) -> str:
@@ -302,7 +343,7 @@ def project_buckets() -> tuple[list[str], str | None]:
     if remote_name:
         url = config["remote"][remote_name]["url"]
         if url.startswith("s3://"):
-            buckets.insert(0, url[len("s3://"):].split("/", 1)[0])
+            buckets.insert(0, url[len("s3://") :].split("/", 1)[0])
     return buckets, remote_name
 
 
@@ -313,8 +354,9 @@ def configure_dvc_remote(remote: str, server: LocalS3) -> None:
     key, secret = server.credentials()
     with DvcConfig.from_cwd().edit("local") as config:
         section = config.setdefault("remote", {}).setdefault(remote, {})
-        section.update({"endpointurl": server.endpoint, "access_key_id": key, "secret_access_key": secret,
-                        "region": REGION})
+        section.update(
+            {"endpointurl": server.endpoint, "access_key_id": key, "secret_access_key": secret, "region": REGION}
+        )
     local = Path(".dvc/config.local")
     if local.exists():
         local.chmod(0o600)  # it holds the secret key
@@ -324,14 +366,19 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m posevit.devtools.local_s3", description=__doc__.splitlines()[0])
     parser.add_argument("action", choices=["start", "stop", "status"])
     parser.add_argument("--root", type=Path, default=DEFAULT_ROOT, help="folder for data, credentials, PID, log")
-    parser.add_argument("--port", type=int, default=None, help=f"S3 port on 127.0.0.1 (default: last one, else {DEFAULT_S3_PORT})")
+    parser.add_argument(
+        "--port", type=int, default=None, help=f"S3 port on 127.0.0.1 (default: last one, else {DEFAULT_S3_PORT})"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     server = LocalS3(args.root, args.port or 0)
     running = server.running_pid()
     if running and args.port and args.port != LocalS3(args.root).s3_port:
-        print(f"error: SeaweedFS already runs (PID {running}) on port {LocalS3(args.root).s3_port}; "
-              f"`make s3-stop` first to move it", file=sys.stderr)
+        print(
+            f"error: SeaweedFS already runs (PID {running}) on port {LocalS3(args.root).s3_port}; "
+            f"`make s3-stop` first to move it",
+            file=sys.stderr,
+        )
         return 2
     try:
         if args.action == "stop":
@@ -349,9 +396,11 @@ def main(argv: list[str] | None = None) -> int:
             if remote:
                 configure_dvc_remote(remote, server)
             state = "already running" if was_running else "started"
-            print(f"SeaweedFS {state}: PID {pid}, S3 at {server.endpoint}, buckets {', '.join(buckets)}; "
-                  f"DVC remote {remote!r} configured in .dvc/config.local. "
-                  f"For the push stage and boto3: source {os.path.relpath(server.root / 'env')}")
+            print(
+                f"SeaweedFS {state}: PID {pid}, S3 at {server.endpoint}, buckets {', '.join(buckets)}; "
+                f"DVC remote {remote!r} configured in .dvc/config.local. "
+                f"For the push stage and boto3: source {os.path.relpath(server.root / 'env')}"
+            )
     except PosevitError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

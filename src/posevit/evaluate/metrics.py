@@ -63,14 +63,24 @@ def per_class_metrics(predictions: Predictions, names: list[str]) -> list[dict[s
     recall = multiclass_recall(preds, target, num_classes=n, average=None)
     f1 = multiclass_f1_score(preds, target, num_classes=n, average=None)
     support = np.bincount(predictions.targets, minlength=n)
-    return [{"class": name, "precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]),
-             "accuracy": float(recall[i]), "support": int(support[i])} for i, name in enumerate(names)]
+    return [
+        {
+            "class": name,
+            "precision": float(precision[i]),
+            "recall": float(recall[i]),
+            "f1": float(f1[i]),
+            "accuracy": float(recall[i]),
+            "support": int(support[i]),
+        }
+        for i, name in enumerate(names)
+    ]
 
 
 def confusion_matrix(predictions: Predictions, num_classes: int) -> np.ndarray:
     """Counts: rows are true classes, columns predicted classes."""
-    return multiclass_confusion_matrix(torch.from_numpy(predictions.predicted), torch.from_numpy(predictions.targets),
-                                       num_classes=num_classes).numpy()
+    return multiclass_confusion_matrix(
+        torch.from_numpy(predictions.predicted), torch.from_numpy(predictions.targets), num_classes=num_classes
+    ).numpy()
 
 
 def hardest_confusions(matrix: np.ndarray, names: list[str], top: int = 10) -> list[dict[str, Any]]:
@@ -83,8 +93,12 @@ def hardest_confusions(matrix: np.ndarray, names: list[str], top: int = 10) -> l
         true, predicted = divmod(int(flat), matrix.shape[1])
         if off_diagonal[true, predicted] == 0:
             break
-        pairs.append({"true": names[true], "predicted": names[predicted], "count": int(off_diagonal[true, predicted]),
-                      "share_of_true_class": float(off_diagonal[true, predicted] / max(1, matrix[true].sum()))})
+        pairs.append(
+            {
+                "true": names[true],
+                "predicted": names[predicted],
+                "count": int(off_diagonal[true, predicted]),
+                "share_of_true_class": float(off_diagonal[true, predicted] / max(1, matrix[true].sum())),
+            }
+        )
     return pairs
-
-

@@ -27,8 +27,9 @@ def plot_confusion_matrix(matrix: np.ndarray, names: list[str], path: Path) -> N
     ax.set_ylabel("true class")
     for (i, j), value in np.ndenumerate(normalised):
         if value >= 0.01:
-            ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=6,
-                    color="white" if value > 0.6 else "black")
+            ax.text(
+                j, i, f"{value:.2f}", ha="center", va="center", fontsize=6, color="white" if value > 0.6 else "black"
+            )
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="share of the true class")
     ax.set_title("Confusion matrix (row-normalised)")
     _save(fig, path)

@@ -38,9 +38,15 @@ def check_labels(bundle: Bundle, split: datasets.Dataset) -> None:
     if bundle.labels != data_labels:
         missing = sorted(set(data_labels) - set(bundle.labels))
         extra = sorted(set(bundle.labels) - set(data_labels))
-        detail = f"missing from the model: {missing}; unknown to the data: {extra}" if missing or extra else "same classes, different order"
-        raise BundleError(f"the model's labels do not match the test split's ({detail}). "
-                          "Retrain on this data (`dvc repro train`) or evaluate the data it was trained on.")
+        detail = (
+            f"missing from the model: {missing}; unknown to the data: {extra}"
+            if missing or extra
+            else "same classes, different order"
+        )
+        raise BundleError(
+            f"the model's labels do not match the test split's ({detail}). "
+            "Retrain on this data (`dvc repro train`) or evaluate the data it was trained on."
+        )
 
 
 @torch.inference_mode()
@@ -55,8 +61,9 @@ def predict(bundle: Bundle, split: datasets.Dataset, batch_size: int, num_worker
         for batch in tqdm(loader, desc="evaluating", unit="batch"):
             pixels = batch[PIXELS].to(device).contiguous(memory_format=torch.channels_last)
             probabilities.append(model(pixels).float().softmax(dim=1).cpu())
-    return Predictions(ids=list(split[ID]), targets=np.asarray(split[LABELS]),
-                       probabilities=torch.cat(probabilities).numpy())
+    return Predictions(
+        ids=list(split[ID]), targets=np.asarray(split[LABELS]), probabilities=torch.cat(probabilities).numpy()
+    )
 
 
 def write_predictions(path: Path, predictions: Predictions, names: list[str]) -> None:
@@ -65,6 +72,7 @@ def write_predictions(path: Path, predictions: Predictions, names: list[str]) ->
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(["id", "true", "predicted", "confidence"])
-        for image_id, true, predicted, confidence in zip(predictions.ids, predictions.targets, predictions.predicted,
-                                                         predictions.confidence, strict=True):
+        for image_id, true, predicted, confidence in zip(
+            predictions.ids, predictions.targets, predictions.predicted, predictions.confidence, strict=True
+        ):
             writer.writerow([image_id, names[true], names[predicted], f"{confidence:.4f}"])

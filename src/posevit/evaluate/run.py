@@ -34,9 +34,14 @@ class EvalPaths:
     @classmethod
     def under(cls, root: Path, models: Path, data: Path = default_paths.PROCESSED_DIR) -> EvalPaths:
         """The same layout inside another directory (a sweep run's)."""
-        return cls(models=models, data=data, **{name: root / getattr(cls, name) for name in
-                                                ("metrics", "report", "predictions", "confusion_plot",
-                                                 "per_class_plot")})
+        return cls(
+            models=models,
+            data=data,
+            **{
+                name: root / getattr(cls, name)
+                for name in ("metrics", "report", "predictions", "confusion_plot", "per_class_plot")
+            },
+        )
 
 
 def evaluate(cfg: PipelineConfig, paths: EvalPaths = EvalPaths()) -> TestMetrics:
@@ -55,8 +60,13 @@ def evaluate(cfg: PipelineConfig, paths: EvalPaths = EvalPaths()) -> TestMetrics
     plot_per_class_accuracy(per_class, metrics["accuracy"], paths.per_class_plot)
     training = bundle.config.metrics
     write_report(
-        paths.report, metrics=metrics, per_class=per_class, matrix=matrix,
-        confusions=hardest_confusions(matrix, names), predictions=predictions, names=names,
+        paths.report,
+        metrics=metrics,
+        per_class=per_class,
+        matrix=matrix,
+        confusions=hardest_confusions(matrix, names),
+        predictions=predictions,
+        names=names,
         about={
             "model_name": bundle.config.model_name,
             "model_version": hash_directory(paths.models),

@@ -32,9 +32,17 @@ def _top_k(probabilities: np.ndarray, names: list[str], k: int = 3) -> str:
     return ", ".join(f"{names[i]} {probabilities[i]:.2f}" for i in order)
 
 
-def write_report(path: Path, *, metrics: TestMetrics, per_class: list[dict[str, Any]], matrix: np.ndarray,
-                 confusions: list[dict[str, Any]], predictions: Predictions, names: list[str],
-                 about: dict[str, Any]) -> None:
+def write_report(
+    path: Path,
+    *,
+    metrics: TestMetrics,
+    per_class: list[dict[str, Any]],
+    matrix: np.ndarray,
+    confusions: list[dict[str, Any]],
+    predictions: Predictions,
+    names: list[str],
+    about: dict[str, Any],
+) -> None:
     """Summary, Per class (+ chart), Confusion matrix, Hardest confusions, Misclassified."""
     workbook = reproducible_workbook(path)
     bold = workbook.add_format({"bold": True})
@@ -70,8 +78,14 @@ def write_report(path: Path, *, metrics: TestMetrics, per_class: list[dict[str, 
     sheet.conditional_format(1, 1, last, 4, _HEAT)
     chart = workbook.add_chart({"type": "bar"})
     for index, colour in ((3, "#4472C4"), (4, "#ED7D31")):
-        chart.add_series({"name": ["Per class", 0, index], "categories": ["Per class", 1, 0, last, 0],
-                          "values": ["Per class", 1, index, last, index], "fill": {"color": colour}})
+        chart.add_series(
+            {
+                "name": ["Per class", 0, index],
+                "categories": ["Per class", 1, 0, last, 0],
+                "values": ["Per class", 1, index, last, index],
+                "fill": {"color": colour},
+            }
+        )
     chart.set_title({"name": "F1 and accuracy per class"})
     chart.set_x_axis({"min": 0, "max": 1})
     chart.set_size({"width": 620, "height": 480})
@@ -85,8 +99,9 @@ def write_report(path: Path, *, metrics: TestMetrics, per_class: list[dict[str, 
     for i, name in enumerate(names, start=1):
         confusion.write(i, 0, name, bold)
         confusion.write_row(i, 1, [int(v) for v in matrix[i - 1]])
-    confusion.conditional_format(1, 1, len(names), len(names),
-                                 {"type": "2_color_scale", "min_color": "#FFFFFF", "max_color": "#2F5597"})
+    confusion.conditional_format(
+        1, 1, len(names), len(names), {"type": "2_color_scale", "min_color": "#FFFFFF", "max_color": "#2F5597"}
+    )
 
     hardest = workbook.add_worksheet("Hardest confusions")
     hardest.write_row(0, 0, ["true", "predicted", "count", "share of true class"], header)
@@ -102,8 +117,9 @@ def write_report(path: Path, *, metrics: TestMetrics, per_class: list[dict[str, 
     mistakes = np.flatnonzero(predictions.predicted != predictions.targets)
     mistakes = mistakes[np.argsort(-predictions.confidence[mistakes], kind="stable")]  # most confident first
     for row, index in enumerate(mistakes.tolist(), start=1):
-        wrong.write_row(row, 0, [predictions.ids[index], names[predictions.targets[index]],
-                                 names[predictions.predicted[index]]])
+        wrong.write_row(
+            row, 0, [predictions.ids[index], names[predictions.targets[index]], names[predictions.predicted[index]]]
+        )
         wrong.write_number(row, 3, float(predictions.confidence[index]), ratio)
         wrong.write(row, 4, _top_k(predictions.probabilities[index], names))
     wrong.autofilter(0, 0, max(1, len(mistakes)), 4)

@@ -95,7 +95,9 @@ def save_bundle(directory: Path, model: nn.Module, config: BundleConfig) -> None
 def read_bundle_config(directory: Path) -> BundleConfig:
     path = Path(directory) / CONFIG_FILE
     if not path.is_file():
-        raise BundleError(f"{path} not found: {directory} is not a model bundle (run the train stage: `dvc repro train`)")
+        raise BundleError(
+            f"{path} not found: {directory} is not a model bundle (run the train stage: `dvc repro train`)"
+        )
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:

@@ -28,11 +28,19 @@ def conv_stem(in_chans: int = 3, widths: tuple[int, ...] = (16, 32, 64, 128)) ->
 
 def _cfg(**kwargs) -> dict:
     return {
-        "url": "", "num_classes": 15, "input_size": (3, 96, 96), "pool_size": None,
+        "url": "",
+        "num_classes": 15,
+        "input_size": (3, 96, 96),
+        "pool_size": None,
         # The whole scene matters (props at the edges): evaluate on the full image.
-        "crop_pct": 1.0, "interpolation": "bicubic", "fixed_input_size": True,
-        "mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5),
-        "first_conv": "patch_embed.backbone.0.conv", "classifier": "head", **kwargs,
+        "crop_pct": 1.0,
+        "interpolation": "bicubic",
+        "fixed_input_size": True,
+        "mean": (0.5, 0.5, 0.5),
+        "std": (0.5, 0.5, 0.5),
+        "first_conv": "patch_embed.backbone.0.conv",
+        "classifier": "head",
+        **kwargs,
     }
 
 
@@ -44,10 +52,19 @@ def vit_convstem_tiny(pretrained: bool = False, **kwargs) -> VisionTransformer:
     """Conv stem (16/32/64/128) + 3 transformer blocks of width 128, 4 heads, avg pool (~0.9M params)."""
     backbone = conv_stem(kwargs.get("in_chans", 3))
     model_args = dict(
-        img_size=96, patch_size=1, embed_dim=128, depth=3, num_heads=4, global_pool="avg", class_token=False,
+        img_size=96,
+        patch_size=1,
+        embed_dim=128,
+        depth=3,
+        num_heads=4,
+        global_pool="avg",
+        class_token=False,
         embed_layer=partial(HybridEmbed, backbone=backbone),
     )
     return build_model_with_cfg(
-        VisionTransformer, "vit_convstem_tiny", pretrained,
-        pretrained_filter_fn=checkpoint_filter_fn, **dict(model_args, **kwargs),
+        VisionTransformer,
+        "vit_convstem_tiny",
+        pretrained,
+        pretrained_filter_fn=checkpoint_filter_fn,
+        **dict(model_args, **kwargs),
     )

@@ -34,8 +34,17 @@ def create_model(cfg: ModelConfig, num_classes: int) -> nn.Module:
         model = timm.create_model(cfg.name, pretrained=pretrained, **kwargs)
     except (OSError, RuntimeError, ValueError) as exc:
         source = cfg.weights or "the hub"
-        raise ConfigError(f"model.name = {cfg.name!r}: cannot load pretrained weights from {source}: {exc}\n"
-                          "  Offline? Download the safetensors file elsewhere and set model.weights=<path>.") from None
-    log.info("model %s (%s)", cfg.name, f"weights from {cfg.weights}" if cfg.weights else
-             "pretrained from the hub" if cfg.pretrained else "from scratch")
+        raise ConfigError(
+            f"model.name = {cfg.name!r}: cannot load pretrained weights from {source}: {exc}\n"
+            "  Offline? Download the safetensors file elsewhere and set model.weights=<path>."
+        ) from None
+    log.info(
+        "model %s (%s)",
+        cfg.name,
+        f"weights from {cfg.weights}"
+        if cfg.weights
+        else "pretrained from the hub"
+        if cfg.pretrained
+        else "from scratch",
+    )
     return model

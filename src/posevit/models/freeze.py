@@ -30,8 +30,10 @@ def freeze_blocks(model: nn.Module, n_blocks: int) -> list[nn.Module]:
     """
     depth = model_depth(model)
     if not 0 <= n_blocks <= depth:
-        raise ConfigError(f"model.freeze_blocks = {n_blocks} is invalid: the model has {depth} blocks "
-                          f"(allowed: 0 <= value <= {depth}). Override it with model.freeze_blocks=<value>.")
+        raise ConfigError(
+            f"model.freeze_blocks = {n_blocks} is invalid: the model has {depth} blocks "
+            f"(allowed: 0 <= value <= {depth}). Override it with model.freeze_blocks=<value>."
+        )
     if n_blocks == 0:
         return []
     frozen = [model.get_submodule("patch_embed"), *transformer_blocks(model)[:n_blocks]]

@@ -27,9 +27,14 @@ class DataConfig(TypedDict):
 def model_data_config(model: nn.Module) -> DataConfig:
     """timm's resolved data config as plain JSON-able values."""
     resolved = resolve_model_data_config(model)
-    return DataConfig(input_size=list(resolved["input_size"]), interpolation=resolved["interpolation"],
-                      mean=list(resolved["mean"]), std=list(resolved["std"]), crop_pct=float(resolved["crop_pct"]),
-                      crop_mode=resolved["crop_mode"])
+    return DataConfig(
+        input_size=list(resolved["input_size"]),
+        interpolation=resolved["interpolation"],
+        mean=list(resolved["mean"]),
+        std=list(resolved["std"]),
+        crop_pct=float(resolved["crop_pct"]),
+        crop_mode=resolved["crop_mode"],
+    )
 
 
 def timm_transform_args(data_config: DataConfig) -> dict[str, Any]:

@@ -26,9 +26,12 @@ def evaluate_conditions(metrics: TestMetrics, conditions: Sequence[PushCondition
     results = []
     for condition in conditions:
         if condition.metric not in metrics:
-            raise ConfigError(f"push.conditions: metrics/test.json has no {condition.metric!r}; "
-                              f"rerun the evaluate stage (`dvc repro evaluate`)")
+            raise ConfigError(
+                f"push.conditions: metrics/test.json has no {condition.metric!r}; "
+                f"rerun the evaluate stage (`dvc repro evaluate`)"
+            )
         value = float(metrics[condition.metric])  # type: ignore[literal-required]  # the schema checked the name
-        results.append(ConditionResult(condition.metric, float(condition.threshold), value,
-                                       value >= condition.threshold))
+        results.append(
+            ConditionResult(condition.metric, float(condition.threshold), value, value >= condition.threshold)
+        )
     return results

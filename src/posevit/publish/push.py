@@ -65,31 +65,50 @@ def push(cfg: PushConfig, paths: PushPaths = PushPaths()) -> PushReceipt:
     read_bundle_config(paths.models)  # a clear error if the bundle is missing or not a bundle
     results = evaluate_conditions(metrics, cfg.conditions)
     address = ModelAddress(cfg.bucket, cfg.prefix, cfg.model_name)
-    receipt = PushReceipt(pushed=False, version=hash_directory(paths.models), uri=None, latest=None, conditions={
-        r.metric: ConditionRecord(value=r.value, threshold=r.threshold, passed=r.passed) for r in results})
+    receipt = PushReceipt(
+        pushed=False,
+        version=hash_directory(paths.models),
+        uri=None,
+        latest=None,
+        conditions={r.metric: ConditionRecord(value=r.value, threshold=r.threshold, passed=r.passed) for r in results},
+    )
     for result in results:
-        log.info("%s %s = %.4f (threshold %.4f)", "PASS" if result.passed else "FAIL", result.metric,
-                 result.value, result.threshold)
+        log.info(
+            "%s %s = %.4f (threshold %.4f)",
+            "PASS" if result.passed else "FAIL",
+            result.metric,
+            result.value,
+            result.threshold,
+        )
     if not all(result.passed for result in results):
         log.info("quality bar not met: nothing published")
         return receipt
 
     experiment = os.environ.get("DVC_EXP_NAME")
     if experiment and not cfg.from_experiments:
-        receipt["skipped"] = (f"DVC experiment {experiment!r}: experiments do not publish (push.from_experiments); "
-                              f"promote it with `dvc exp apply {experiment}` then `dvc repro --force --single-item push`")
+        receipt["skipped"] = (
+            f"DVC experiment {experiment!r}: experiments do not publish (push.from_experiments); "
+            f"promote it with `dvc exp apply {experiment}` then `dvc repro --force --single-item push`"
+        )
         log.info("passed the bar, not published: %s", receipt["skipped"])
         return receipt
 
-    files = {f"{default_paths.MODELS_DIR.name}/{path.relative_to(paths.models).as_posix()}": path
-             for path in sorted(paths.models.rglob("*")) if path.is_file()}
+    files = {
+        f"{default_paths.MODELS_DIR.name}/{path.relative_to(paths.models).as_posix()}": path
+        for path in sorted(paths.models.rglob("*"))
+        if path.is_file()
+    }
     files[default_paths.TEST_METRICS.as_posix()] = paths.test_metrics
     if paths.report.exists():
         files[default_paths.REPORT.as_posix()] = paths.report
     client = make_client(cfg.endpoint_url, cfg.region)
     published = publish(client, address, receipt["version"], files, record={"metrics": metrics})
-    log.info("%s %s; %s now points to it", "already published:" if published.already_published else "published",
-             published.uri, address.uri(LATEST_FILE))
+    log.info(
+        "%s %s; %s now points to it",
+        "already published:" if published.already_published else "published",
+        published.uri,
+        address.uri(LATEST_FILE),
+    )
     receipt["pushed"], receipt["uri"], receipt["latest"] = True, published.uri, address.uri(LATEST_FILE)
     receipt["already_published"], receipt["files"] = published.already_published, len(files)
     return receipt

@@ -99,8 +99,9 @@ def sha256_file(path: Path) -> str:
 
 def build_manifest(version: str, files: dict[str, Path]) -> Manifest:
     """sha256 and size of each file, keyed by its path inside the version folder."""
-    entries = {name: ManifestEntry(sha256=sha256_file(path), size=path.stat().st_size)
-               for name, path in sorted(files.items())}
+    entries = {
+        name: ManifestEntry(sha256=sha256_file(path), size=path.stat().st_size) for name, path in sorted(files.items())
+    }
     return Manifest(format=REGISTRY_FORMAT, version=version, files=entries)
 
 
@@ -159,17 +160,25 @@ def _put_once(client: S3Client, bucket: str, key: str, body, sha256: str, size: 
     head = _head(client, bucket, key)
     if head is None:
         try:
-            client.put_object(Bucket=bucket, Key=key, Body=body, ContentLength=size, IfNoneMatch="*",
-                              ChecksumSHA256=base64.b64encode(bytes.fromhex(sha256)).decode(),
-                              Metadata={"sha256": sha256})
+            client.put_object(
+                Bucket=bucket,
+                Key=key,
+                Body=body,
+                ContentLength=size,
+                IfNoneMatch="*",
+                ChecksumSHA256=base64.b64encode(bytes.fromhex(sha256)).decode(),
+                Metadata={"sha256": sha256},
+            )
             return True
         except ClientError as exc:
             if error_code(exc) not in {"PreconditionFailed", "ConditionalRequestConflict"}:
                 raise
             head = _head(client, bucket, key)  # written by someone else meanwhile: check it below
     if head is None or _stored_sha256(head) != sha256 or head.get("ContentLength") != size:
-        raise S3Error(f"s3://{bucket}/{key} already exists with different content; a published version is "
-                      f"never overwritten (delete that version by hand if it is really broken)")
+        raise S3Error(
+            f"s3://{bucket}/{key} already exists with different content; a published version is "
+            f"never overwritten (delete that version by hand if it is really broken)"
+        )
     return False
 
 
@@ -185,8 +194,10 @@ def _verify(client: S3Client, bucket: str, key: str, sha256: str, size: int) -> 
             digest.update(chunk)
         stored = digest.hexdigest()
     if stored != sha256 or head.get("ContentLength") != size:
-        raise S3Error(f"s3://{bucket}/{key} does not match the local file after upload (sha256 {stored} "
-                      f"!= {sha256}); latest.json was left as it was")
+        raise S3Error(
+            f"s3://{bucket}/{key} does not match the local file after upload (sha256 {stored} "
+            f"!= {sha256}); latest.json was left as it was"
+        )
 
 
 def read_latest(client: S3Client, address: ModelAddress) -> LatestRecord | None:
@@ -195,8 +206,15 @@ def read_latest(client: S3Client, address: ModelAddress) -> LatestRecord | None:
         return _get_json(client, address.bucket, address.key(LATEST_FILE))
 
 
-def publish(client: S3Client, address: ModelAddress, version: str, files: dict[str, Path], record: dict[str, Any] | None = None,
-            progress: bool = True, hook: ProgressHook | None = None) -> PublishResult:
+def publish(
+    client: S3Client,
+    address: ModelAddress,
+    version: str,
+    files: dict[str, Path],
+    record: dict[str, Any] | None = None,
+    progress: bool = True,
+    hook: ProgressHook | None = None,
+) -> PublishResult:
     """Upload `files` (name inside the version folder -> local path) as `version`, verify, then move latest."""
     bucket = address.bucket
     manifest = build_manifest(version, files)
@@ -207,8 +225,10 @@ def publish(client: S3Client, address: ModelAddress, version: str, files: dict[s
     with s3_errors(client, f"publishing {address.uri(version)}", bucket):
         existing = _get_json(client, bucket, address.key(version, MANIFEST_FILE))
         if existing is not None and existing.get("files") != manifest["files"]:
-            raise S3Error(f"{address.uri(version)} is already published with different files (same model, "
-                          f"different metrics or report?); a version is never overwritten")
+            raise S3Error(
+                f"{address.uri(version)} is already published with different files (same model, "
+                f"different metrics or report?); a version is never overwritten"
+            )
         if existing is None:
             total = sum(entry["size"] for entry in manifest["files"].values())
             with tqdm(total=total, unit="B", unit_scale=True, desc=f"upload {version}", disable=not progress) as bar:
@@ -216,20 +236,36 @@ def publish(client: S3Client, address: ModelAddress, version: str, files: dict[s
                     entry = manifest["files"][name]
                     key = address.key(version, name)
                     with path.open("rb") as handle:
-                        if _put_once(client, bucket, key, _ProgressReader(handle, key, bar, hook),
-                                     entry["sha256"], entry["size"]):
+                        if _put_once(
+                            client, bucket, key, _ProgressReader(handle, key, bar, hook), entry["sha256"], entry["size"]
+                        ):
                             uploaded.append(name)
                         else:
                             bar.update(entry["size"])
             for name, entry in manifest["files"].items():
                 _verify(client, bucket, address.key(version, name), entry["sha256"], entry["size"])
-            _put_once(client, bucket, address.key(version, MANIFEST_FILE), manifest_bytes,
-                      hashlib.sha256(manifest_bytes).hexdigest(), len(manifest_bytes))
-        latest = {"format": REGISTRY_FORMAT, "version": version, "uri": address.uri(version) + "/",
-                  "manifest": address.uri(version, MANIFEST_FILE),
-                  "published_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **(record or {})}
-        client.put_object(Bucket=bucket, Key=address.key(LATEST_FILE), Body=json.dumps(latest, indent=2).encode(),
-                          ContentType="application/json")
+            _put_once(
+                client,
+                bucket,
+                address.key(version, MANIFEST_FILE),
+                manifest_bytes,
+                hashlib.sha256(manifest_bytes).hexdigest(),
+                len(manifest_bytes),
+            )
+        latest = {
+            "format": REGISTRY_FORMAT,
+            "version": version,
+            "uri": address.uri(version) + "/",
+            "manifest": address.uri(version, MANIFEST_FILE),
+            "published_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            **(record or {}),
+        }
+        client.put_object(
+            Bucket=bucket,
+            Key=address.key(LATEST_FILE),
+            Body=json.dumps(latest, indent=2).encode(),
+            ContentType="application/json",
+        )
     return PublishResult(version, address.uri(version) + "/", uploaded, existing is not None)
 
 
@@ -242,8 +278,13 @@ def _verified(directory: Path, manifest: Manifest) -> bool:
     return hash_directory(directory / BUNDLE_SUBDIR) == manifest["version"]
 
 
-def fetch_model(client: S3Client, address: ModelAddress, version: str = "latest", cache_dir: Path = DEFAULT_CACHE,
-                progress: bool = True) -> Path:
+def fetch_model(
+    client: S3Client,
+    address: ModelAddress,
+    version: str = "latest",
+    cache_dir: Path = DEFAULT_CACHE,
+    progress: bool = True,
+) -> Path:
     """Download a published version (or the latest) into `cache_dir`, verified; return its folder.
 
     The bundle is `<returned folder>/models`. Nothing is returned, so nothing is loaded, unless
@@ -276,8 +317,10 @@ def fetch_model(client: S3Client, address: ModelAddress, version: str = "latest"
     (partial / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2))
     if not _verified(partial, manifest):
         shutil.rmtree(partial, ignore_errors=True)
-        raise S3Error(f"{address.uri(version)} failed verification: a file does not match its sha256 in "
-                      f"{MANIFEST_FILE}, or the bundle does not hash to {version}; nothing was loaded")
+        raise S3Error(
+            f"{address.uri(version)} failed verification: a file does not match its sha256 in "
+            f"{MANIFEST_FILE}, or the bundle does not hash to {version}; nothing was loaded"
+        )
     shutil.rmtree(target, ignore_errors=True)
     partial.replace(target)
     return target

@@ -28,8 +28,10 @@ from posevit.core.errors import PosevitError
 if TYPE_CHECKING:  # boto3 builds its clients at run time; the stubs give them their types
     from mypy_boto3_s3 import S3Client
 
-CREDENTIALS_HELP = ("set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE (`aws configure`); "
-                    "for the local SeaweedFS run `make s3` and then `source .s3/env`")
+CREDENTIALS_HELP = (
+    "set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE (`aws configure`); "
+    "for the local SeaweedFS run `make s3` and then `source .s3/env`"
+)
 
 
 class S3Error(PosevitError):
@@ -41,8 +43,12 @@ def make_client(endpoint_url: str | None = None, region: str | None = None, retr
     session = boto3.Session(region_name=region)
     if session.get_credentials() is None:
         raise S3Error(f"no AWS credentials found: {CREDENTIALS_HELP}")
-    config = Config(connect_timeout=5, read_timeout=60, retries={"max_attempts": retries, "mode": "standard"},
-                    s3={"addressing_style": "path"} if endpoint_url else None)
+    config = Config(
+        connect_timeout=5,
+        read_timeout=60,
+        retries={"max_attempts": retries, "mode": "standard"},
+        s3={"addressing_style": "path"} if endpoint_url else None,
+    )
     return session.client("s3", endpoint_url=endpoint_url, config=config)
 
 
@@ -67,20 +73,27 @@ def s3_errors(client: S3Client, action: str, bucket: str) -> Iterator[None]:
     except NoCredentialsError:
         raise S3Error(f"no AWS credentials found while {action}: {CREDENTIALS_HELP}") from None
     except (EndpointConnectionError, ConnectTimeoutError, ConnectionClosedError, ReadTimeoutError) as exc:
-        raise S3Error(f"cannot reach S3 at {endpoint} while {action} ({type(exc).__name__}); is the server up? "
-                      f"For the local one run `make s3`; otherwise check push.endpoint_url") from None
+        raise S3Error(
+            f"cannot reach S3 at {endpoint} while {action} ({type(exc).__name__}); is the server up? "
+            f"For the local one run `make s3`; otherwise check push.endpoint_url"
+        ) from None
     except ClientError as exc:
         code = error_code(exc)
         if code in {"NoSuchBucket"} or (code == "404" and "bucket" in action):
-            raise S3Error(f"bucket {bucket!r} does not exist at {endpoint}: create it "
-                          f"(`make s3` creates the local ones) or fix push.bucket") from None
+            raise S3Error(
+                f"bucket {bucket!r} does not exist at {endpoint}: create it "
+                f"(`make s3` creates the local ones) or fix push.bucket"
+            ) from None
         if code in {"InvalidAccessKeyId"}:
-            raise S3Error(f"S3 at {endpoint} does not know the access key id while {action}: "
-                          f"{CREDENTIALS_HELP}") from None
+            raise S3Error(
+                f"S3 at {endpoint} does not know the access key id while {action}: {CREDENTIALS_HELP}"
+            ) from None
         if code in {"SignatureDoesNotMatch", "403", "AccessDenied", "InvalidToken", "ExpiredToken"}:
-            raise S3Error(f"S3 at {endpoint} rejected the credentials while {action} "
-                          f"({code}): the access key id or the secret key is wrong, or the key may not use bucket {bucket!r}; "
-                          f"{CREDENTIALS_HELP}") from None
+            raise S3Error(
+                f"S3 at {endpoint} rejected the credentials while {action} "
+                f"({code}): the access key id or the secret key is wrong, or the key may not use bucket {bucket!r}; "
+                f"{CREDENTIALS_HELP}"
+            ) from None
         message = exc.response.get("Error", {}).get("Message", "")
         raise S3Error(f"S3 error {code} at {endpoint} while {action}: {message}") from None
     except BotoCoreError as exc:

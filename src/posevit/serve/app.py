@@ -28,15 +28,21 @@ CACHE_DIR = Path(os.environ.get("POSEVIT_CACHE", Path.home() / ".cache" / "posev
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default=os.environ.get("POSEVIT_MODEL", "auto"),
-                        help="auto | registry[:version] | dvc:<rev> | <bundle folder> (default: auto)")
+    parser.add_argument(
+        "--model",
+        default=os.environ.get("POSEVIT_MODEL", "auto"),
+        help="auto | registry[:version] | dvc:<rev> | <bundle folder> (default: auto)",
+    )
     parser.add_argument("--host", default=os.environ.get("POSEVIT_HOST", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(os.environ.get("POSEVIT_PORT", "7860")))
     parser.add_argument("--max-pixels", type=int, default=40_000_000, help="largest image accepted, in pixels")
     parser.add_argument("--max-file-mb", type=int, default=20, help="largest upload accepted, in MB")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
-    parser.add_argument("--healthcheck", action="store_true",
-                        help="exit 0 if an app answers on 127.0.0.1:--port, else 1 (the Docker HEALTHCHECK)")
+    parser.add_argument(
+        "--healthcheck",
+        action="store_true",
+        help="exit 0 if an app answers on 127.0.0.1:--port, else 1 (the Docker HEALTHCHECK)",
+    )
     return parser.parse_args(argv)
 
 
@@ -78,9 +84,14 @@ def main(argv: list[str] | None = None) -> int:
     user, password = os.environ.get("POSEVIT_USER"), os.environ.get("POSEVIT_PASSWORD")
     app = build_app(predictor, served, examples, limits)
     app.queue(default_concurrency_limit=1).launch(
-        server_name=args.host, server_port=args.port, auth=(user, password) if user and password else None,
-        max_file_size=limits.max_file_bytes, allowed_paths=[str(CACHE_DIR / "examples")],
-        show_error=True, footer_links=["api"], ssr_mode=False,
+        server_name=args.host,
+        server_port=args.port,
+        auth=(user, password) if user and password else None,
+        max_file_size=limits.max_file_bytes,
+        allowed_paths=[str(CACHE_DIR / "examples")],
+        show_error=True,
+        footer_links=["api"],
+        ssr_mode=False,
     )
     return 0
 

@@ -1,9 +1,9 @@
 """Where a served model comes from: the S3 registry, a DVC revision, or a bundle folder on disk.
 
-    registry            latest published version (push.* in params.yaml says where)
-    registry:<version>  one pinned version
-    dvc:<rev>           models/ and metrics/test.json as committed at a git revision (DVC remote or cache)
-    <folder>            a local bundle, e.g. models/ after `dvc repro`
+registry            latest published version (push.* in params.yaml says where)
+registry:<version>  one pinned version
+dvc:<rev>           models/ and metrics/test.json as committed at a git revision (DVC remote or cache)
+<folder>            a local bundle, e.g. models/ after `dvc repro`
 """
 
 from __future__ import annotations
@@ -64,10 +64,10 @@ def from_registry(version: str, cache_dir: Path | None = None) -> ServedModel:
 
     push = load_params().push
     address = ModelAddress(push.bucket, push.prefix, push.model_name)
-    folder = fetch_model(make_client(push.endpoint_url, push.region), address, version or "latest",
-                         cache_dir or DEFAULT_CACHE)
-    return from_folder(folder / MODELS_DIR.name, f"S3 registry {address.uri(folder.name)}/",
-                       folder / TEST_METRICS)
+    folder = fetch_model(
+        make_client(push.endpoint_url, push.region), address, version or "latest", cache_dir or DEFAULT_CACHE
+    )
+    return from_folder(folder / MODELS_DIR.name, f"S3 registry {address.uri(folder.name)}/", folder / TEST_METRICS)
 
 
 def from_dvc(rev: str, cache_dir: Path) -> ServedModel:
@@ -99,8 +99,10 @@ def resolve(spec: str, cache_dir: Path) -> ServedModel:
             if (MODELS_DIR / CONFIG_FILE).is_file():
                 log.warning("registry unavailable (%s); serving the local bundle %s/", registry_error, MODELS_DIR)
                 return from_folder(MODELS_DIR)
-            raise ModelSourceError(f"no model to serve: the S3 registry said: {registry_error}\n"
-                                   f"and there is no local bundle in {MODELS_DIR}/. {HOW_TO_GET_ONE}") from None
+            raise ModelSourceError(
+                f"no model to serve: the S3 registry said: {registry_error}\n"
+                f"and there is no local bundle in {MODELS_DIR}/. {HOW_TO_GET_ONE}"
+            ) from None
     if spec == "registry" or spec.startswith("registry:"):
         return from_registry(spec.partition(":")[2] or "latest", cache_dir / "registry")
     if spec.startswith("dvc:"):

@@ -71,13 +71,17 @@ def read_upload(upload: str | bytes | None, limits: Limits):
 
 def model_card(served: ServedModel, predictor: Predictor) -> str:
     config = predictor.bundle.config
-    lines = [f"**Model** `{config.model_name}` · version `{served.version}` · {len(predictor.labels)} actions",
-             f"**From** {served.source}"]
+    lines = [
+        f"**Model** `{config.model_name}` · version `{served.version}` · {len(predictor.labels)} actions",
+        f"**From** {served.source}",
+    ]
     metrics = served.metrics
     if metrics:
-        lines.append(f"**Test accuracy** {metrics['accuracy']:.3f} (95% CI {metrics['accuracy_ci_low']:.3f}–"
-                     f"{metrics['accuracy_ci_high']:.3f}) · F1 weighted {metrics['f1_weighted']:.3f} · "
-                     f"F1 macro {metrics['f1_macro']:.3f} · n = {metrics['n_test']}")
+        lines.append(
+            f"**Test accuracy** {metrics['accuracy']:.3f} (95% CI {metrics['accuracy_ci_low']:.3f}–"
+            f"{metrics['accuracy_ci_high']:.3f}) · F1 weighted {metrics['f1_weighted']:.3f} · "
+            f"F1 macro {metrics['f1_macro']:.3f} · n = {metrics['n_test']}"
+        )
     else:
         lines.append("**Test metrics** not available for this model")
     if config.freeze_blocks is not None:
@@ -94,8 +98,10 @@ def build_app(predictor: Predictor, served: ServedModel, examples: list[str], li
             top_label = prediction.top(1)[0][0]
             heat = predictor.heat_map(image, top_label)
             overlay = predictor.overlay(image, heat)
-        timing = (f"Inference **{prediction.seconds * 1000:.0f} ms** ({predictor.precision}, {predictor.device.type}) · "
-                  f"image {image.width}×{image.height}")
+        timing = (
+            f"Inference **{prediction.seconds * 1000:.0f} ms** ({predictor.precision}, {predictor.device.type}) · "
+            f"image {image.width}×{image.height}"
+        )
         return prediction.probabilities, overlay, timing, prediction.probabilities
 
     with gr.Blocks(title="posevit: what is this person doing?") as app:
@@ -103,18 +109,21 @@ def build_app(predictor: Predictor, served: ServedModel, examples: list[str], li
         gr.Markdown(model_card(served, predictor), elem_id="model-card")
         with gr.Row():
             with gr.Column():
-                image = UploadImage(type="filepath", sources=["upload", "webcam", "clipboard"], label="Photo",
-                                    elem_id="photo")
+                image = UploadImage(
+                    type="filepath", sources=["upload", "webcam", "clipboard"], label="Photo", elem_id="photo"
+                )
                 explain = gr.Checkbox(value=True, label="Show where the model looked (gradient heat map)")
                 submit = gr.Button("Classify", variant="primary", elem_id="classify")
                 gr.Examples(examples=[[path] for path in examples], inputs=[image], label="Examples")
             with gr.Column():
                 labels = gr.Label(num_top_classes=TOP_K, label="Top actions", elem_id="labels")
-                heat_map = gr.Image(type="pil", label="Heat map (over the centre crop the model sees)",
-                                    interactive=False)
+                heat_map = gr.Image(
+                    type="pil", label="Heat map (over the centre crop the model sees)", interactive=False
+                )
                 timing = gr.Markdown(elem_id="timing")
                 with gr.Accordion("All probabilities", open=False):
                     everything = gr.JSON(label="probabilities")
-        submit.click(classify, inputs=[image, explain], outputs=[labels, heat_map, timing, everything],
-                     api_name="predict")
+        submit.click(
+            classify, inputs=[image, explain], outputs=[labels, heat_map, timing, everything], api_name="predict"
+        )
     return app

@@ -36,16 +36,25 @@ def run_point(raw: DictConfig, run_dir: Path, overrides: list[str]) -> dict:
     data = PROCESSED_DIR.resolve()
     if not (data / "test").exists():
         raise DataError(f"{PROCESSED_DIR}/ has no splits: run `dvc repro preprocess` (or `dvc pull`) first")
-    paths = TrainPaths(data=data, models=run_dir / "models", checkpoints=run_dir / "checkpoints",
-                       live=run_dir / "dvclive", metrics=run_dir / "metrics" / "train.json",
-                       curves=run_dir / "plots" / "training_curves.png")
+    paths = TrainPaths(
+        data=data,
+        models=run_dir / "models",
+        checkpoints=run_dir / "checkpoints",
+        live=run_dir / "dvclive",
+        metrics=run_dir / "metrics" / "train.json",
+        curves=run_dir / "plots" / "training_curves.png",
+    )
     train_metrics = train(cfg, paths)
     if train_metrics is None:  # a non-zero rank of a distributed run
         return {}
     write_json(paths.metrics, train_metrics)
     test_metrics = evaluate(cfg, EvalPaths.under(run_dir, models=paths.models, data=data))
-    record = {"overrides": overrides, "params": cfg.model_dump(include={"model", "train", "trainer"}, mode="json"),
-              "train": train_metrics, "test": test_metrics}
+    record = {
+        "overrides": overrides,
+        "params": cfg.model_dump(include={"model", "train", "trainer"}, mode="json"),
+        "train": train_metrics,
+        "test": test_metrics,
+    }
     write_json(run_dir / RUN_FILE, record)
     return record
 

@@ -1,8 +1,8 @@
 """Summarise a frozen-block sweep: plots/freeze_sweep.png and reports/freeze_sweep.xlsx.
 
-    python -m posevit.sweep.report --hydra multirun/2026-11-24/19-40-00   # a Hydra sweep directory
-    python -m posevit.sweep.report --dvc-exp                              # runs `dvc exp show --json`
-    python -m posevit.sweep.report --dvc-exp-json exps.json               # saved `dvc exp show --json`
+python -m posevit.sweep.report --hydra multirun/2026-11-24/19-40-00   # a Hydra sweep directory
+python -m posevit.sweep.report --dvc-exp                              # runs `dvc exp show --json`
+python -m posevit.sweep.report --dvc-exp-json exps.json               # saved `dvc exp show --json`
 """
 
 from __future__ import annotations
@@ -32,9 +32,13 @@ def main(argv: list[str] | None = None) -> None:
     if args.hydra:
         runs = runs_from_hydra(args.hydra)
     else:
-        text = (args.dvc_exp_json.read_text() if args.dvc_exp_json else
-                subprocess.run([sys.executable, "-m", "dvc", "exp", "show", "--json"], check=True,
-                               capture_output=True, text=True).stdout)
+        text = (
+            args.dvc_exp_json.read_text()
+            if args.dvc_exp_json
+            else subprocess.run(
+                [sys.executable, "-m", "dvc", "exp", "show", "--json"], check=True, capture_output=True, text=True
+            ).stdout
+        )
         runs = runs_from_dvc_exp(json.loads(text))
     settings = summarise(runs, args.level)
     plot_sweep(settings, args.plot, args.level)

@@ -74,9 +74,14 @@ def summarise(runs: list[SweepRun], level: float = 0.95, key: str = "accuracy") 
     for blocks in sorted({run.freeze_blocks for run in runs}):
         group = [run for run in runs if run.freeze_blocks == blocks]
         times = [run.wall_time_s for run in group if run.wall_time_s is not None]
-        settings.append(Setting(blocks, group, {name: t_interval([run.metrics[name] for run in group], level)
-                                                for name in METRICS},
-                                float(np.mean(times)) if times else None))
+        settings.append(
+            Setting(
+                blocks,
+                group,
+                {name: t_interval([run.metrics[name] for run in group], level) for name in METRICS},
+                float(np.mean(times)) if times else None,
+            )
+        )
     best = max(settings, key=lambda setting: setting.intervals[key].mean)
     for setting in settings:
         setting.best = setting is best
@@ -92,11 +97,16 @@ def runs_from_hydra(sweep_dir: Path) -> list[SweepRun]:
         if "error" in record:
             log.warning("%s failed: %s", path.parent, record["error"])
             continue
-        runs.append(SweepRun(
-            name=f"{path.parent.name}: {' '.join(record['overrides'])}",
-            freeze_blocks=record["params"]["model"]["freeze_blocks"], seed=record["params"]["train"]["seed"],
-            metrics={name: record["test"][name] for name in METRICS},
-            wall_time_s=record["train"].get("wall_time_s"), best_val_acc=record["train"].get("best_val_acc")))
+        runs.append(
+            SweepRun(
+                name=f"{path.parent.name}: {' '.join(record['overrides'])}",
+                freeze_blocks=record["params"]["model"]["freeze_blocks"],
+                seed=record["params"]["train"]["seed"],
+                metrics={name: record["test"][name] for name in METRICS},
+                wall_time_s=record["train"].get("wall_time_s"),
+                best_val_acc=record["train"].get("best_val_acc"),
+            )
+        )
     if not runs:
         raise ValueError(f"{sweep_dir} has no finished sweep points (*/run.json)")
     return runs
@@ -116,10 +126,16 @@ def runs_from_dvc_exp(show: list[dict[str, Any]]) -> list[SweepRun]:
                     log.warning("experiment %s has no test metrics (failed or still queued): left out", rev.get("name"))
                     continue
                 train = metrics.get("metrics/train.json", {}).get("data", {})
-                runs.append(SweepRun(
-                    name=rev.get("name") or rev["rev"][:7], freeze_blocks=params["model"]["freeze_blocks"],
-                    seed=params["train"]["seed"], metrics={name: test[name] for name in METRICS},
-                    wall_time_s=train.get("wall_time_s"), best_val_acc=train.get("best_val_acc")))
+                runs.append(
+                    SweepRun(
+                        name=rev.get("name") or rev["rev"][:7],
+                        freeze_blocks=params["model"]["freeze_blocks"],
+                        seed=params["train"]["seed"],
+                        metrics={name: test[name] for name in METRICS},
+                        wall_time_s=train.get("wall_time_s"),
+                        best_val_acc=train.get("best_val_acc"),
+                    )
+                )
     if not runs:
         raise ValueError("`dvc exp show` lists no finished experiments with metrics/test.json")
     return runs
@@ -132,17 +148,30 @@ def plot_sweep(settings: list[Setting], path: Path, level: float = 0.95) -> None
     x = np.array([setting.freeze_blocks for setting in settings], dtype=float)
     fig = Figure(figsize=(8, 4.8), dpi=120)
     ax = fig.subplots()
-    for offset, (name, colour) in zip((-0.06, 0.06), (("accuracy", "tab:blue"), ("f1_weighted", "tab:orange")),
-                                      strict=True):
+    for offset, (name, colour) in zip(
+        (-0.06, 0.06), (("accuracy", "tab:blue"), ("f1_weighted", "tab:orange")), strict=True
+    ):
         intervals = [setting.intervals[name] for setting in settings]
         means = np.array([i.mean for i in intervals])
         lows = np.array([i.mean - i.low if not math.isnan(i.low) else 0.0 for i in intervals])
         highs = np.array([i.high - i.mean if not math.isnan(i.high) else 0.0 for i in intervals])
-        ax.errorbar(x + offset, means, yerr=[lows, highs], fmt="o-", capsize=4, color=colour,
-                    label=f"test {name} (mean, {level:.0%} t interval)")
+        ax.errorbar(
+            x + offset,
+            means,
+            yerr=[lows, highs],
+            fmt="o-",
+            capsize=4,
+            color=colour,
+            label=f"test {name} (mean, {level:.0%} t interval)",
+        )
         for setting in settings:  # every seed, faint, so the spread is visible too
-            ax.scatter([setting.freeze_blocks + offset] * setting.n, [run.metrics[name] for run in setting.runs],
-                       s=10, color=colour, alpha=0.35)
+            ax.scatter(
+                [setting.freeze_blocks + offset] * setting.n,
+                [run.metrics[name] for run in setting.runs],
+                s=10,
+                color=colour,
+                alpha=0.35,
+            )
     best = next(setting for setting in settings if setting.best)
     ax.axvline(best.freeze_blocks, color="grey", linestyle=":", label=f"best: {best.freeze_blocks} frozen")
     ax.set_xlabel("frozen transformer blocks (model.freeze_blocks)")
@@ -218,13 +247,29 @@ def write_workbook(settings: list[Setting], path: Path, level: float = 0.95) -> 
     sheet.set_column(0, len(headers), 16)
     sheet.freeze_panes(1, 1)
     note = len(settings) + 2
-    sheet.write(note, 0, f"Intervals: {level:.0%} Student-t across seeds. 'overlaps best' = yes means the data "
-                         f"cannot tell this setting from the best one (accuracy).")
+    sheet.write(
+        note,
+        0,
+        f"Intervals: {level:.0%} Student-t across seeds. 'overlaps best' = yes means the data "
+        f"cannot tell this setting from the best one (accuracy).",
+    )
     chart = workbook.add_chart({"type": "line"})
-    chart.add_series({"name": "accuracy (mean)", "categories": ["Settings", 1, 0, len(settings), 0],
-                      "values": ["Settings", 1, 2, len(settings), 2], "marker": {"type": "circle"}})
-    chart.add_series({"name": "f1_weighted (mean)", "categories": ["Settings", 1, 0, len(settings), 0],
-                      "values": ["Settings", 1, 5, len(settings), 5], "marker": {"type": "square"}})
+    chart.add_series(
+        {
+            "name": "accuracy (mean)",
+            "categories": ["Settings", 1, 0, len(settings), 0],
+            "values": ["Settings", 1, 2, len(settings), 2],
+            "marker": {"type": "circle"},
+        }
+    )
+    chart.add_series(
+        {
+            "name": "f1_weighted (mean)",
+            "categories": ["Settings", 1, 0, len(settings), 0],
+            "values": ["Settings", 1, 5, len(settings), 5],
+            "marker": {"type": "square"},
+        }
+    )
     chart.set_title({"name": "Test score against frozen blocks"})
     chart.set_x_axis({"name": "frozen blocks"})
     sheet.insert_chart(note + 2, 0, chart)

@@ -15,8 +15,14 @@ from posevit.data.store import class_names, load_split, with_pixels
 
 
 class ActionDataModule(pl.LightningDataModule):
-    def __init__(self, train_transform: Callable, eval_transform: Callable, batch_size: int,
-                 num_workers: int, data_dir: Path = PROCESSED_DIR) -> None:
+    def __init__(
+        self,
+        train_transform: Callable,
+        eval_transform: Callable,
+        batch_size: int,
+        num_workers: int,
+        data_dir: Path = PROCESSED_DIR,
+    ) -> None:
         super().__init__()
         self.train_transform, self.eval_transform = train_transform, eval_transform
         self.batch_size, self.num_workers, self.data_dir = batch_size, num_workers, data_dir
@@ -32,8 +38,12 @@ class ActionDataModule(pl.LightningDataModule):
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         return DataLoader(
-            self.splits[split], batch_size=self.batch_size, shuffle=shuffle, num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0, pin_memory=torch.cuda.is_available(),
+            self.splits[split],
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            pin_memory=torch.cuda.is_available(),
         )
 
     def train_dataloader(self) -> DataLoader:

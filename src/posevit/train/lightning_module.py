@@ -26,8 +26,9 @@ def warmup_cosine(warmup_steps: int, total_steps: int):
 
 
 class ActionClassifier(pl.LightningModule):
-    def __init__(self, model: nn.Module, num_classes: int, train_cfg: TrainConfig,
-                 frozen_modules: list[nn.Module] | None = None) -> None:
+    def __init__(
+        self, model: nn.Module, num_classes: int, train_cfg: TrainConfig, frozen_modules: list[nn.Module] | None = None
+    ) -> None:
         super().__init__()
         self.model = model
         self.cfg = train_cfg

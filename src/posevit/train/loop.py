@@ -144,26 +144,44 @@ def train(cfg: PipelineConfig, paths: TrainPaths = TrainPaths()) -> TrainMetrics
     model = model.to(memory_format=torch.channels_last)  # ~25% faster convolutions on CPU
     data_config = model_data_config(model)
     precision = resolve_precision(cfg.trainer.precision, cfg.trainer.accelerator)
-    log.info("precision %s; %s of %s parameters trainable (%d of %d blocks frozen)",
-             precision, f"{trainable:,}", f"{total:,}", cfg.model.freeze_blocks, model_depth(model))
+    log.info(
+        "precision %s; %s of %s parameters trainable (%d of %d blocks frozen)",
+        precision,
+        f"{trainable:,}",
+        f"{total:,}",
+        cfg.model.freeze_blocks,
+        model_depth(model),
+    )
 
-    datamodule = ActionDataModule(train_transform(data_config, cfg.train.augment), eval_transform(data_config),
-                                  cfg.train.batch_size, cfg.train.num_workers, paths.data)
+    datamodule = ActionDataModule(
+        train_transform(data_config, cfg.train.augment),
+        eval_transform(data_config),
+        cfg.train.batch_size,
+        cfg.train.num_workers,
+        paths.data,
+    )
     module = ActionClassifier(model, len(names), cfg.train, frozen)
     resume = resumable_checkpoint(paths.checkpoints, run_fingerprint(cfg, paths.data))
     if resume:
         log.info("resuming the interrupted run from %s", resume)
     best = BestWeights(paths.checkpoints)
     # The whole training state of the latest epoch, overwritten each epoch, for resuming a killed run.
-    resume_state = ModelCheckpoint(dirpath=paths.checkpoints, filename="last", monitor=None, save_top_k=1,
-                                   enable_version_counter=False)
+    resume_state = ModelCheckpoint(
+        dirpath=paths.checkpoints, filename="last", monitor=None, save_top_k=1, enable_version_counter=False
+    )
     throughput = ImagesPerSecond()
     trainer = pl.Trainer(
-        accelerator=cfg.trainer.accelerator, devices=cfg.trainer.devices, strategy=cfg.trainer.strategy,
-        num_nodes=cfg.trainer.num_nodes, precision=precision, max_epochs=cfg.train.epochs,
+        accelerator=cfg.trainer.accelerator,
+        devices=cfg.trainer.devices,
+        strategy=cfg.trainer.strategy,
+        num_nodes=cfg.trainer.num_nodes,
+        precision=precision,
+        max_epochs=cfg.train.epochs,
         logger=DVCLiveLogger(dir=str(paths.live), resume=resume is not None, save_dvc_exp=False, dvcyaml=False),
         callbacks=[best, resume_state, throughput, TQDMProgressBar(refresh_rate=10)],
-        deterministic=True, enable_model_summary=False, log_every_n_steps=10,
+        deterministic=True,
+        enable_model_summary=False,
+        log_every_n_steps=10,
     )
     started = time.perf_counter()
     trainer.fit(module, datamodule=datamodule, ckpt_path=resume)
@@ -176,21 +194,31 @@ def train(cfg: PipelineConfig, paths: TrainPaths = TrainPaths()) -> TrainMetrics
         raise ConfigError("training ran no validation epoch, so there is no best model: check trainer/train settings")
     model.load_state_dict(safetensors.torch.load_file(str(best.weights)))
     metrics = TrainMetrics(
-        best_val_acc=round(record["val_acc"], 6), best_epoch=record["epoch"] + 1, epochs=cfg.train.epochs,
-        wall_time_s=round(wall_time, 1), train_images_per_s=round(throughput.rate, 1), precision=precision,
-        trainable_params=trainable, total_params=total,
+        best_val_acc=round(record["val_acc"], 6),
+        best_epoch=record["epoch"] + 1,
+        epochs=cfg.train.epochs,
+        wall_time_s=round(wall_time, 1),
+        train_images_per_s=round(throughput.rate, 1),
+        precision=precision,
+        trainable_params=trainable,
+        total_params=total,
     )
-    save_bundle(paths.models, model, BundleConfig(
-        model_name=cfg.model.name,
-        labels=names,
-        data_config=data_config,
-        freeze_blocks=cfg.model.freeze_blocks,
-        params=cfg.model_dump(include={"model", "train", "trainer"}, mode="json"),
-        # Timings stay out: they vary run to run, and the bundle's bytes name its registry version.
-        metrics=TrainingSummary(best_val_acc=metrics["best_val_acc"], best_epoch=metrics["best_epoch"],
-                                epochs=metrics["epochs"]),
-        versions={"posevit": posevit.__version__, "timm": version("timm"), "torch": torch.__version__},
-    ))
+    save_bundle(
+        paths.models,
+        model,
+        BundleConfig(
+            model_name=cfg.model.name,
+            labels=names,
+            data_config=data_config,
+            freeze_blocks=cfg.model.freeze_blocks,
+            params=cfg.model_dump(include={"model", "train", "trainer"}, mode="json"),
+            # Timings stay out: they vary run to run, and the bundle's bytes name its registry version.
+            metrics=TrainingSummary(
+                best_val_acc=metrics["best_val_acc"], best_epoch=metrics["best_epoch"], epochs=metrics["epochs"]
+            ),
+            versions={"posevit": posevit.__version__, "timm": version("timm"), "torch": torch.__version__},
+        ),
+    )
     shutil.rmtree(paths.checkpoints, ignore_errors=True)
     _stamp(paths.checkpoints).unlink(missing_ok=True)
     return metrics
