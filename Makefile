@@ -19,7 +19,8 @@ help:
 	@echo "make params regenerate params.yaml from conf/ (after editing conf/)"
 	@echo "make s3     start the local S3 server (SeaweedFS on 127.0.0.1), create buckets, configure the DVC remote"
 	@echo "make s3-stop  stop it"
-	@echo "make app    serve the published model (else models/) in the Gradio page on http://127.0.0.1:7860"
+	@echo "make serve  serve the published model (else models/): page, JSON API (/docs), metrics on http://127.0.0.1:7860"
+	@echo "make app    the same (old name)"
 	@echo "make lock   re-resolve requirements/lock.txt from pyproject.toml (needs uv)"
 
 # The venv is rebuilt from the lock whenever the lock or pyproject changes.
@@ -70,9 +71,13 @@ format: setup
 test: setup browser lint
 	python -m pytest
 
-# The Gradio app; APP_ARGS="--model registry:<version>" (or dvc:<rev>, or a bundle folder) picks another model.
-app: setup s3
-	source .s3/env && python app.py $(APP_ARGS)
+# The server (page + API); SERVE_ARGS="--model registry:<version>" (or dvc:<rev>, a bundle folder,
+# --max-batch-size 32, ...) changes it; `posevit serve --help` lists every setting.
+SERVE_ARGS ?= $(APP_ARGS)
+serve: setup s3
+	source .s3/env && posevit serve $(SERVE_ARGS)
+
+app: serve
 
 lock:
 	uv pip compile pyproject.toml --extra dev --python-version 3.11 --python-platform x86_64-manylinux_2_28 \

@@ -8,7 +8,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -22,6 +21,7 @@ from posevit.devtools.local_s3 import free_port
 from tests.helpers import ROOT
 from tests.helpers.bundles import tiny_bundle
 from tests.helpers.images import ODD_BUT_FINE, encode, exif_rotated_jpeg, png_with_declared_size
+from tests.helpers.server import RunningApp
 
 pytestmark = pytest.mark.timeout(600)
 CHROMIUM = "/usr/bin/chromium"  # Debian's (make test installs it); Playwright's own download is not used
@@ -33,45 +33,6 @@ TEST_METRICS = {
     "f1_macro": 0.916,
     "n_test": 1200,
 }
-
-
-class RunningApp:
-    def __init__(self, tmp: Path, *args: str, env: dict[str, str] | None = None) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}/"
-        self.log = tmp / f"app-{self.port}.log"
-        environment = {
-            **os.environ,
-            "POSEVIT_CACHE": str(tmp / "cache"),
-            "AWS_EC2_METADATA_DISABLED": "true",
-            **(env or {}),
-        }
-        with self.log.open("w") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, str(ROOT / "app.py"), "--port", str(self.port), *args],
-                cwd=tmp,
-                env=environment,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                if httpx.get(self.url, timeout=2).status_code in (200, 401):
-                    return
-            except httpx.HTTPError:
-                pass
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise AssertionError(f"app did not start:\n{self.log.read_text()}")
-            time.sleep(0.5)
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
 
 
 @pytest.fixture(scope="module")

@@ -13,10 +13,15 @@ from posevit.models.factory import create_model
 from posevit.models.transforms import model_data_config
 
 
-def tiny_bundle(directory: Path, seed: int = 0) -> Path:
-    """A real (untrained) model bundle, as the train stage writes it; `seed` changes its weights."""
+def tiny_bundle(directory: Path, seed: int = 0, head_scale: float = 1.0) -> Path:
+    """A real (untrained) model bundle, as the train stage writes it; `seed` changes its weights.
+
+    `head_scale` > 1 makes the random model decisive (images get clearly different answers).
+    """
     torch.manual_seed(seed)
     model = create_model(ModelConfig(name="vit_convstem_tiny"), num_classes=len(ACTION_CLASSES)).eval()
+    with torch.no_grad():
+        model.get_submodule("head").weight.mul_(head_scale)
     save_bundle(
         directory,
         model,

@@ -128,6 +128,27 @@ class PushConfig(Schema):
         return self
 
 
+class ServeConfig(Schema):
+    """`posevit serve`: where it listens, which model, how it batches, what it accepts."""
+
+    host: Annotated[str, Field(min_length=1, description="interface to bind (0.0.0.0 exposes it)")] = "127.0.0.1"
+    port: Annotated[int, Field(ge=1, le=65535, description="TCP port")] = 7860
+    model: Annotated[
+        str, Field(min_length=1, description="auto | registry[:version] | dvc:<rev> | <bundle folder>")
+    ] = "auto"
+    device: Annotated[str, Field(pattern=r"^(cpu|cuda(:\d+)?|mps)$", description="cpu, cuda, cuda:N, mps")] = "cpu"
+    max_batch_size: Annotated[int, Field(ge=1, le=1024, description="most images per forward pass")] = 16
+    max_wait_ms: Annotated[float, Field(ge=0, le=1000, description="longest wait for a batch to fill")] = 5.0
+    max_queue: Annotated[int, Field(ge=1, description="images waiting before requests get 503")] = 64
+    timeout_s: Annotated[float, Field(gt=0, description="a request waiting longer gets 504")] = 30.0
+    max_file_mb: Annotated[float, Field(gt=0, description="largest upload, per file")] = 20.0
+    max_pixels: Annotated[int, Field(ge=1, description="largest image, from its header, before decoding")] = 40_000_000
+    max_files: Annotated[int, Field(ge=1, le=256, description="most files in one /v1/predict/batch request")] = 16
+    top_k: Annotated[int, Field(ge=1, description="labels returned by default")] = 5
+    api_keys_file: Annotated[str | None, Field(description="file of API keys, one per line")] = None
+    metrics_require_key: Annotated[bool, Field(description="whether /metrics needs an API key too")] = False
+
+
 class PipelineConfig(Schema):
     data: DataConfig
     model: ModelConfig
@@ -135,6 +156,7 @@ class PipelineConfig(Schema):
     trainer: TrainerConfig
     evaluate: EvaluateConfig
     push: PushConfig
+    serve: ServeConfig
 
 
 def _allowed_range(loc: tuple[Any, ...]) -> str:
@@ -176,6 +198,15 @@ def validate_config(raw: object) -> PipelineConfig:
     except ValidationError as exc:
         lines = [_describe(error) for error in exc.errors()]
         raise ConfigError("invalid config:\n  " + "\n  ".join(lines)) from None
+
+
+def validate_serve(raw: object) -> ServeConfig:
+    """Validate the `serve` group alone (the server needs nothing else), naming keys as `serve.<key>`."""
+    try:
+        return ServeConfig.model_validate(raw)
+    except ValidationError as exc:
+        lines = [_describe({**error, "loc": ("serve", *error["loc"])}) for error in exc.errors()]
+        raise ConfigError("invalid serve settings:\n  " + "\n  ".join(lines)) from None
 
 
 def compose_config(overrides: list[str] | tuple[str, ...] = (), config_dir: Path = CONFIG_DIR) -> dict[str, Any]:

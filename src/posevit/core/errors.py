@@ -15,3 +15,11 @@ class DataError(PosevitError):
 
 class ImageError(PosevitError):
     """One image cannot be decoded or normalised (the image is dropped, not the run)."""
+
+
+class NotAnImage(ImageError):
+    """The bytes are no image format PIL knows."""
+
+
+class ImageTooLarge(ImageError):
+    """Too many bytes or pixels (the pixel count is read from the header, before decoding)."""

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from posevit.core.errors import ImageError
+from posevit.core.errors import ImageError, ImageTooLarge, NotAnImage
 
 # An image that needs no change keeps its original bytes (no re-encoding loss or bloat).
 _KEEP_AS_IS_FORMATS = {"JPEG", "PNG", "WEBP", "BMP"}
@@ -73,15 +73,15 @@ def open_image(data: bytes, max_pixels: int, limit_name: str = "data.max_image_p
     try:
         image = Image.open(io.BytesIO(data))
     except UnidentifiedImageError:
-        raise ImageError("not an image PIL can read") from None
+        raise NotAnImage("not an image PIL can read") from None
     except Image.DecompressionBombError as exc:
-        raise ImageError(f"too large: {exc}") from None
+        raise ImageTooLarge(f"too large: {exc}") from None
     except Exception as exc:
         raise ImageError(f"cannot open: {exc}") from None
     width, height = image.size
     # Checked on the header, before decoding, so a decompression bomb never allocates.
     if width * height > max_pixels:
-        raise ImageError(f"too large: {width}x{height} = {width * height:,} pixels > {limit_name}={max_pixels:,}")
+        raise ImageTooLarge(f"too large: {width}x{height} = {width * height:,} pixels > {limit_name}={max_pixels:,}")
     if width < 1 or height < 1:
         raise ImageError(f"empty image ({width}x{height})")
     try:

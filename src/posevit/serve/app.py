@@ -1,12 +1,16 @@
-"""Serve a posevit model in a Gradio page (`posevit serve`, `python app.py`, `make app`).
+"""Serve a posevit model to people and programs (`posevit serve`, `make serve`, `python app.py`).
 
-    posevit serve                         the registry's latest model, else the local models/ bundle
-    posevit serve --model registry:<ver>  one published version (verified before it loads)
-    posevit serve --model dvc:<rev>       models/ as committed at a git revision
-    posevit serve --model models/         a bundle folder
+    posevit serve                          the registry's latest model, else the local models/ bundle
+    posevit serve --model registry:<ver>   one published version (verified before it loads)
+    posevit serve --model dvc:<rev>        models/ as committed at a git revision
+    posevit serve --model models/          a bundle folder
 
-Safe by default: binds 127.0.0.1 (--host / POSEVIT_HOST to change), login when POSEVIT_USER
-and POSEVIT_PASSWORD are set, uploads capped, no URL fetching, safetensors only (no pickles).
+One uvicorn process: the page at /, the JSON API under /v1 (OpenAPI docs at /docs), the
+replaced system's POST /api/v1/pose_classifier, /health/live, /health/ready and /metrics.
+Every classification goes through one micro-batcher. Safe by default: binds 127.0.0.1,
+API keys (POSEVIT_API_KEYS or serve.api_keys_file) make the API require a bearer key and
+the page a login, bodies and pixels are capped before decoding, no URL is ever fetched,
+weights are safetensors (no pickles).
 """
 
 from __future__ import annotations
@@ -15,84 +19,115 @@ import argparse
 import logging
 import os
 import sys
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 from posevit.core.entrypoint import setup_logging
-from posevit.core.errors import PosevitError
+from posevit.core.errors import ConfigError, PosevitError
+from posevit.serve.settings import add_setting_flags, load_settings
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no phoning home (and no internet here)
 
-log = logging.getLogger("posevit.app")
+log = logging.getLogger("posevit.serve")
 CACHE_DIR = Path(os.environ.get("POSEVIT_CACHE", Path.home() / ".cache" / "posevit"))
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--model",
-        default=os.environ.get("POSEVIT_MODEL", "auto"),
-        help="auto | registry[:version] | dvc:<rev> | <bundle folder> (default: auto)",
+    parser = argparse.ArgumentParser(
+        prog="posevit serve",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="\n\n".join(__doc__.split("\n\n")[1:]),
     )
-    parser.add_argument("--host", default=os.environ.get("POSEVIT_HOST", "127.0.0.1"))
-    parser.add_argument("--port", type=int, default=int(os.environ.get("POSEVIT_PORT", "7860")))
-    parser.add_argument("--max-pixels", type=int, default=40_000_000, help="largest image accepted, in pixels")
-    parser.add_argument("--max-file-mb", type=int, default=20, help="largest upload accepted, in MB")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    add_setting_flags(parser)
     parser.add_argument(
         "--healthcheck",
         action="store_true",
-        help="exit 0 if an app answers on 127.0.0.1:--port, else 1 (the Docker HEALTHCHECK)",
+        help="exit 0 if the server on 127.0.0.1:PORT is ready (/health/ready), else 1 (the Docker HEALTHCHECK)",
     )
     return parser.parse_args(argv)
 
 
 def healthcheck(port: int) -> int:
-    """Healthy if the page answers below 500 (401 counts: the login page is up)."""
-    import urllib.error
-    import urllib.request
-
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as response:
-            return 0 if response.status < 500 else 1
-    except urllib.error.HTTPError as exc:
-        return 0 if exc.code < 500 else 1
-    except OSError:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health/ready", timeout=5) as response:
+            return 0 if response.status == 200 else 1
+    except (urllib.error.URLError, OSError):
         return 1
+
+
+def check_device(device: str) -> None:
+    import torch
+
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"serve.device={device} needs a CUDA GPU and this machine has none: use --device cpu")
 
 
 def main(argv: list[str] | None = None) -> int:
     setup_logging()
     args = parse_args(argv)
+    try:
+        settings = load_settings(vars(args))
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     if args.healthcheck:
-        return healthcheck(args.port)
+        return healthcheck(settings.port)
     try:
         from posevit.models.bundle import load_bundle
+        from posevit.serve.api import ApiKeys
         from posevit.serve.model_source import resolve
         from posevit.serve.predictor import Predictor
 
-        served = resolve(args.model, CACHE_DIR)
-        predictor = Predictor(load_bundle(served.bundle_dir), args.device)
+        keys = ApiKeys.load(settings.api_keys_file)
+        check_device(settings.device)
+        served = resolve(settings.model, CACHE_DIR)
+        predictor = Predictor(load_bundle(served.bundle_dir), settings.device)
     except PosevitError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    from posevit.serve.examples import write_examples
-    from posevit.serve.page import Limits, build_app
 
-    log.info("serving %s version %s from %s", predictor.bundle.config.model_name, served.version, served.source)
-    examples = write_examples(CACHE_DIR / "examples", image_size=predictor.bundle.data_config["input_size"][-1])
-    limits = Limits(max_pixels=args.max_pixels, max_file_bytes=args.max_file_mb * 2**20)
+    import gradio as gr
+    import uvicorn
+
+    from posevit.serve.api import create_api
+    from posevit.serve.examples import write_examples
+    from posevit.serve.page import build_page
+    from posevit.serve.service import InferenceService
+
+    service = InferenceService(predictor, served, settings)
+    examples_dir = CACHE_DIR / "examples"
+    examples = write_examples(examples_dir, image_size=predictor.input_size[0])
+    page = build_page(service, examples).queue(default_concurrency_limit=settings.max_batch_size)
     user, password = os.environ.get("POSEVIT_USER"), os.environ.get("POSEVIT_PASSWORD")
-    app = build_app(predictor, served, examples, limits)
-    app.queue(default_concurrency_limit=1).launch(
-        server_name=args.host,
-        server_port=args.port,
-        auth=(user, password) if user and password else None,
-        max_file_size=limits.max_file_bytes,
-        allowed_paths=[str(CACHE_DIR / "examples")],
+
+    def page_login(given_user: str, given_password: str) -> bool:
+        """Any user name with an API key as the password, or POSEVIT_USER / POSEVIT_PASSWORD."""
+        by_user = bool(user and password) and (given_user, given_password) == (user, password)
+        return by_user or keys.valid(given_password)
+
+    app = gr.mount_gradio_app(
+        create_api(service, keys),
+        page,
+        path="/",
+        auth=page_login if keys.enabled or (user and password) else None,
+        max_file_size=service.limits.max_file_bytes,
+        allowed_paths=[str(examples_dir)],
         show_error=True,
         footer_links=["api"],
         ssr_mode=False,
     )
+    log.info(
+        "serving %s version %s from %s on http://%s:%d (API docs at /docs; %s)",
+        predictor.model_name,
+        served.version,
+        served.source,
+        settings.host,
+        settings.port,
+        f"{len(keys)} API key(s) required" if keys.enabled else "no API keys: open to anyone who can connect",
+    )
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info", timeout_graceful_shutdown=5)
     return 0
 
 

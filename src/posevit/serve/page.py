@@ -2,32 +2,26 @@
 
 Every upload goes through one decoder (`posevit.data.images.decode_rgb`): any PIL mode, EXIF
 rotation, first frame of animations, a pixel limit checked on the header before decoding.
-A bad file gets a message in the page; the server keeps serving.
+Classification goes through the server's micro-batcher, like every API request. A bad file
+gets a message in the page; the server keeps serving.
 """
 
 from __future__ import annotations
 
 import base64
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
 from gradio_client import utils as client_utils
+from PIL import Image
 
-from posevit.core.errors import ImageError
+from posevit.core.errors import ImageError, PosevitError
 from posevit.data.images import decode_rgb
-from posevit.serve.model_source import ServedModel
-from posevit.serve.predictor import Predictor
+from posevit.serve.service import InferenceService, Limits
 
 TOP_K = 5
-
-
-@dataclass(frozen=True)
-class Limits:
-    max_pixels: int = 40_000_000  # a 40-megapixel photo decodes; a decompression bomb never does
-    max_file_bytes: int = 20 * 1024 * 1024
 
 
 class UploadImage(gr.Image):
@@ -52,30 +46,34 @@ class UploadImage(gr.Image):
         return await super().async_move_resource_to_block_cache(url_or_file_path)
 
 
-def read_upload(upload: str | bytes | None, limits: Limits):
-    """The uploaded image as upright RGB, or a gr.Error that says what is wrong with it."""
+def read_upload_bytes(upload: str | bytes | None, limits: Limits) -> bytes:
+    """The uploaded file's bytes, or a gr.Error saying why there are none to use."""
     if upload is None:
         raise gr.Error("Upload an image first (or pick an example).")
-    if isinstance(upload, str):
-        size = os.path.getsize(upload)
-        if size > limits.max_file_bytes:
-            raise gr.Error(f"The file is {size / 2**20:.1f} MB; the limit is {limits.max_file_bytes / 2**20:.0f} MB.")
-        data = Path(upload).read_bytes()
-    else:
-        data = upload
+    if isinstance(upload, bytes):
+        return upload
+    size = os.path.getsize(upload)
+    if size > limits.max_file_bytes:
+        raise gr.Error(f"The file is {size / 2**20:.1f} MB; the limit is {limits.max_file_bytes / 2**20:.0f} MB.")
+    return Path(upload).read_bytes()
+
+
+def read_upload(upload: str | bytes | None, limits: Limits) -> Image.Image:
+    """The uploaded image as upright RGB, or a gr.Error that says what is wrong with it."""
+    data = read_upload_bytes(upload, limits)
     try:
         return decode_rgb(data, limits.max_pixels, limit_name="the app's pixel limit")
     except ImageError as exc:
         raise gr.Error(f"Cannot use this file: {exc}.") from None
 
 
-def model_card(served: ServedModel, predictor: Predictor) -> str:
-    config = predictor.bundle.config
+def model_card(service: InferenceService) -> str:
+    card = service.model_card()
     lines = [
-        f"**Model** `{config.model_name}` · version `{served.version}` · {len(predictor.labels)} actions",
-        f"**From** {served.source}",
+        f"**Model** `{card['name']}` · version `{card['version']}` · {len(card['labels'])} actions",
+        f"**From** {card['source']}",
     ]
-    metrics = served.metrics
+    metrics = card["test_metrics"]
     if metrics:
         lines.append(
             f"**Test accuracy** {metrics['accuracy']:.3f} (95% CI {metrics['accuracy_ci_low']:.3f}–"
@@ -84,29 +82,32 @@ def model_card(served: ServedModel, predictor: Predictor) -> str:
         )
     else:
         lines.append("**Test metrics** not available for this model")
-    if config.freeze_blocks is not None:
-        lines.append(f"**Frozen blocks** {config.freeze_blocks}")
+    if card["freeze_blocks"] is not None:
+        lines.append(f"**Frozen blocks** {card['freeze_blocks']}")
     return "  \n".join(lines)
 
 
-def build_app(predictor: Predictor, served: ServedModel, examples: list[str], limits: Limits = Limits()) -> gr.Blocks:
-    def classify(upload: str | bytes | None, explain: bool):
-        image = read_upload(upload, limits)
-        prediction = predictor.predict(image)
-        overlay = None
-        if explain:
-            top_label = prediction.top(1)[0][0]
-            heat = predictor.heat_map(image, top_label)
-            overlay = predictor.overlay(image, heat)
+def build_page(service: InferenceService, examples: list[str]) -> gr.Blocks:
+    predictor = service.predictor
+
+    async def classify(upload: str | bytes | None, explain: bool) -> tuple[Any, ...]:
+        data = read_upload_bytes(upload, service.limits)
+        try:
+            result = await service.classify(data)
+            overlay = await service.heat_map_overlay(result.image, result.top(1)[0][0]) if explain else None
+        except ImageError as exc:
+            raise gr.Error(f"Cannot use this file: {exc}.") from None
+        except PosevitError as exc:  # overloaded or timed out: say so, keep serving
+            raise gr.Error(str(exc)) from None
         timing = (
-            f"Inference **{prediction.seconds * 1000:.0f} ms** ({predictor.precision}, {predictor.device.type}) · "
-            f"image {image.width}×{image.height}"
+            f"Inference **{result.inference_ms:.0f} ms** ({predictor.precision}, {predictor.device.type}, "
+            f"batched) · image {result.image.width}×{result.image.height}"
         )
-        return prediction.probabilities, overlay, timing, prediction.probabilities
+        return result.probabilities, overlay, timing, result.probabilities
 
     with gr.Blocks(title="posevit: what is this person doing?") as app:
         gr.Markdown("# posevit — what is this person doing?\nA Vision Transformer fine-tuned on 15 human actions.")
-        gr.Markdown(model_card(served, predictor), elem_id="model-card")
+        gr.Markdown(model_card(service), elem_id="model-card")
         with gr.Row():
             with gr.Column():
                 image = UploadImage(

@@ -1,6 +1,7 @@
-"""Single-image inference on a bundle: the evaluation transform, bf16 where it is fast, and a heat map.
+"""Inference on a bundle: the evaluation transform, batched forward passes (bf16 where fast), a heat map.
 
-The app's predict path is `Predictor.predict`; `benchmarks/app_latency.py` times exactly it.
+The server batches through `Predictor.forward`; `predict` is one image alone (the replaced app's path,
+which `benchmarks/app_latency.py` times).
 """
 
 from __future__ import annotations
@@ -30,25 +31,42 @@ class Prediction:
 
 
 class Predictor:
-    """Holds one bundle in eval mode and classifies PIL images one at a time."""
+    """Holds one bundle in eval mode on one device; turns images into pixels and pixels into probabilities."""
 
     def __init__(self, bundle: Bundle, device: str | torch.device = "cpu") -> None:
         self.bundle = bundle
         self.device = torch.device(device)
-        self.model = bundle.model.to(self.device).eval()
+        self.model = bundle.model.to(self.device).eval().to(memory_format=torch.channels_last)
         self.transform = bundle.eval_transform()
         self.labels = bundle.labels
-        self.precision = inference_precision(self.device)  # what `predict` runs in, for the page to show
+        self.model_name = bundle.config.model_name
+        self.precision = inference_precision(self.device)  # what `forward` runs in, for the page and API to show
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        """(height, width) of the model's input."""
+        _, height, width = self.bundle.data_config["input_size"]
+        return height, width
+
+    def preprocess(self, image: Image.Image) -> torch.Tensor:
+        """The eval transform: (C, H, W) float pixels on the CPU (cheap, so it runs in request threads)."""
+        return self.transform(image.convert("RGB"))
 
     def pixels(self, image: Image.Image) -> torch.Tensor:
-        return self.transform(image.convert("RGB")).unsqueeze(0).to(self.device)
+        return self.preprocess(image).unsqueeze(0).to(self.device)
 
     @torch.inference_mode()
-    def predict(self, image: Image.Image) -> Prediction:
-        start = time.perf_counter()
+    def forward(self, pixels: torch.Tensor) -> np.ndarray:
+        """(N, C, H, W) pixels -> (N, classes) probabilities, one forward pass."""
+        batch = pixels.to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
         with autocast(self.device):
-            logits = self.model(self.pixels(image))
-        probabilities = torch.softmax(logits.float(), dim=-1)[0].tolist()
+            logits = self.model(batch)
+        return torch.softmax(logits.float(), dim=-1).cpu().numpy()
+
+    def predict(self, image: Image.Image) -> Prediction:
+        """One image alone, timed."""
+        start = time.perf_counter()
+        probabilities = self.forward(self.pixels(image))[0].tolist()
         return Prediction(dict(zip(self.labels, probabilities, strict=True)), time.perf_counter() - start)
 
     def heat_map(self, image: Image.Image, label: str | None = None) -> np.ndarray:

@@ -1,0 +1,154 @@
+"""One micro-batcher in front of the model: every request, page or API, waits here for a forward pass.
+
+Requests queue up; one task gathers up to `max_batch_size` images, waiting at most
+`max_wait_ms` after the first arrived, and hands the stack to the single thread that owns
+the model. Each caller gets its own row back. The queue is bounded: past `max_queue`
+waiting images a request is refused at once (the server answers 503) instead of growing
+memory and latency; a request not answered within `timeout_s` gets an error (504), and a
+caller that goes away (a client disconnect) is dropped from its batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from posevit.core.errors import PosevitError
+
+log = logging.getLogger(__name__)
+
+Forward = Callable[[torch.Tensor], np.ndarray]  # (N, C, H, W) pixels -> (N, classes) probabilities
+
+
+class Overloaded(PosevitError):
+    """The queue is full: the caller should retry later (HTTP 503 with Retry-After)."""
+
+
+class TimedOut(PosevitError):
+    """No answer within the configured time (HTTP 504)."""
+
+
+@dataclass
+class _Waiting:
+    pixels: torch.Tensor  # (C, H, W)
+    future: asyncio.Future[np.ndarray]
+    since: float = field(default_factory=time.monotonic)
+
+
+@dataclass
+class BatchStats:
+    """What the batcher has done, for metrics and tests."""
+
+    batches: int = 0
+    images: int = 0
+    largest_batch: int = 0
+    dropped: int = 0  # callers that left (timeout, disconnect) before their batch ran
+
+
+class MicroBatcher:
+    def __init__(
+        self,
+        forward: Forward,
+        max_batch_size: int,
+        max_wait_ms: float,
+        max_queue: int,
+        timeout_s: float,
+        on_batch: Callable[[int, float], None] | None = None,
+        on_abandoned: Callable[[], None] | None = None,
+    ) -> None:
+        self.forward, self.max_batch_size, self.max_queue = forward, max_batch_size, max_queue
+        self.max_wait, self.timeout = max_wait_ms / 1000, timeout_s
+        self.on_batch = on_batch  # (batch size, seconds) after every forward pass
+        self.on_abandoned = on_abandoned  # a caller left (timeout, disconnect) before its batch ran
+        self.stats = BatchStats()
+        self._waiting: deque[_Waiting] = deque()
+        self._arrived = asyncio.Event()
+        # One thread owns the model: forward passes never overlap, the event loop never blocks on them.
+        self._model_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="posevit-model")
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def queue_depth(self) -> int:
+        return len(self._waiting)
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._serve(), name="posevit-batcher")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        for waiting in self._waiting:
+            waiting.future.cancel()
+        self._model_thread.shutdown(wait=True)
+
+    async def run_on_model_thread(self, work: Callable[[], np.ndarray]) -> np.ndarray:
+        """Run other model work (a gradient heat map) on the model's own thread, between batches."""
+        return await asyncio.get_running_loop().run_in_executor(self._model_thread, work)
+
+    async def predict(self, pixels: torch.Tensor) -> np.ndarray:
+        """This image's probabilities, computed in a batch with whatever else is waiting."""
+        if len(self._waiting) >= self.max_queue:
+            raise Overloaded(f"{len(self._waiting)} images are already waiting (server.max_queue); retry shortly")
+        waiting = _Waiting(pixels, asyncio.get_running_loop().create_future())
+        self._waiting.append(waiting)
+        self._arrived.set()
+        try:
+            return await asyncio.wait_for(asyncio.shield(waiting.future), self.timeout)
+        except TimeoutError:
+            raise TimedOut(f"no answer within {self.timeout:g} s (serve.timeout_s); the server is overloaded") from None
+        finally:
+            waiting.future.cancel()  # a no-op once answered; else its batch skips it (timeout, disconnect)
+
+    async def _serve(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            if not self._waiting:
+                self._arrived.clear()
+                await self._arrived.wait()
+            deadline = self._waiting[0].since + self.max_wait
+            while len(self._waiting) < self.max_batch_size and (left := deadline - time.monotonic()) > 0:
+                self._arrived.clear()
+                try:
+                    await asyncio.wait_for(self._arrived.wait(), left)
+                except TimeoutError:
+                    break
+            batch: list[_Waiting] = []
+            while self._waiting and len(batch) < self.max_batch_size:
+                waiting = self._waiting.popleft()
+                if waiting.future.done():
+                    self.stats.dropped += 1
+                    if self.on_abandoned is not None:
+                        self.on_abandoned()
+                else:
+                    batch.append(waiting)
+            if not batch:
+                continue
+            started = time.perf_counter()
+            try:
+                probabilities = await loop.run_in_executor(
+                    self._model_thread, self.forward, torch.stack([w.pixels for w in batch])
+                )
+            except Exception as exc:  # the callers get it; the batcher keeps serving
+                log.exception("forward pass of a batch of %d failed", len(batch))
+                for waiting in batch:
+                    if not waiting.future.done():
+                        waiting.future.set_exception(exc)
+                continue
+            seconds = time.perf_counter() - started
+            self.stats.batches += 1
+            self.stats.images += len(batch)
+            self.stats.largest_batch = max(self.stats.largest_batch, len(batch))
+            if self.on_batch is not None:
+                self.on_batch(len(batch), seconds)
+            for waiting, row in zip(batch, probabilities, strict=True):
+                if not waiting.future.done():
+                    waiting.future.set_result(row)

@@ -1,0 +1,47 @@
+"""The server's Prometheus metrics (prometheus-client), in a registry of its own per app."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0, 30.0)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
+
+
+class ServeMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "posevit_requests", "HTTP requests by route and status code", ["route", "status"], registry=self.registry
+        )
+        self.latency = Histogram(
+            "posevit_request_seconds",
+            "Time to answer an HTTP request",
+            ["route"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.batch_size = Histogram(
+            "posevit_batch_size", "Images per forward pass", buckets=BATCH_BUCKETS, registry=self.registry
+        )
+        self.forward_seconds = Histogram(
+            "posevit_forward_seconds",
+            "Time of one batched forward pass",
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.queue_depth = Gauge("posevit_queue_depth", "Images waiting for a forward pass", registry=self.registry)
+        self.images = Counter("posevit_images", "Images classified", registry=self.registry)
+        self.abandoned = Counter(
+            "posevit_abandoned",
+            "Requests whose caller left (timeout, disconnect) before their batch ran",
+            registry=self.registry,
+        )
+        self.rejected = Counter(
+            "posevit_rejected", "Requests refused before inference", ["reason"], registry=self.registry
+        )
+
+    def observe_batch(self, size: int, seconds: float) -> None:
+        self.batch_size.observe(size)
+        self.forward_seconds.observe(seconds)
+        self.images.inc(size)
