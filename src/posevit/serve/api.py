@@ -17,10 +17,10 @@ import logging
 import os
 import secrets
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, FastAPI, File, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
@@ -37,6 +37,7 @@ from posevit.serve.batcher import Overloaded, TimedOut
 from posevit.serve.service import Classification, InferenceService
 
 log = logging.getLogger("posevit.serve")
+T = TypeVar("T")
 
 API_ROUTES = (
     "/v1/predict",
@@ -230,6 +231,16 @@ class _BodyTooLarge(Exception):
     pass
 
 
+class ClientGone(Exception):
+    """The client hung up before its answer was ready; nobody is left to send a response to."""
+
+
+async def wait_for_disconnect(request: Request) -> None:
+    """Returns when the client closes the connection (the body has been read, so only that can arrive)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
 async def _no_body() -> Message:
     return {"type": "http.request", "body": b"", "more_body": False}
 
@@ -312,6 +323,11 @@ def create_api(service: InferenceService, keys: ApiKeys) -> FastAPI:
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
         return error_response(exc.status_code, f"http_{exc.status_code}", str(exc.detail), exc.headers)
 
+    @app.exception_handler(ClientGone)
+    async def client_gone(request: Request, exc: ClientGone) -> Response:
+        service.metrics.rejected.labels("client_disconnected").inc()
+        return Response(status_code=499)  # nginx's "client closed request": logged, never delivered
+
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.error("unhandled error on %s", request.url.path, exc_info=exc)
@@ -324,6 +340,20 @@ def create_api(service: InferenceService, keys: ApiKeys) -> FastAPI:
             return await service.classify(await upload.read())
         except Exception as exc:
             raise as_api_error(exc) from None
+
+    async def unless_disconnected(request: Request, work: Awaitable[T]) -> T:
+        """`work`, cancelled if the client hangs up first (its image then leaves the batch queue)."""
+        task = asyncio.ensure_future(work)
+        watcher = asyncio.ensure_future(wait_for_disconnect(request))
+        try:
+            await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            watcher.cancel()
+        if not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            raise ClientGone
+        return task.result()
 
     def prediction(result: Classification, top_k: int) -> Prediction:
         return Prediction(
@@ -338,21 +368,25 @@ def create_api(service: InferenceService, keys: ApiKeys) -> FastAPI:
 
     @app.post("/v1/predict", response_model=Prediction, dependencies=keyed, tags=["predict"])
     async def predict(
-        file: Annotated[UploadFile, File(description="one image")], top_k: TopK = settings.top_k
+        request: Request, file: Annotated[UploadFile, File(description="one image")], top_k: TopK = settings.top_k
     ) -> Prediction:
         """Classify one image."""
-        return prediction(await classify(file), top_k)
+        return prediction(await unless_disconnected(request, classify(file)), top_k)
 
     @app.post("/v1/predict/batch", response_model=BatchPrediction, dependencies=keyed, tags=["predict"])
     async def predict_batch(
-        files: Annotated[list[UploadFile], File(description="images, in order")], top_k: TopK = settings.top_k
+        request: Request,
+        files: Annotated[list[UploadFile], File(description="images, in order")],
+        top_k: TopK = settings.top_k,
     ) -> BatchPrediction:
         """Classify several images; each gets its own result or its own error, in the order sent."""
         if len(files) > settings.max_files:
             raise ApiError(
                 413, "too_many_files", f"{len(files)} files; the limit is {settings.max_files} (serve.max_files)"
             )
-        outcomes = await asyncio.gather(*(classify(file) for file in files), return_exceptions=True)
+        outcomes = await unless_disconnected(
+            request, asyncio.gather(*(classify(file) for file in files), return_exceptions=True)
+        )
         results = []
         for file, outcome in zip(files, outcomes, strict=True):
             if isinstance(outcome, Classification):
@@ -368,10 +402,10 @@ def create_api(service: InferenceService, keys: ApiKeys) -> FastAPI:
         "/api/v1/pose_classifier", response_model=PoseClassifierResponse, dependencies=keyed, tags=["compatibility"]
     )
     async def pose_classifier(
-        file: Annotated[UploadFile, File(description="one image")], top_k: TopK = 3
+        request: Request, file: Annotated[UploadFile, File(description="one image")], top_k: TopK = 3
     ) -> PoseClassifierResponse:
         """The replaced system's route, for its existing clients (top 3 by default, time in ms)."""
-        result = await classify(file)
+        result = await unless_disconnected(request, classify(file))
         top = result.top(top_k)
         return PoseClassifierResponse(
             top_labels=[label for label, _ in top],

@@ -1,11 +1,12 @@
 """One micro-batcher in front of the model: every request, page or API, waits here for a forward pass.
 
 Requests queue up; one task gathers up to `max_batch_size` images, waiting at most
-`max_wait_ms` after the first arrived, and hands the stack to the single thread that owns
-the model. Each caller gets its own row back. The queue is bounded: past `max_queue`
-waiting images a request is refused at once (the server answers 503) instead of growing
-memory and latency; a request not answered within `timeout_s` gets an error (504), and a
-caller that goes away (a client disconnect) is dropped from its batch.
+`max_wait_ms` after the first arrived (only under load: a lone request on an idle server
+goes at once), and hands the stack to the single thread that owns the model. Each caller
+gets its own row back. The queue is bounded: past `max_queue` waiting images a request is
+refused at once (the server answers 503) instead of growing memory and latency; a request
+not answered within `timeout_s` gets an error (504), and a caller that goes away (a client
+disconnect) is dropped from its batch.
 """
 
 from __future__ import annotations
@@ -74,6 +75,7 @@ class MicroBatcher:
         # One thread owns the model: forward passes never overlap, the event loop never blocks on them.
         self._model_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="posevit-model")
         self._task: asyncio.Task[None] | None = None
+        self._last_batch_size = 0
 
     @property
     def queue_depth(self) -> int:
@@ -114,7 +116,10 @@ class MicroBatcher:
             if not self._waiting:
                 self._arrived.clear()
                 await self._arrived.wait()
-            deadline = self._waiting[0].since + self.max_wait
+            # Wait for company only under load: after a lone image the server looks idle, and a single
+            # client should not pay max_wait_ms on every request.
+            wait = self.max_wait if self._last_batch_size > 1 or len(self._waiting) > 1 else 0.0
+            deadline = self._waiting[0].since + wait
             while len(self._waiting) < self.max_batch_size and (left := deadline - time.monotonic()) > 0:
                 self._arrived.clear()
                 try:
@@ -144,6 +149,7 @@ class MicroBatcher:
                         waiting.future.set_exception(exc)
                 continue
             seconds = time.perf_counter() - started
+            self._last_batch_size = len(batch)
             self.stats.batches += 1
             self.stats.images += len(batch)
             self.stats.largest_batch = max(self.stats.largest_batch, len(batch))
