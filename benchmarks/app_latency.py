@@ -16,17 +16,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from benchmarks.common import VIT_B16, machine, matmul_peak_tflops, random_bundle
+from benchmarks.common import VIT_B16, machine, matmul_peak_tflops, percentiles, random_bundle
 from posevit.serve.predictor import Predictor
 
 MODEL = VIT_B16
-
-
-def percentiles(seconds: list[float]) -> dict[str, float]:
-    return {
-        "p50_ms": round(float(np.percentile(seconds, 50)) * 1000, 1),
-        "p95_ms": round(float(np.percentile(seconds, 95)) * 1000, 1),
-    }
 
 
 def time_calls(call, runs: int, warmup: int = 3) -> list[float]:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import io
 import platform
 import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
+from PIL import Image
 
 from posevit.core.config import ModelConfig
 from posevit.core.labels import ACTION_CLASSES
@@ -19,15 +22,34 @@ from posevit.models.transforms import model_data_config
 VIT_B16 = ModelConfig(name="vit_base_patch16_224", pretrained=False)
 
 
+def write_random_bundle(directory: Path, model_cfg: ModelConfig = VIT_B16) -> Path:
+    """Write a bundle of `model_cfg` with random weights into `directory`, as the train stage would."""
+    model = create_model(model_cfg, num_classes=len(ACTION_CLASSES))
+    config = BundleConfig(model_name=model_cfg.name, labels=list(ACTION_CLASSES), data_config=model_data_config(model))
+    save_bundle(directory, model, config)
+    return directory
+
+
 def random_bundle(model_cfg: ModelConfig = VIT_B16) -> Bundle:
     """A bundle of `model_cfg` with random weights, written and loaded the way the pipeline does it."""
     with tempfile.TemporaryDirectory() as directory:
-        model = create_model(model_cfg, num_classes=len(ACTION_CLASSES))
-        config = BundleConfig(
-            model_name=model_cfg.name, labels=list(ACTION_CLASSES), data_config=model_data_config(model)
-        )
-        save_bundle(Path(directory) / "models", model, config)
-        return load_bundle(Path(directory) / "models")
+        return load_bundle(write_random_bundle(Path(directory) / "models", model_cfg))
+
+
+def percentiles(seconds: list[float]) -> dict[str, float]:
+    return {
+        "p50_ms": round(float(np.percentile(seconds, 50)) * 1000, 1),
+        "p95_ms": round(float(np.percentile(seconds, 95)) * 1000, 1),
+    }
+
+
+def photo_jpeg(width: int = 640, height: int = 480, seed: int = 0) -> bytes:
+    """A 640x480 photo-sized JPEG (smooth colour fields, as photos compress)."""
+    rng = np.random.default_rng(seed)
+    small = Image.fromarray(rng.integers(0, 256, (12, 16, 3), dtype=np.uint8))
+    buffer = io.BytesIO()
+    small.resize((width, height), Image.Resampling.BICUBIC).save(buffer, format="JPEG", quality=90)
+    return buffer.getvalue()
 
 
 def matmul_peak_tflops(dtype: torch.dtype = torch.bfloat16, size: int = 2048, repeats: int = 20) -> float:
