@@ -10,7 +10,7 @@ BIN := $(abspath $(VENV))/bin
 # Stage commands in dvc.yaml say `python`: make it the project's interpreter.
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup demo test lint format params s3 s3-stop app serve browser lock clean help
+.PHONY: setup demo test lint format params s3 s3-stop app serve browser container-tools image-test lock clean help
 
 help:
 	@echo "make demo   set up and run the whole pipeline on the embedded demo data (offline)"
@@ -21,6 +21,7 @@ help:
 	@echo "make s3-stop  stop it"
 	@echo "make serve  serve the published model (else models/): page, JSON API (/docs), metrics on http://127.0.0.1:7860"
 	@echo "make app    the same (old name)"
+	@echo "make image-test  build the server image with podman, run it, wait for its healthcheck, post a photo"
 	@echo "make lock   re-resolve requirements/lock.txt from pyproject.toml (needs uv)"
 
 # The venv is rebuilt from the lock whenever the lock or pyproject changes.
@@ -55,6 +56,15 @@ $(CHROMIUM):
 	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium
 
 browser: $(CHROMIUM)
+
+# No Docker engine here: Debian's podman + runc build and run the Dockerfile as root; mmdebstrap makes the base.
+container-tools:
+	command -v podman >/dev/null && command -v runc >/dev/null && command -v mmdebstrap >/dev/null || { \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq podman runc mmdebstrap; }
+
+image-test: setup container-tools
+	python -m posevit.devtools.image_test
 
 # gradio writes .pyi stubs next to modules that subclass its components (ignored by git);
 # they would shadow the real source for mypy, so they go before each check.

@@ -127,6 +127,25 @@ def test_saving_a_bundle_swaps_the_whole_folder_in(tmp_path):
     assert load_bundle(target).labels == config.labels
 
 
+def test_colour_jitter_is_only_in_the_train_transform_when_asked_for():
+    from torchvision.transforms import ColorJitter
+
+    from posevit.core.config import AugmentConfig
+    from posevit.train.augment import train_transform
+
+    data_config = model_data_config(create_model(ModelConfig(name="vit_convstem_tiny"), num_classes=15))
+
+    def jitters(strength: float) -> list:
+        return [
+            t
+            for t in train_transform(data_config, AugmentConfig(color_jitter=strength)).transforms
+            if isinstance(t, ColorJitter)
+        ]
+
+    assert jitters(0.0) == []  # timm's own default would add ColorJitter(0.4)
+    assert len(jitters(0.3)) == 1
+
+
 def test_eval_transform_is_deterministic_and_train_transform_augments():
     from posevit.core.config import AugmentConfig
     from posevit.models.transforms import eval_transform

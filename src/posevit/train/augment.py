@@ -13,6 +13,11 @@ def train_transform(data_config: DataConfig, augment: AugmentConfig):
     args = timm_transform_args(data_config)
     args.pop("crop_pct", None)
     args.pop("crop_mode", None)
-    if augment.color_jitter > 0:
-        args["color_jitter"] = augment.color_jitter
-    return create_transform(**args, is_training=True, scale=(augment.scale[0], augment.scale[1]), hflip=augment.hflip)
+    return create_transform(
+        **args,
+        is_training=True,
+        scale=(augment.scale[0], augment.scale[1]),
+        hflip=augment.hflip,
+        # None, not 0: timm's default is 0.4, and even a zero ColorJitter draws random numbers.
+        color_jitter=augment.color_jitter if augment.color_jitter > 0 else None,  # type: ignore[arg-type]  # timm's annotation omits the None it accepts
+    )
