@@ -46,7 +46,7 @@ def test_freeze_blocks_controls_which_parameters_learn(n_frozen):
     class _Trainer:  # configure_optimizers reads two numbers from its trainer
         estimated_stepping_batches, max_epochs = 10, 2
 
-    module.trainer = _Trainer()  # type: ignore[assignment]
+    module.trainer = _Trainer()  # type: ignore[assignment]  # a stand-in with only what the schedule reads
     optimiser = module.configure_optimizers()["optimizer"]
     optimised = {id(p) for group in optimiser.param_groups for p in group["params"]}
     assert optimised == {id(p) for p in model.parameters() if p.requires_grad}

@@ -216,7 +216,7 @@ def compose_config(overrides: list[str] | tuple[str, ...] = (), config_dir: Path
 
     with initialize_config_dir(str(config_dir.resolve()), version_base=None):
         cfg = compose(config_name=CONFIG_NAME, overrides=list(overrides))
-    return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
+    return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]  # a DictConfig gives a dict
 
 
 def write_params(

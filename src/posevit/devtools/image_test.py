@@ -149,6 +149,7 @@ def run_and_predict(bundle: Path) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--context", type=Path, default=Path("."), help="the build context (the project root)")
+    parser.add_argument("--keep", action="store_true", help=f"keep {IMAGE} afterwards (it takes ~7 GB)")
     args = parser.parse_args(argv)
     started = time.monotonic()
     try:
@@ -160,6 +161,10 @@ def main(argv: list[str] | None = None) -> int:
     except (PosevitError, subprocess.CalledProcessError) as exc:
         print(f"image test failed: {exc}", file=sys.stderr)
         return 1
+    finally:
+        if not args.keep:  # vfs storage keeps whole copies: do not let repeated runs fill the disk
+            podman("rmi", "-f", IMAGE, check=False)
+            podman("image", "prune", "-f", check=False)
     print(json.dumps(answer))
     print(
         f"image test passed in {time.monotonic() - started:.0f} s: built {IMAGE}, healthy, /v1/predict answered "

@@ -31,7 +31,7 @@ class UploadImage(gr.Image):
         return "image"  # the frontend of gr.Image
 
     # gr.Image declares arrays/PIL/paths; this subclass hands posevit's decoder the raw upload instead.
-    def preprocess(self, payload: Any) -> str | bytes | None:  # type: ignore[override]
+    def preprocess(self, payload: Any) -> str | bytes | None:  # type: ignore[override]  # raw upload, see above
         if payload is None:
             return None
         if payload.path:
