@@ -90,10 +90,10 @@ serve: setup s3
 app: serve
 
 lock:
-	uv pip compile pyproject.toml --extra dev --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
+	uv pip compile pyproject.toml --extra dev --extra onnx --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
 		-c requirements/pins.txt -o requirements/lock.txt --annotation-style line
 	# The serving image's subset, at the same versions (Dockerfile).
-	uv pip compile pyproject.toml --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
+	uv pip compile pyproject.toml --extra onnx --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
 		-c requirements/lock.txt -o requirements/runtime.txt --annotation-style line
 
 clean:

@@ -1,7 +1,7 @@
 """Serving under load: `posevit serve` (micro-batched, bf16 where fast) against the replaced system's server
 (FastAPI sync endpoint, fp32, one image per forward pass), same model, same machine, same run.
 
-    python -m benchmarks.serve_load [--seconds 20] [--concurrency 1 8 32]
+    python -m benchmarks.serve_load [--seconds 20] [--concurrency 1 8 32] [--backend torch|onnx|onnx-int8]
 
 Both serve a ViT-B/16 bundle with random weights (no hub here; speed does not depend on the
 values). Closed-loop clients (each sends its next request when the last is answered) post a
@@ -126,11 +126,25 @@ def forward_flops(model_cfg: ModelConfig) -> float:
     return float(counter.get_total_flops())
 
 
+def export_for_serving(bundle_dir: Path, exports: Path) -> None:
+    """The export stage's files for `bundle_dir`, without its parity check (random weights have nothing to check)."""
+    from posevit.export.onnx import FP32_FILE, INT8_FILE, export_onnx, quantize_int8
+
+    export_onnx(load_bundle(bundle_dir), exports / FP32_FILE, opset=18)
+    quantize_int8(exports / FP32_FILE, exports / INT8_FILE)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=20.0, help="load per concurrency level and server")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--max-batch-size", type=int, default=16)
+    parser.add_argument(
+        "--backend",
+        choices=["torch", "onnx", "onnx-int8"],
+        default="torch",
+        help="posevit's backend (the ONNX ones export the bundle first, as the export stage does)",
+    )
     args = parser.parse_args()
     photo = photo_jpeg()
     results: dict[str, object] = {
@@ -138,9 +152,12 @@ def main() -> None:
         "model": "vit_base_patch16_224 (random weights)",
         "machine": machine(),
         "seconds_per_level": args.seconds,
+        "posevit_backend": args.backend,
     }
     with tempfile.TemporaryDirectory() as directory:
         bundle = write_random_bundle(Path(directory) / "models")
+        if args.backend != "torch":
+            export_for_serving(bundle, Path(directory) / "exports")
         old_page = page_path_latency(bundle, photo)
         ours_port, base_port = free_port(), free_port()
         ours_command = [
@@ -152,6 +169,8 @@ def main() -> None:
             str(ours_port),
             "--max-batch-size",
             str(args.max_batch_size),
+            "--backend",
+            args.backend,
         ]
         with running(ours_command, f"http://127.0.0.1:{ours_port}/health/ready", Path(directory) / "ours.log"):
             url = f"http://127.0.0.1:{ours_port}/api/v1/pose_classifier"

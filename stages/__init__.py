@@ -10,6 +10,6 @@ import sys
 
 if importlib.util.find_spec("posevit") is None:
     sys.exit(
-        f"error: {sys.executable} does not have posevit installed: run `make setup`, then "
-        "`source .venv/bin/activate` (or call .venv/bin/dvc) before `dvc repro` / `dvc exp run`"
+        f"error: {sys.executable} (the `python` on PATH, which DVC runs stages with) does not have posevit "
+        "installed: run `make setup`, then `source .venv/bin/activate` before `dvc repro` / `dvc exp run`"
     )

@@ -23,11 +23,12 @@ RANKS = {
     "models": 2,
     "train": 3,
     "evaluate": 4,
-    "publish": 5,
-    "serve": 6,
-    "sweep": 7,
-    "devtools": 8,
-    "cli": 9,
+    "export": 5,
+    "publish": 6,
+    "serve": 7,
+    "sweep": 8,
+    "devtools": 9,
+    "cli": 10,
 }
 STAGES = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
 

@@ -96,6 +96,14 @@ class EvaluateConfig(Schema):
     confidence_level: Fraction = 0.95
 
 
+class ExportConfig(Schema):
+    opset: Annotated[int, Field(ge=17, le=23)] = 18
+    int8: bool = True
+    batch_size: PositiveInt = 64
+    min_top1_agreement: Annotated[float, Field(ge=0.0, le=1.0)] = 0.995
+    max_int8_accuracy_drop: Annotated[float, Field(ge=0.0, le=1.0)] = 0.01
+
+
 class PushCondition(Schema):
     metric: Annotated[str, Field(min_length=1)]
     threshold: float
@@ -137,6 +145,9 @@ class ServeConfig(Schema):
         str, Field(min_length=1, description="auto | registry[:version] | dvc:<rev> | <bundle folder>")
     ] = "auto"
     device: Annotated[str, Field(pattern=r"^(cpu|cuda(:\d+)?|mps)$", description="cpu, cuda, cuda:N, mps")] = "cpu"
+    backend: Annotated[
+        Literal["torch", "onnx", "onnx-int8"], Field(description="torch (bf16 where fast) or the ONNX exports")
+    ] = "torch"
     max_batch_size: Annotated[int, Field(ge=1, le=1024, description="most images per forward pass")] = 16
     max_wait_ms: Annotated[float, Field(ge=0, le=1000, description="longest wait for a batch to fill")] = 5.0
     max_queue: Annotated[int, Field(ge=1, description="images waiting before requests get 503")] = 64
@@ -155,6 +166,7 @@ class PipelineConfig(Schema):
     train: TrainConfig
     trainer: TrainerConfig
     evaluate: EvaluateConfig
+    export: ExportConfig
     push: PushConfig
     serve: ServeConfig
 

@@ -29,6 +29,10 @@ PREDICTIONS_CSV = Path("plots/predictions.csv")
 CONFUSION_PLOT = Path("plots/confusion_matrix.png")
 PER_CLASS_PLOT = Path("plots/per_class_accuracy.png")
 
+# export
+EXPORTS_DIR = Path("exports")
+EXPORT_METRICS = Path("metrics/export.json")
+
 # push
 PUSH_RECEIPT = Path("metrics/push.json")
 

@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         keys = ApiKeys.load(settings.api_keys_file)
         check_device(settings.device)
         served = resolve(settings.model, CACHE_DIR)
-        predictor = Predictor(load_bundle(served.bundle_dir), settings.device)
+        predictor = Predictor(load_bundle(served.bundle_dir), settings.device, settings.backend, served.exports_dir)
     except PosevitError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -17,7 +17,7 @@ from pathlib import Path
 from posevit.core.errors import PosevitError
 from posevit.core.hashing import hash_directory
 from posevit.core.metrics import TestMetrics
-from posevit.core.paths import MODELS_DIR, TEST_METRICS
+from posevit.core.paths import EXPORTS_DIR, MODELS_DIR, TEST_METRICS
 from posevit.models.bundle import CONFIG_FILE, read_bundle_config
 
 HOW_TO_GET_ONE = (
@@ -38,6 +38,7 @@ class ServedModel:
     version: str  # content hash of the bundle, as in the registry and the report
     source: str  # where it came from, for the model card
     metrics: TestMetrics | None  # test metrics that came with it, if any
+    exports_dir: Path | None = None  # its ONNX exports, when they came with it
 
 
 def _metrics(path: Path) -> TestMetrics | None:
@@ -54,7 +55,14 @@ def from_folder(folder: Path, source: str | None = None, metrics_file: Path | No
     read_bundle_config(folder)
     if metrics_file is None:  # a project's models/ sits next to its metrics/
         metrics_file = folder.parent / TEST_METRICS
-    return ServedModel(folder, hash_directory(folder), source or f"local folder {folder}", _metrics(metrics_file))
+    exports = folder.parent / EXPORTS_DIR  # a project's, or a registry version's, exports/ beside models/
+    return ServedModel(
+        folder,
+        hash_directory(folder),
+        source or f"local folder {folder}",
+        _metrics(metrics_file),
+        exports if exports.is_dir() else None,
+    )
 
 
 def from_registry(version: str, cache_dir: Path | None = None) -> ServedModel:
@@ -82,6 +90,8 @@ def from_dvc(rev: str, cache_dir: Path) -> ServedModel:
         fs.get(MODELS_DIR.as_posix(), str(partial / MODELS_DIR.name), recursive=True)
         if fs.exists(TEST_METRICS.as_posix()):
             fs.get(TEST_METRICS.as_posix(), str(partial / TEST_METRICS))
+        if fs.exists(EXPORTS_DIR.as_posix()):
+            fs.get(EXPORTS_DIR.as_posix(), str(partial / EXPORTS_DIR.name), recursive=True)
     except Exception as exc:  # DVC raises many kinds: bad rev, no remote, missing cache
         shutil.rmtree(partial, ignore_errors=True)
         raise ModelSourceError(f"cannot get models/ at revision {rev!r} through DVC: {exc}. {HOW_TO_GET_ONE}") from None

@@ -8,17 +8,23 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from posevit.core.errors import ConfigError
 from posevit.core.precision import autocast, inference_precision
 from posevit.models.bundle import Bundle
+from posevit.models.onnx_runtime import OnnxModel
 from posevit.models.transforms import DataConfig
 
 DISPLAY_SIZE = 288
+Backend = Literal["torch", "onnx", "onnx-int8"]
+ONNX_FILES = {"onnx": "model.onnx", "onnx-int8": "model.int8.onnx"}  # as the export stage names them
 
 
 @dataclass(frozen=True)
@@ -33,14 +39,31 @@ class Prediction:
 class Predictor:
     """Holds one bundle in eval mode on one device; turns images into pixels and pixels into probabilities."""
 
-    def __init__(self, bundle: Bundle, device: str | torch.device = "cpu") -> None:
+    def __init__(
+        self,
+        bundle: Bundle,
+        device: str | torch.device = "cpu",
+        backend: Backend = "torch",
+        exports_dir: Path | None = None,
+    ) -> None:
         self.bundle = bundle
         self.device = torch.device(device)
         self.model = bundle.model.to(self.device).eval().to(memory_format=torch.channels_last)
         self.transform = bundle.eval_transform()
         self.labels = bundle.labels
         self.model_name = bundle.config.model_name
-        self.precision = inference_precision(self.device)  # what `forward` runs in, for the page and API to show
+        self.backend = backend
+        self.onnx: OnnxModel | None = None
+        if backend == "torch":
+            self.precision: str = inference_precision(self.device)  # what `forward` runs in, for the page and API
+        else:
+            if exports_dir is None:
+                raise ConfigError(
+                    f"serve.backend={backend} needs the model's ONNX export, and this model came "
+                    "without one: run `dvc repro export` (or serve with --backend torch)"
+                )
+            self.onnx = OnnxModel(exports_dir / ONNX_FILES[backend], str(self.device))
+            self.precision = "int8 (ONNX Runtime)" if backend == "onnx-int8" else "fp32 (ONNX Runtime)"
 
     @property
     def input_size(self) -> tuple[int, int]:
@@ -57,7 +80,10 @@ class Predictor:
 
     @torch.inference_mode()
     def forward(self, pixels: torch.Tensor) -> np.ndarray:
-        """(N, C, H, W) pixels -> (N, classes) probabilities, one forward pass."""
+        """(N, C, H, W) pixels -> (N, classes) probabilities, one forward pass on the configured backend."""
+        if self.onnx is not None:
+            logits = torch.from_numpy(self.onnx.logits(pixels.numpy()))
+            return torch.softmax(logits, dim=-1).numpy()
         batch = pixels.to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
         with autocast(self.device):
             logits = self.model(batch)

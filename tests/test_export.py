@@ -1,0 +1,138 @@
+"""The export stage's work on a real bundle: ONNX fp32 and int8 files, parity on a test split, the bar;
+and the server running the exports through ONNX Runtime with the same API."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+import pytest
+
+from posevit.core.config import ExportConfig
+from posevit.export.parity import FormatParity
+from posevit.export.run import ExportMetrics, ExportPaths, export, parity_problems
+from tests.helpers.bundles import tiny_bundle
+from tests.helpers.images import action_dataset, balanced_labels, png_bytes
+from tests.helpers.server import RunningApp
+
+pytestmark = pytest.mark.timeout(600)
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    """models/ (a decisive random bundle), data/processed/test, and the exports made from them."""
+    root = tmp_path_factory.mktemp("export")
+    tiny_bundle(root / "models", seed=5, head_scale=40.0)
+    test = action_dataset(balanced_labels(4), seed=1)
+    test.add_column("id", [f"test/{i}" for i in range(len(test))]).save_to_disk(str(root / "data/processed/test"))
+    paths = ExportPaths(models=root / "models", data=root / "data/processed", exports=root / "exports")
+    (root / "export.json").write_text(json.dumps(export(ExportConfig(), paths)))
+    return root
+
+
+def test_export_writes_fp32_int8_and_an_input_spec(project):
+    assert sorted(p.name for p in (project / "exports").iterdir()) == ["input.json", "model.int8.onnx", "model.onnx"]
+    spec = json.loads((project / "exports/input.json").read_text())
+    assert spec["input"] == "pixels" and spec["data_config"]["input_size"] == [3, 96, 96] and len(spec["labels"]) == 15
+    assert not (project / "exports.partial").exists()
+
+
+def test_onnx_fp32_matches_pytorch_and_int8_is_measured(project):
+    metrics = json.loads((project / "export.json").read_text())
+    assert metrics["n_test"] == 60 and metrics["opset"] == 18
+    assert metrics["onnx"]["top1_agreement"] == 1.0 and metrics["onnx"]["max_abs_logit_diff"] < 1e-3
+    assert metrics["onnx"]["accuracy"] == metrics["pytorch_accuracy"]
+    assert 0.0 <= metrics["onnx_int8"]["top1_agreement"] <= 1.0 and metrics["onnx_int8"]["max_abs_logit_diff"] > 0
+    assert metrics["int8_accuracy_drop"] == pytest.approx(
+        metrics["pytorch_accuracy"] - metrics["onnx_int8"]["accuracy"]
+    )
+
+
+def test_the_bar_names_what_failed():
+    def parity(agreement: float, accuracy: float) -> FormatParity:
+        return FormatParity(accuracy=accuracy, max_abs_logit_diff=0.1, top1_agreement=agreement)
+
+    metrics = ExportMetrics(
+        opset=18,
+        n_test=100,
+        pytorch_accuracy=0.9,
+        onnx=parity(0.99, 0.9),
+        onnx_int8=parity(0.9, 0.85),
+        int8_accuracy_drop=0.05,
+    )
+    problems = parity_problems(metrics, ExportConfig())
+    assert len(problems) == 2
+    assert "99.00%" in problems[0] and "export.min_top1_agreement=0.995" in problems[0]
+    assert "0.0500" in problems[1] and "export.max_int8_accuracy_drop=0.01" in problems[1]
+    assert parity_problems(metrics, ExportConfig(min_top1_agreement=0.99, max_int8_accuracy_drop=0.05)) == []
+
+
+@pytest.mark.parametrize(
+    ("backend", "precision"), [("onnx", "fp32 (ONNX Runtime)"), ("onnx-int8", "int8 (ONNX Runtime)")]
+)
+def test_the_server_runs_the_exports_with_the_same_api_and_answers(project, backend, precision):
+    photo = project / "photo.png"
+    photo.write_bytes(png_bytes((200, 30, 90), (120, 96)))
+    torch_server = RunningApp(project, "--model", "models")
+    onnx_server = RunningApp(project, "--model", "models", "--backend", backend)
+    try:
+        card = httpx.get(onnx_server.url + "v1/model").json()
+        assert card["precision"] == precision
+        answers = []
+        for server in (torch_server, onnx_server):
+            response = httpx.post(
+                server.url + "v1/predict",
+                files={"file": ("p.png", photo.read_bytes())},
+                params={"top_k": 15},
+                timeout=60,
+            )
+            assert response.status_code == 200, response.text
+            answers.append({p["label"]: p["probability"] for p in response.json()["predictions"]})
+        assert max(abs(answers[0][label] - answers[1][label]) for label in answers[0]) < 0.05
+    finally:
+        torch_server.stop()
+        onnx_server.stop()
+
+
+def test_an_onnx_backend_without_exports_says_how_to_make_them(tmp_path):
+    import subprocess
+    import sys
+
+    from tests.helpers import ROOT
+
+    tiny_bundle(tmp_path / "models")
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "app.py"), "--model", "models", "--backend", "onnx-int8"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2 and "dvc repro export" in result.stderr, result.stderr
+
+
+def test_the_readme_onnx_snippet_classifies_like_posevit(project):
+    """The README's ten lines (onnxruntime, PIL, numpy only) give the label posevit's own int8 path gives."""
+    import re
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    from posevit.models.bundle import load_bundle
+    from posevit.serve.predictor import Predictor
+    from tests.helpers import ROOT
+
+    snippet = re.search(r"Deploying without Python.*?```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+    assert snippet and len(snippet.group(1).strip().splitlines()) <= 10
+    predictor = Predictor(load_bundle(project / "models"), backend="onnx-int8", exports_dir=project / "exports")
+    for seed, size in ((0, (640, 480)), (1, (333, 500))):
+        photo = Image.effect_noise(size, 60 + 40 * seed).convert("RGB").resize(size)
+        photo.save(project / "photo.jpg", quality=95)
+        expected = predictor.predict(Image.open(project / "photo.jpg")).top(1)[0][0]
+        result = subprocess.run(
+            [sys.executable, "-c", snippet.group(1)], cwd=project, capture_output=True, text=True, timeout=120
+        )
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.strip() == expected
