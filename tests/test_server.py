@@ -176,6 +176,22 @@ def test_a_body_over_the_cap_is_refused_before_it_is_read(server):
     assert time.monotonic() - started < 10
 
 
+def test_an_upload_without_a_declared_length_is_refused_before_reading(server):
+    def chunks():
+        yield b"--x\r\nContent-Disposition: form-data; name=file; filename=p.png\r\n\r\n"
+        yield photo(1)
+        yield b"\r\n--x--\r\n"
+
+    response = httpx.post(
+        server.url + "v1/predict",
+        content=chunks(),
+        timeout=30,
+        headers={"content-type": "multipart/form-data; boundary=x"},
+    )
+    assert response.status_code == 411 and response.json()["error"]["code"] == "length_required"
+    assert post(server, photo(1)).status_code == 200
+
+
 @pytest.mark.parametrize("kind", sorted(ODD_BUT_FINE))
 def test_every_odd_file_the_page_handles_gets_a_prediction_through_the_api(server, kind):
     assert post(server, ODD_BUT_FINE[kind]()).status_code == 200

@@ -16,7 +16,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     # Each command parses its own arguments (and answers its own --help).
-    commands.add_parser("serve", help="serve the model in a web page", add_help=False)
+    commands.add_parser("serve", help="serve the model: the page, the JSON API, metrics", add_help=False)
     commands.add_parser("params", help="compose conf/ (+ overrides) into params.yaml", add_help=False)
     args, rest = parser.parse_known_args(argv)
     if args.command == "serve":

@@ -191,7 +191,15 @@ class GuardAndMeasure:
         try:
             if limit is not None:
                 declared = dict(scope["headers"]).get(b"content-length")
-                if declared is not None and declared.isdigit() and int(declared) > limit:
+                if declared is None or not declared.isdigit():  # chunked: the size is unknown until read
+                    response = error_response(
+                        411,
+                        "length_required",
+                        "send the upload with a Content-Length header (curl, httpx and requests do for files)",
+                    )
+                    await response(scope, _no_body, send_and_record)
+                    return
+                if int(declared) > limit:
                     await self._too_large(limit, scope, send_and_record)
                     return
                 receive = self._capped(receive, limit)
