@@ -44,16 +44,6 @@ class _Waiting:
     since: float = field(default_factory=time.monotonic)
 
 
-@dataclass
-class BatchStats:
-    """What the batcher has done, for metrics and tests."""
-
-    batches: int = 0
-    images: int = 0
-    largest_batch: int = 0
-    dropped: int = 0  # callers that left (timeout, disconnect) before their batch ran
-
-
 class MicroBatcher:
     def __init__(
         self,
@@ -69,7 +59,6 @@ class MicroBatcher:
         self.max_wait, self.timeout = max_wait_ms / 1000, timeout_s
         self.on_batch = on_batch  # (batch size, seconds) after every forward pass
         self.on_abandoned = on_abandoned  # a caller left (timeout, disconnect) before its batch ran
-        self.stats = BatchStats()
         self._waiting: deque[_Waiting] = deque()
         self._arrived = asyncio.Event()
         # One thread owns the model: forward passes never overlap, the event loop never blocks on them.
@@ -130,7 +119,6 @@ class MicroBatcher:
             while self._waiting and len(batch) < self.max_batch_size:
                 waiting = self._waiting.popleft()
                 if waiting.future.done():
-                    self.stats.dropped += 1
                     if self.on_abandoned is not None:
                         self.on_abandoned()
                 else:
@@ -150,9 +138,6 @@ class MicroBatcher:
                 continue
             seconds = time.perf_counter() - started
             self._last_batch_size = len(batch)
-            self.stats.batches += 1
-            self.stats.images += len(batch)
-            self.stats.largest_batch = max(self.stats.largest_batch, len(batch))
             if self.on_batch is not None:
                 self.on_batch(len(batch), seconds)
             for waiting, row in zip(batch, probabilities, strict=True):
