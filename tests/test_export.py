@@ -120,8 +120,8 @@ def test_the_readme_onnx_snippet_classifies_like_posevit(project):
 
     from PIL import Image
 
+    from posevit.infer.predictor import Predictor
     from posevit.models.bundle import load_bundle
-    from posevit.serve.predictor import Predictor
     from tests.helpers import ROOT
 
     snippet = re.search(r"Deploying without Python.*?```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
@@ -136,3 +136,49 @@ def test_the_readme_onnx_snippet_classifies_like_posevit(project):
         )
         assert result.returncode == 0, result.stderr
         assert result.stdout.strip() == expected
+
+
+def test_posevit_predict_runs_the_onnx_backends_with_the_same_answers(project):
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    folder = project / "photos"
+    folder.mkdir(exist_ok=True)
+    for seed in range(12):
+        Image.effect_noise((90 + 5 * seed, 120), 30 + 10 * seed).convert("RGB").save(folder / f"{seed}.jpg")
+    answers = {}
+    for backend in ("torch", "onnx", "onnx-int8"):
+        output = project / f"{backend}.jsonl"
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "posevit.cli",
+                "predict",
+                "photos",
+                "--model",
+                "models",
+                "--backend",
+                backend,
+                "--top-k",
+                "15",
+                "--batch-size",
+                "5",
+                "-o",
+                str(output),
+            ],
+            cwd=project,
+            capture_output=True,
+            text=True,
+            timeout=240,
+        )
+        assert result.returncode == 0, result.stderr
+        records = [json.loads(line) for line in output.read_text().splitlines()]
+        answers[backend] = {r["path"]: {p["label"]: p["probability"] for p in r["predictions"]} for r in records}
+    for backend in ("onnx", "onnx-int8"):
+        assert answers[backend].keys() == answers["torch"].keys() and len(answers["torch"]) == 12
+        for path, probabilities in answers[backend].items():
+            reference = answers["torch"][path]
+            assert max(abs(probabilities[label] - reference[label]) for label in reference) < 0.05, (backend, path)

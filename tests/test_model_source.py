@@ -10,9 +10,9 @@ import pytest
 
 from posevit.core.config import write_params
 from posevit.core.hashing import hash_directory
+from posevit.infer.model_source import ModelSourceError, resolve
 from posevit.publish.registry import ModelAddress, publish
 from posevit.publish.s3 import make_client
-from posevit.serve.model_source import ModelSourceError, resolve
 from tests.helpers import ROOT
 from tests.helpers.bundles import tiny_bundle
 

@@ -25,10 +25,11 @@ RANKS = {
     "evaluate": 4,
     "export": 5,
     "publish": 6,
-    "serve": 7,
-    "sweep": 8,
-    "devtools": 9,
-    "cli": 10,
+    "infer": 7,
+    "serve": 8,
+    "sweep": 9,
+    "devtools": 10,
+    "cli": 11,
 }
 STAGES = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
 
@@ -93,10 +94,10 @@ def test_stages_holds_only_the_dvc_stage_entry_points():
     assert entry_points == commands == set(STAGES)
 
 
-def test_the_serving_package_loads_without_training_data_or_dvc_libraries():
+def test_serving_and_predicting_load_without_training_data_or_dvc_libraries():
     modules = loaded_modules(
-        "import posevit.serve.app, posevit.serve.page, posevit.serve.model_source, "
-        "posevit.serve.predictor, posevit.serve.examples"
+        "import posevit.serve.app, posevit.serve.page, posevit.infer.model_source, "
+        "posevit.infer.predictor, posevit.infer.folders, posevit.serve.examples, posevit.cli"
     )
     heavy = sorted({name.split(".")[0] for name in modules} & {"pytorch_lightning", "lightning", "datasets", "dvc"})
     assert heavy == [], heavy

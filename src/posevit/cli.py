@@ -1,6 +1,7 @@
 """The `posevit` command: what a user runs outside the DVC stages.
 
-posevit serve [--model ...]     the model in a web page (`posevit serve --help`)
+posevit serve [--model ...]     the model in a web page and a JSON API (`posevit serve --help`)
+posevit predict PATH...         classify files and folders into CSV/JSONL/Parquet (`posevit predict --help`)
 posevit params [override ...]   regenerate params.yaml from conf/ (`make params`)
 """
 
@@ -17,12 +18,17 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     # Each command parses its own arguments (and answers its own --help).
     commands.add_parser("serve", help="serve the model: the page, the JSON API, metrics", add_help=False)
+    commands.add_parser("predict", help="classify image files and folders into a table", add_help=False)
     commands.add_parser("params", help="compose conf/ (+ overrides) into params.yaml", add_help=False)
     args, rest = parser.parse_known_args(argv)
     if args.command == "serve":
         from posevit.serve.app import main as serve
 
         return serve(rest)
+    if args.command == "predict":
+        from posevit.infer.command import main as predict
+
+        return predict(rest)
     from posevit.core.config import params_command
 
     return params_command(rest)

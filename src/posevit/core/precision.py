@@ -54,6 +54,14 @@ def autocast(device: torch.device | str) -> AbstractContextManager:
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
 
 
+def check_inference_device(device: str, setting: str = "--device") -> None:
+    """Stop before loading anything when `device` names hardware this machine lacks."""
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"{setting}={device} needs a CUDA GPU and this machine has none: use --device cpu")
+    if device == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"{setting}=mps needs Apple silicon with MPS: use --device cpu")
+
+
 def check_hardware(trainer: TrainerConfig) -> None:
     """Stop before any work when the config asks for devices this machine lacks, saying what runs here."""
     wants_gpu = trainer.accelerator in ("gpu", "cuda")

@@ -21,7 +21,6 @@ import os
 import sys
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 from posevit.core.entrypoint import setup_logging
 from posevit.core.errors import ConfigError, PosevitError
@@ -30,7 +29,6 @@ from posevit.serve.settings import add_setting_flags, load_settings
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no phoning home (and no internet here)
 
 log = logging.getLogger("posevit.serve")
-CACHE_DIR = Path(os.environ.get("POSEVIT_CACHE", Path.home() / ".cache" / "posevit"))
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -57,13 +55,6 @@ def healthcheck(port: int) -> int:
         return 1
 
 
-def check_device(device: str) -> None:
-    import torch
-
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"serve.device={device} needs a CUDA GPU and this machine has none: use --device cpu")
-
-
 def main(argv: list[str] | None = None) -> int:
     setup_logging()
     args = parse_args(argv)
@@ -75,13 +66,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.healthcheck:
         return healthcheck(settings.port)
     try:
+        from posevit.core.precision import check_inference_device
+        from posevit.infer.model_source import CACHE_DIR, resolve
+        from posevit.infer.predictor import Predictor
         from posevit.models.bundle import load_bundle
         from posevit.serve.api import ApiKeys
-        from posevit.serve.model_source import resolve
-        from posevit.serve.predictor import Predictor
 
         keys = ApiKeys.load(settings.api_keys_file)
-        check_device(settings.device)
+        check_inference_device(settings.device, "serve.device")
         served = resolve(settings.model, CACHE_DIR)
         predictor = Predictor(load_bundle(served.bundle_dir), settings.device, settings.backend, served.exports_dir)
     except PosevitError as exc:

@@ -18,10 +18,10 @@ from PIL import Image
 from posevit.core.config import ServeConfig
 from posevit.core.errors import ImageError, ImageTooLarge
 from posevit.data.images import decode_rgb
+from posevit.infer.model_source import ServedModel
+from posevit.infer.predictor import Predictor
 from posevit.serve.batcher import MicroBatcher
 from posevit.serve.metrics import ServeMetrics
-from posevit.serve.model_source import ServedModel
-from posevit.serve.predictor import Predictor
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,7 @@ HOW_TO_GET_ONE = (
 )
 
 log = logging.getLogger("posevit.app")
+CACHE_DIR = Path(os.environ.get("POSEVIT_CACHE", Path.home() / ".cache" / "posevit"))  # fetched models, examples
 
 
 class ModelSourceError(PosevitError):
