@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 
 from benchmarks.common import VIT_B16, machine, matmul_peak_tflops, percentiles, random_bundle
-from posevit.serve.predictor import Predictor
+from posevit.infer.predictor import Predictor
 
 MODEL = VIT_B16
 

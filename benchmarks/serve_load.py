@@ -34,9 +34,9 @@ from benchmarks.common import VIT_B16, machine, matmul_peak_tflops, percentiles,
 from posevit.core.config import ModelConfig
 from posevit.data.images import decode_rgb
 from posevit.devtools.local_s3 import free_port
+from posevit.infer.predictor import Predictor
 from posevit.models.bundle import load_bundle
 from posevit.models.factory import create_model
-from posevit.serve.predictor import Predictor
 
 ROOT = Path(__file__).resolve().parents[1]
 
