@@ -1,4 +1,4 @@
-"""DVC stage `push`: publish models/ (+ test metrics and report) to the S3 registry if it passes the bar."""
+"""DVC stage `push`: publish models/ (+ exports/, test metrics and report) to the S3 registry if it passes the bar."""
 
 from posevit.core.config import load_params
 from posevit.core.entrypoint import run_stage, write_json

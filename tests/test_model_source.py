@@ -33,6 +33,10 @@ def test_registry_latest_and_pinned(aws_env, bucket, tmp_path, monkeypatch):
         (run_dir / "metrics" / "test.json").write_text(json.dumps({"accuracy": 0.5 + seed / 10}))
         version = hash_directory(models)
         files = {f"models/{p.name}": p for p in models.iterdir()} | {"metrics/test.json": run_dir / "metrics/test.json"}
+        if seed == 1:  # the newer version came with its exports
+            (run_dir / "exports").mkdir()
+            (run_dir / "exports" / "model.onnx").write_bytes(b"onnx")
+            files["exports/model.onnx"] = run_dir / "exports" / "model.onnx"
         publish(client, address, version, files, progress=False)
         versions.append(version)
 
@@ -40,6 +44,8 @@ def test_registry_latest_and_pinned(aws_env, bucket, tmp_path, monkeypatch):
     pinned = resolve(f"registry:{versions[0]}", tmp_path / "cache")
     assert (latest.version, latest.metrics) == (versions[1], {"accuracy": 0.6})
     assert (pinned.version, pinned.metrics) == (versions[0], {"accuracy": 0.5})
+    assert latest.exports_dir is not None and (latest.exports_dir / "model.onnx").read_bytes() == b"onnx"
+    assert pinned.exports_dir is None
     assert latest.source == f"S3 registry s3://{bucket}/registry/posevit/{versions[1]}/"
     assert resolve("auto", tmp_path / "cache").version == versions[1]
 

@@ -47,6 +47,10 @@ class Workspace:
         (root / "metrics").mkdir()
         (root / "metrics" / "test.json").write_text(json.dumps(METRICS))
         (root / "metrics" / "report.xlsx").write_bytes(b"a workbook")
+        (root / "metrics" / "export.json").write_text(json.dumps({"opset": 18}))
+        (root / "exports").mkdir()
+        for name in ("model.onnx", "model.int8.onnx", "input.json"):
+            (root / "exports" / name).write_bytes(f"export {name}".encode())
         self.configure()
 
     def configure(self, *overrides: str) -> None:
@@ -88,6 +92,20 @@ def test_passing_the_bar_publishes_and_writes_a_receipt(workspace, good_env, s3_
     assert receipt["conditions"] == {"accuracy": {"value": 0.9, "threshold": 0.85, "passed": True}}
     assert json.loads(latest_bytes(s3_server, workspace.bucket))["version"] == version
     assert "PASS accuracy" in result.stderr
+    listing = s3_server.client().list_objects_v2(Bucket=workspace.bucket, Prefix=f"registry/posevit/{version}/")
+    published = {item["Key"].split(f"{version}/", 1)[1] for item in listing["Contents"]}
+    assert published == {
+        "manifest.json",
+        "models/config.json",
+        "models/model.safetensors",
+        "exports/model.onnx",
+        "exports/model.int8.onnx",
+        "exports/input.json",
+        "metrics/test.json",
+        "metrics/export.json",
+        "metrics/report.xlsx",
+    }
+    assert receipt["files"] == 8 and "not_added" not in receipt
 
 
 def test_failing_the_bar_is_not_an_error_and_touches_nothing(workspace, good_env, s3_server):

@@ -77,6 +77,27 @@ def test_a_version_is_never_overwritten_with_different_content(aws_env, address,
     assert client.get_object(Bucket=address.bucket, Key=stray)["Body"].read() == b"something else"
 
 
+def test_a_version_published_with_fewer_files_is_kept_and_the_push_says_what_it_lacks(aws_env, address, tmp_path):
+    client = make_client()
+    version, files = version_files(tmp_path, seed=0)
+    publish(client, address, version, files, progress=False)  # as published before the export stage existed
+    manifest = client.get_object(Bucket=address.bucket, Key=address.key(version, "manifest.json"))["Body"].read()
+    onnx = tmp_path / "model.onnx"
+    onnx.write_bytes(b"an export")
+    again = publish(client, address, version, {**files, "exports/model.onnx": onnx}, progress=False)
+    assert again.already_published and again.uploaded == [] and again.not_added == ["exports/model.onnx"]
+    assert address.key(version, "exports/model.onnx") not in keys(client, address.bucket)
+    assert (
+        client.get_object(Bucket=address.bucket, Key=address.key(version, "manifest.json"))["Body"].read() == manifest
+    )
+    assert read_latest(client, address)["version"] == version
+    # Fewer files than published, or one that differs, is still refused.
+    with pytest.raises(S3Error, match="already published with different files"):
+        publish(
+            client, address, version, {k: v for k, v in files.items() if k != "metrics/report.xlsx"}, progress=False
+        )
+
+
 def test_server_killed_mid_upload_keeps_latest_and_a_rerun_completes(aws_env, address, tmp_path):
     client = make_client(retries=1)
     first, first_files = version_files(tmp_path, seed=0)

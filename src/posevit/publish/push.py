@@ -1,4 +1,4 @@
-"""The push stage's work: check the quality bar, then publish the bundle and its evidence as one version.
+"""The push stage's work: check the quality bar, then publish the bundle, its exports and its evidence as one version.
 
 Failing the bar is not an error: the receipt says what was measured and why nothing was
 published. An S3 problem is an error (S3Error) that leaves latest.json untouched.
@@ -31,6 +31,8 @@ class PushPaths:
     models: Path = default_paths.MODELS_DIR
     test_metrics: Path = default_paths.TEST_METRICS
     report: Path = default_paths.REPORT
+    exports: Path = default_paths.EXPORTS_DIR
+    export_metrics: Path = default_paths.EXPORT_METRICS
 
 
 class ConditionRecord(TypedDict):
@@ -50,6 +52,16 @@ class PushReceipt(TypedDict):
     skipped: NotRequired[str]  # why a model that passed was not published
     already_published: NotRequired[bool]
     files: NotRequired[int]
+    not_added: NotRequired[list[str]]  # files the already published version lacks (versions never change)
+
+
+def _folder_files(folder: Path, name: str) -> dict[str, Path]:
+    """Every file under `folder` (sub-folders kept), named as it will be inside the version folder."""
+    if not folder.is_dir():
+        return {}
+    return {
+        f"{name}/{path.relative_to(folder).as_posix()}": path for path in sorted(folder.rglob("*")) if path.is_file()
+    }
 
 
 def read_test_metrics(path: Path) -> TestMetrics:
@@ -94,13 +106,13 @@ def push(cfg: PushConfig, paths: PushPaths = PushPaths()) -> PushReceipt:
         return receipt
 
     files = {
-        f"{default_paths.MODELS_DIR.name}/{path.relative_to(paths.models).as_posix()}": path
-        for path in sorted(paths.models.rglob("*"))
-        if path.is_file()
+        **_folder_files(paths.models, default_paths.MODELS_DIR.name),
+        **_folder_files(paths.exports, default_paths.EXPORTS_DIR.name),
+        default_paths.TEST_METRICS.as_posix(): paths.test_metrics,
     }
-    files[default_paths.TEST_METRICS.as_posix()] = paths.test_metrics
-    if paths.report.exists():
-        files[default_paths.REPORT.as_posix()] = paths.report
+    for name, path in ((default_paths.REPORT, paths.report), (default_paths.EXPORT_METRICS, paths.export_metrics)):
+        if path.exists():
+            files[name.as_posix()] = path
     client = make_client(cfg.endpoint_url, cfg.region)
     published = publish(client, address, receipt["version"], files, record={"metrics": metrics})
     log.info(
@@ -111,4 +123,12 @@ def push(cfg: PushConfig, paths: PushPaths = PushPaths()) -> PushReceipt:
     )
     receipt["pushed"], receipt["uri"], receipt["latest"] = True, published.uri, address.uri(LATEST_FILE)
     receipt["already_published"], receipt["files"] = published.already_published, len(files)
+    if published.not_added:
+        receipt["not_added"] = published.not_added
+        log.warning(
+            "%s was published before with fewer files and is never changed; not added: %s "
+            "(a model trained anew gets a new version with all of them)",
+            published.uri,
+            ", ".join(published.not_added),
+        )
     return receipt

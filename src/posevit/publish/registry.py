@@ -4,11 +4,14 @@ Layout under s3://{bucket}/{prefix}/{model_name}/:
 
     {version}/models/...         the bundle (sub-folders kept), version = content hash of models/
     {version}/metrics/...        test metrics and the report that justified publishing it
+    {version}/exports/...        the ONNX exports made from that bundle (and their parity metrics)
     {version}/manifest.json      sha256 and size of every file; written last, so it marks a complete version
     latest.json                  points to a complete version; replaced only after a verified upload
 
 A version is never overwritten: every object is written with `If-None-Match: *`, and one that is
 already there (left by an interrupted run) is kept only if its checksum is the one expected.
+Publishing a version again with more files than it was published with (a version from before the
+export stage existed) changes nothing and says which files the published version lacks.
 """
 
 from __future__ import annotations
@@ -87,6 +90,7 @@ class PublishResult:
     uri: str
     uploaded: list[str]
     already_published: bool
+    not_added: list[str]  # files given that the already published version lacks (it is never changed)
 
 
 def sha256_file(path: Path) -> str:
@@ -224,11 +228,15 @@ def publish(
         client.head_bucket(Bucket=bucket)
     with s3_errors(client, f"publishing {address.uri(version)}", bucket):
         existing = _get_json(client, bucket, address.key(version, MANIFEST_FILE))
-        if existing is not None and existing.get("files") != manifest["files"]:
-            raise S3Error(
-                f"{address.uri(version)} is already published with different files (same model, "
-                f"different metrics or report?); a version is never overwritten"
-            )
+        not_added: list[str] = []
+        if existing is not None:
+            published = existing.get("files", {})
+            if any(manifest["files"].get(name) != entry for name, entry in published.items()):
+                raise S3Error(
+                    f"{address.uri(version)} is already published with different files (same model, "
+                    f"different metrics, report or exports?); a version is never overwritten"
+                )
+            not_added = sorted(set(manifest["files"]) - set(published))
         if existing is None:
             total = sum(entry["size"] for entry in manifest["files"].values())
             with tqdm(total=total, unit="B", unit_scale=True, desc=f"upload {version}", disable=not progress) as bar:
@@ -266,7 +274,7 @@ def publish(
             Body=json.dumps(latest, indent=2).encode(),
             ContentType="application/json",
         )
-    return PublishResult(version, address.uri(version) + "/", uploaded, existing is not None)
+    return PublishResult(version, address.uri(version) + "/", uploaded, existing is not None, not_added)
 
 
 def _verified(directory: Path, manifest: Manifest) -> bool:
