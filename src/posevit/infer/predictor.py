@@ -59,8 +59,9 @@ class Predictor:
         else:
             if exports_dir is None:
                 raise ConfigError(
-                    f"serve.backend={backend} needs the model's ONNX export, and this model came "
-                    "without one: run `dvc repro export` (or serve with --backend torch)"
+                    f"backend {backend} needs the model's ONNX export ({ONNX_FILES[backend]} in an exports/ folder "
+                    "beside models/), and this model came without one: run `dvc repro export` (a registry version "
+                    "has them when its push published them), or use backend torch"
                 )
             self.onnx = OnnxModel(exports_dir / ONNX_FILES[backend], str(self.device))
             self.precision = "int8 (ONNX Runtime)" if backend == "onnx-int8" else "fp32 (ONNX Runtime)"

@@ -126,9 +126,10 @@ def push(cfg: PushConfig, paths: PushPaths = PushPaths()) -> PushReceipt:
     if published.not_added:
         receipt["not_added"] = published.not_added
         log.warning(
-            "%s was published before with fewer files and is never changed; not added: %s "
-            "(a model trained anew gets a new version with all of them)",
+            "%s was published before with fewer files and a version never changes; not added: %s. "
+            "To publish them, remove the version (aws s3 rm --recursive %s) and run the push stage again",
             published.uri,
             ", ".join(published.not_added),
+            published.uri,
         )
     return receipt
