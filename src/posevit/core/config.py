@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import ErrorDetails
 
 from posevit.core.errors import ConfigError
@@ -25,6 +25,20 @@ CONFIG_NAME = "config"
 Fraction = Annotated[float, Field(gt=0.0, lt=1.0)]
 TrainingPrecision = Literal["bf16-mixed", "16-mixed", "32-true", "bf16-true", "64-true"]  # Lightning's names
 PositiveInt = Annotated[int, Field(ge=1)]
+Probability = Annotated[float, Field(ge=0.0, le=1.0)]
+# timm's auto-augment policies: rand-m9-mstd0.5-inc1, augmix-m5-w4-d2, trivialaugment, original, v0, 3a, ...
+AUTO_AUGMENT = r"^(rand|augmix|trivialaugment|original|originalr|v0|v0r|3a)(-[a-z]+[0-9.]*)*$"
+
+
+def _batch_limit(value: int | float) -> int | float:
+    """Lightning's limit_*_batches: a fraction of the batches (float, 0 < f <= 1) or a number of them (int >= 1)."""
+    fraction_ok = isinstance(value, float) and 0.0 < value <= 1.0
+    if not (fraction_ok or (isinstance(value, int) and value >= 1)):
+        raise ValueError("must be a fraction of the batches (0 < f <= 1.0) or a whole number of batches (>= 1)")
+    return value
+
+
+BatchLimit = Annotated[int | float, AfterValidator(_batch_limit)]
 
 
 class Schema(BaseModel):
@@ -63,6 +77,8 @@ class AugmentConfig(Schema):
     scale: tuple[Annotated[float, Field(gt=0.0, le=1.0)], Annotated[float, Field(gt=0.0, le=1.0)]] = (0.7, 1.0)
     hflip: Annotated[float, Field(ge=0.0, le=1.0)] = 0.5
     color_jitter: Annotated[float, Field(ge=0.0, le=1.0)] = 0.0
+    auto_augment: Annotated[str, Field(pattern=AUTO_AUGMENT)] | None = None
+    re_prob: Probability = 0.0  # random erasing
 
     @model_validator(mode="after")
     def _scale_ordered(self) -> AugmentConfig:
@@ -79,8 +95,31 @@ class TrainConfig(Schema):
     weight_decay: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.05
     warmup_epochs: Annotated[int, Field(ge=0)] = 1
     label_smoothing: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.1
-    num_workers: Annotated[int, Field(ge=0)] = 2
+    num_workers: Annotated[int, Field(ge=0)] | Literal["auto"] = 2
     augment: AugmentConfig = AugmentConfig()
+    layer_decay: Annotated[float, Field(gt=0.0, le=1.0)] | None = None
+    mixup: Annotated[float, Field(ge=0.0)] = 0.0  # Beta(alpha, alpha); 0 = off
+    cutmix: Annotated[float, Field(ge=0.0)] = 0.0
+    mixup_prob: Probability = 1.0
+    mixup_switch_prob: Probability = 0.5
+    ema_decay: Annotated[float, Field(gt=0.0, lt=1.0)] | None = None
+    ema_warmup: bool = True
+    early_stopping_patience: PositiveInt | None = None
+    grad_clip: Annotated[float, Field(gt=0.0)] | None = None
+    accumulate_grad_batches: PositiveInt = 1
+
+    @property
+    def mixes(self) -> bool:
+        return (self.mixup > 0 or self.cutmix > 0) and self.mixup_prob > 0
+
+    @model_validator(mode="after")
+    def _even_batches_to_mix(self) -> TrainConfig:
+        if self.mixes and self.batch_size % 2:
+            raise ValueError(
+                f"batch_size={self.batch_size}: mixup/CutMix pair each image with another of its batch, "
+                "so train.batch_size must be even"
+            )
+        return self
 
 
 class TrainerConfig(Schema):
@@ -89,6 +128,9 @@ class TrainerConfig(Schema):
     strategy: str = "auto"
     num_nodes: PositiveInt = 1
     precision: Literal["auto"] | TrainingPrecision = "auto"
+    compile: bool = False
+    limit_train_batches: BatchLimit = 1.0
+    limit_val_batches: BatchLimit = 1.0
 
 
 class EvaluateConfig(Schema):
@@ -189,8 +231,13 @@ def _allowed_range(loc: tuple[Any, ...]) -> str:
     return f"{low}value{high}" if low or high else ""
 
 
+def _field_path(loc: tuple[Any, ...]) -> tuple[Any, ...]:
+    """`loc` without the tags pydantic adds for union members (`constrained-int`, `literal['auto']`)."""
+    return tuple(part for part in loc if isinstance(part, int) or str(part).isidentifier())
+
+
 def _describe(error: ErrorDetails) -> str:
-    key = ".".join(str(part) for part in error["loc"]) or "<root>"
+    key = ".".join(str(part) for part in _field_path(error["loc"])) or "<root>"
     if error["type"] == "extra_forbidden":
         return f"{key}: unknown key (misspelt? see the config reference in README.md)"
     if error["type"] == "missing":
@@ -198,7 +245,7 @@ def _describe(error: ErrorDetails) -> str:
     problem = error["msg"].removeprefix("Value error, ")
     if isinstance(error["input"], dict):  # a rule across keys of one group: the group's dump would only blur it
         return f"{key}: {problem}"
-    allowed = _allowed_range(error["loc"])
+    allowed = _allowed_range(_field_path(error["loc"]))
     allowed = f" (allowed: {allowed})" if allowed else ""
     return f"{key} = {error['input']!r} is invalid: {problem}{allowed}. Override it with {key}=<value>."
 
@@ -208,8 +255,27 @@ def validate_config(raw: object) -> PipelineConfig:
     try:
         return PipelineConfig.model_validate(raw)
     except ValidationError as exc:
-        lines = [_describe(error) for error in exc.errors()]
-        raise ConfigError("invalid config:\n  " + "\n  ".join(lines)) from None
+        raise ConfigError("invalid config:\n  " + "\n  ".join(_describe_all(exc))) from None
+
+
+def _describe_all(exc: ValidationError) -> list[str]:
+    """One line per bad key; a value that fits no member of a union gets one line naming each way it failed."""
+    lines: dict[str, list[str]] = {}
+    for error in exc.errors():
+        key = ".".join(str(part) for part in _field_path(error["loc"]))
+        lines.setdefault(key, []).append(_describe(error))
+    merged = []
+    for key, described in lines.items():
+        if len(described) == 1:
+            merged.append(described[0])
+        else:
+            problems = "; or ".join(
+                line.split(" is invalid: ", 1)[-1].split(". Override it", 1)[0] for line in described
+            )
+            merged.append(
+                f"{described[0].split(' is invalid: ')[0]} is invalid: {problems}. Override it with {key}=<value>."
+            )
+    return merged
 
 
 def validate_serve(raw: object) -> ServeConfig:

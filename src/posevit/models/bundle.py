@@ -48,6 +48,7 @@ class BundleConfig(BaseModel):
     labels: list[str]
     data_config: DataConfig
     freeze_blocks: int | None = None
+    ema_decay: float | None = None  # set when the weights are an exponential moving average (train.ema_decay)
     params: dict[str, Any] | None = None  # the model/train/trainer config it was trained with
     metrics: TrainingSummary | None = None  # no timings: the bundle's bytes name its registry version
     versions: dict[str, str] | None = None

@@ -9,7 +9,8 @@ from posevit.models.transforms import DataConfig, timm_transform_args
 
 
 def train_transform(data_config: DataConfig, augment: AugmentConfig):
-    """Random resized crop (`train.augment.scale`), flip and optional colour jitter."""
+    """Random resized crop (`train.augment.scale`), flip, and optional colour jitter, auto-augment policy
+    (RandAugment, TrivialAugment, ...) and random erasing, all through timm's `create_transform`."""
     args = timm_transform_args(data_config)
     args.pop("crop_pct", None)
     args.pop("crop_mode", None)
@@ -20,4 +21,6 @@ def train_transform(data_config: DataConfig, augment: AugmentConfig):
         hflip=augment.hflip,
         # None, not 0: timm's default is 0.4, and even a zero ColorJitter draws random numbers.
         color_jitter=augment.color_jitter if augment.color_jitter > 0 else None,  # type: ignore[arg-type]  # timm's annotation omits the None it accepts
+        auto_augment=augment.auto_augment,
+        re_prob=augment.re_prob,
     )

@@ -22,10 +22,12 @@ class ActionDataModule(pl.LightningDataModule):
         batch_size: int,
         num_workers: int,
         data_dir: Path = PROCESSED_DIR,
+        drop_last: bool = False,
     ) -> None:
         super().__init__()
         self.train_transform, self.eval_transform = train_transform, eval_transform
         self.batch_size, self.num_workers, self.data_dir = batch_size, num_workers, data_dir
+        self.drop_last = drop_last  # mixup/CutMix pair images within a batch, so it must be even
         self.splits: dict[str, datasets.Dataset] = {}
 
     @property
@@ -36,7 +38,7 @@ class ActionDataModule(pl.LightningDataModule):
         self.splits["train"] = with_pixels(load_split("train", self.data_dir), self.train_transform)
         self.splits["val"] = with_pixels(load_split("val", self.data_dir), self.eval_transform)
 
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+    def _loader(self, split: str, shuffle: bool, drop_last: bool = False) -> DataLoader:
         return DataLoader(
             self.splits[split],
             batch_size=self.batch_size,
@@ -44,10 +46,11 @@ class ActionDataModule(pl.LightningDataModule):
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             pin_memory=torch.cuda.is_available(),
+            drop_last=drop_last,
         )
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
+        return self._loader("train", shuffle=True, drop_last=self.drop_last)
 
     def val_dataloader(self) -> DataLoader:
         return self._loader("val", shuffle=False)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ import pytorch_lightning as pl
 import safetensors.torch
 import torch
 from dvclive.lightning import DVCLiveLogger
-from pytorch_lightning.callbacks import Callback, ModelCheckpoint, TQDMProgressBar
+from pytorch_lightning.callbacks import Callback, EarlyStopping, ModelCheckpoint, TQDMProgressBar
 
 import posevit
 from posevit.core import paths as default_paths
@@ -126,11 +127,23 @@ class BestWeights(Callback):
         score = float(trainer.callback_metrics["val/acc"])
         best = self.best()
         if best is None or score > best["val_acc"]:
-            model = pl_module.get_submodule("model")
+            model = pl_module.inference_model if isinstance(pl_module, ActionClassifier) else pl_module
             self.weights.parent.mkdir(parents=True, exist_ok=True)
             state = {name: tensor.detach().cpu().contiguous() for name, tensor in model.state_dict().items()}
             safetensors.torch.save_file(state, str(self.weights))
             write_json(self.record, {"val_acc": score, "epoch": trainer.current_epoch})
+
+
+def loader_workers(cfg: PipelineConfig) -> int:
+    """`train.num_workers`, with `auto` = the cores this process may use, shared by the devices of this node."""
+    if cfg.train.num_workers != "auto":
+        return cfg.train.num_workers
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    devices = cfg.trainer.devices
+    if devices == "auto":
+        gpus = torch.cuda.device_count() if cfg.trainer.accelerator in ("gpu", "cuda", "auto") else 0
+        return max(1, cores // max(1, gpus))
+    return max(1, cores // devices)
 
 
 def train(cfg: PipelineConfig, paths: TrainPaths = TrainPaths()) -> TrainMetrics | None:
@@ -157,10 +170,13 @@ def train(cfg: PipelineConfig, paths: TrainPaths = TrainPaths()) -> TrainMetrics
         train_transform(data_config, cfg.train.augment),
         eval_transform(data_config),
         cfg.train.batch_size,
-        cfg.train.num_workers,
+        loader_workers(cfg),
         paths.data,
+        drop_last=cfg.train.mixes,
     )
     module = ActionClassifier(model, len(names), cfg.train, frozen)
+    if cfg.trainer.compile:
+        model.compile()  # in place: parameter names (and so the bundle) stay those of the plain model
     resume = resumable_checkpoint(paths.checkpoints, run_fingerprint(cfg, paths.data))
     if resume:
         log.info("resuming the interrupted run from %s", resume)
@@ -170,6 +186,9 @@ def train(cfg: PipelineConfig, paths: TrainPaths = TrainPaths()) -> TrainMetrics
         dirpath=paths.checkpoints, filename="last", monitor=None, save_top_k=1, enable_version_counter=False
     )
     throughput = ImagesPerSecond()
+    callbacks: list[Callback] = [best, resume_state, throughput, TQDMProgressBar(refresh_rate=10)]
+    if cfg.train.early_stopping_patience is not None:
+        callbacks.append(EarlyStopping("val/acc", mode="max", patience=cfg.train.early_stopping_patience))
     trainer = pl.Trainer(
         accelerator=cfg.trainer.accelerator,
         devices=cfg.trainer.devices,
@@ -178,7 +197,11 @@ def train(cfg: PipelineConfig, paths: TrainPaths = TrainPaths()) -> TrainMetrics
         precision=precision,
         max_epochs=cfg.train.epochs,
         logger=DVCLiveLogger(dir=str(paths.live), resume=resume is not None, save_dvc_exp=False, dvcyaml=False),
-        callbacks=[best, resume_state, throughput, TQDMProgressBar(refresh_rate=10)],
+        callbacks=callbacks,
+        gradient_clip_val=cfg.train.grad_clip,
+        accumulate_grad_batches=cfg.train.accumulate_grad_batches,
+        limit_train_batches=cfg.trainer.limit_train_batches,
+        limit_val_batches=cfg.trainer.limit_val_batches,
         deterministic=True,
         enable_model_summary=False,
         log_every_n_steps=10,
@@ -192,11 +215,11 @@ def train(cfg: PipelineConfig, paths: TrainPaths = TrainPaths()) -> TrainMetrics
     record = best.best()
     if record is None:
         raise ConfigError("training ran no validation epoch, so there is no best model: check trainer/train settings")
-    model.load_state_dict(safetensors.torch.load_file(str(best.weights)))
+    model.load_state_dict(safetensors.torch.load_file(str(best.weights)))  # the EMA's, when it was on
     metrics = TrainMetrics(
         best_val_acc=round(record["val_acc"], 6),
         best_epoch=record["epoch"] + 1,
-        epochs=cfg.train.epochs,
+        epochs=trainer.current_epoch,  # fewer than train.epochs when early stopping ended the run
         wall_time_s=round(wall_time, 1),
         train_images_per_s=round(throughput.rate, 1),
         precision=precision,
@@ -211,6 +234,7 @@ def train(cfg: PipelineConfig, paths: TrainPaths = TrainPaths()) -> TrainMetrics
             labels=names,
             data_config=data_config,
             freeze_blocks=cfg.model.freeze_blocks,
+            ema_decay=cfg.train.ema_decay,
             params=cfg.model_dump(include={"model", "train", "trainer"}, mode="json"),
             # Timings stay out: they vary run to run, and the bundle's bytes name its registry version.
             metrics=TrainingSummary(
