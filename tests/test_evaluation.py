@@ -37,8 +37,7 @@ def predictions() -> Predictions:
     logits = rng.normal(size=(len(targets), 15))
     logits[np.arange(len(targets)), targets] += rng.choice([0.0, 4.0], size=len(targets), p=[0.4, 0.6])
     logits[:, 7] -= 100.0  # nothing is ever predicted 'hugging'
-    probabilities = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
-    return Predictions(ids=[f"train/{i}" for i in range(len(targets))], targets=targets, probabilities=probabilities)
+    return Predictions(ids=[f"train/{i}" for i in range(len(targets))], targets=targets, logits=logits)
 
 
 def test_every_metric_matches_scikit_learn(predictions):
@@ -61,6 +60,57 @@ def test_every_metric_matches_scikit_learn(predictions):
         assert entry["f1"] == pytest.approx(report[str(i)]["f1-score"], abs=1e-6)
         assert entry["support"] == report[str(i)]["support"]
     assert (confusion_matrix(predictions, 15) == sk.confusion_matrix(y, p, labels=range(15))).all()
+    top5 = sk.top_k_accuracy_score(y, predictions.probabilities, k=5, labels=range(15))
+    assert ours["top5_accuracy"] == pytest.approx(top5, abs=1e-6)
+
+
+def overconfident(n: int = 6000, true_temperature: float = 3.0, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Logits `true_temperature` times too sharp: labels drawn from softmax(z), the model says 3z."""
+    rng = np.random.default_rng(seed)
+    z = rng.normal(scale=1.5, size=(n, 15))
+    p = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+    labels = np.array([rng.choice(15, p=row) for row in p])
+    return z * true_temperature, labels
+
+
+def test_temperature_scaling_recovers_the_overconfidence_and_lowers_the_ece(tmp_path):
+    import torch
+
+    from posevit.evaluate.plots import plot_reliability
+    from posevit.train.calibrate import fit_temperature
+
+    logits, labels = overconfident()
+    temperature = fit_temperature(torch.from_numpy(logits).float(), torch.from_numpy(labels))
+    assert temperature == pytest.approx(3.0, rel=0.1)
+    predictions = Predictions(ids=[str(i) for i in range(len(labels))], targets=labels, logits=logits)
+    before = compute_metrics(predictions, 15, 0.95)
+    predictions.temperature = temperature
+    after = compute_metrics(predictions, 15, 0.95)
+    assert after["ece"] < 0.03 < 0.1 < before["ece"] == before["ece_uncalibrated"] == after["ece_uncalibrated"]
+    assert after["temperature"] == round(temperature, 6) and after["accuracy"] == before["accuracy"]
+    # torchmetrics' ECE, by hand from the same bins the reliability diagram draws
+    from posevit.evaluate.plots import reliability_bins
+
+    confidence, accuracy, counts = reliability_bins(predictions.probabilities, labels, 15)
+    assert float((np.abs(confidence - accuracy) * counts).sum() / counts.sum()) == pytest.approx(after["ece"], abs=1e-4)
+    plot_reliability(predictions.probabilities, predictions.uncalibrated, labels, temperature, tmp_path / "r.png", 15)
+    assert (tmp_path / "r.png").stat().st_size > 10_000
+
+
+def test_a_bundles_temperature_calibrates_what_the_predictor_serves(tmp_path):
+    import torch
+
+    from posevit.infer.predictor import Predictor
+    from posevit.models.bundle import load_bundle
+    from tests.helpers.bundles import tiny_bundle
+
+    plain = Predictor(load_bundle(tiny_bundle(tmp_path / "plain", seed=2, head_scale=20.0)))
+    warm = Predictor(load_bundle(tiny_bundle(tmp_path / "warm", seed=2, head_scale=20.0, temperature=4.0)))
+    pixels = torch.randn(3, 3, 96, 96)
+    sharp, soft = plain.forward(pixels), warm.forward(pixels)
+    assert (sharp.argmax(1) == soft.argmax(1)).all() and (soft.max(1) < sharp.max(1)).all()
+    expected = torch.softmax(torch.log(torch.from_numpy(sharp)) / 4.0, dim=1).numpy()  # log-softmax shifts cancel
+    assert np.allclose(soft, expected, atol=1e-5)
 
 
 def test_wilson_interval_matches_reference_values():

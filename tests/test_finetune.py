@@ -263,3 +263,16 @@ def test_compile_and_batch_limits_train_a_bundle(project, tmp_path):
     assert torch._dynamo.utils.counters["stats"]["unique_graphs"] > 0  # the model really went through compile
     rows = (paths.live / "plots/metrics/train/loss.tsv").read_text().splitlines()
     assert rows[1].split("\t")[0] == "1"  # logged at step 1: two optimiser steps (of 8 unlimited), zero-based
+
+
+def test_the_har_finetune_recipe_runs_end_to_end_on_the_demo_split(project, tmp_path):
+    """Every knob of experiment=har_finetune at once (on the tiny model: the real one needs the hub)."""
+    recipe = validate_config(compose_config(["experiment=har_finetune"])).train
+    assert recipe.layer_decay and recipe.mixes and recipe.ema_decay and recipe.augment.auto_augment
+    knobs = {name: getattr(recipe, name) for name in TrainConfig.model_fields if name not in ("epochs", "batch_size")}
+    metrics, paths = run_train(
+        project, tmp_path, "recipe", train={**knobs, "epochs": 2, "batch_size": 16}, trainer={"limit_train_batches": 3}
+    )
+    config = json.loads((paths.models / "config.json").read_text())
+    assert config["ema_decay"] == recipe.ema_decay and config["params"]["train"]["layer_decay"] == 0.75
+    assert metrics["epochs"] == 2 and config["temperature"] > 0

@@ -13,7 +13,7 @@ from posevit.models.factory import create_model
 from posevit.models.transforms import model_data_config
 
 
-def tiny_bundle(directory: Path, seed: int = 0, head_scale: float = 1.0) -> Path:
+def tiny_bundle(directory: Path, seed: int = 0, head_scale: float = 1.0, temperature: float | None = None) -> Path:
     """A real (untrained) model bundle, as the train stage writes it; `seed` changes its weights.
 
     `head_scale` > 1 makes the random model decisive (images get clearly different answers).
@@ -25,6 +25,11 @@ def tiny_bundle(directory: Path, seed: int = 0, head_scale: float = 1.0) -> Path
     save_bundle(
         directory,
         model,
-        BundleConfig(model_name="vit_convstem_tiny", labels=list(ACTION_CLASSES), data_config=model_data_config(model)),
+        BundleConfig(
+            model_name="vit_convstem_tiny",
+            labels=list(ACTION_CLASSES),
+            data_config=model_data_config(model),
+            temperature=temperature,
+        ),
     )
     return directory

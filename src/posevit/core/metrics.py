@@ -12,6 +12,7 @@ from typing import TypedDict
 
 class TestMetrics(TypedDict):
     accuracy: float
+    top5_accuracy: float
     precision_weighted: float
     recall_weighted: float
     f1_weighted: float
@@ -21,6 +22,9 @@ class TestMetrics(TypedDict):
     accuracy_ci_low: float  # Wilson interval at confidence_level
     accuracy_ci_high: float
     confidence_level: float
+    ece: float  # expected calibration error (15 bins) of the probabilities served: logits / temperature
+    ece_uncalibrated: float  # the same at temperature 1
+    temperature: float  # fitted on the validation split by the train stage (1.0: none)
     n_test: int
 
 

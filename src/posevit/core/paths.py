@@ -28,6 +28,7 @@ REPORT = Path("metrics/report.xlsx")
 PREDICTIONS_CSV = Path("plots/predictions.csv")
 CONFUSION_PLOT = Path("plots/confusion_matrix.png")
 PER_CLASS_PLOT = Path("plots/per_class_accuracy.png")
+RELIABILITY_PLOT = Path("plots/reliability.png")
 
 # export
 EXPORTS_DIR = Path("exports")

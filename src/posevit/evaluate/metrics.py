@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from torchmetrics.functional.classification import (
     multiclass_accuracy,
+    multiclass_calibration_error,
     multiclass_confusion_matrix,
     multiclass_f1_score,
     multiclass_precision,
@@ -17,6 +18,8 @@ from torchmetrics.functional.classification import (
 
 from posevit.core.metrics import TestMetrics
 from posevit.evaluate.predict import Predictions
+
+ECE_BINS = 15  # confidence bins of the expected calibration error and the reliability diagram
 
 
 def wilson_interval(successes: int, total: int, level: float) -> tuple[float, float]:
@@ -39,8 +42,17 @@ def compute_metrics(predictions: Predictions, num_classes: int, confidence_level
         return round(float(metric(preds, target, num_classes=num_classes, average=average)), 6)
 
     low, high = wilson_interval(int((preds == target).sum()), len(target), confidence_level)
+    probabilities = torch.from_numpy(predictions.probabilities)
+    top_k = min(5, num_classes)
+    top5 = multiclass_accuracy(probabilities, target, num_classes=num_classes, average="micro", top_k=top_k)
+
+    def ece(probs: np.ndarray) -> float:
+        error = multiclass_calibration_error(torch.from_numpy(probs), target, num_classes=num_classes, n_bins=ECE_BINS)
+        return round(float(error), 6)
+
     return TestMetrics(
         accuracy=score(multiclass_accuracy, "micro"),
+        top5_accuracy=round(float(top5), 6),
         precision_weighted=score(multiclass_precision, "weighted"),
         recall_weighted=score(multiclass_recall, "weighted"),
         f1_weighted=score(multiclass_f1_score, "weighted"),
@@ -50,6 +62,9 @@ def compute_metrics(predictions: Predictions, num_classes: int, confidence_level
         accuracy_ci_low=round(float(low), 6),
         accuracy_ci_high=round(float(high), 6),
         confidence_level=round(confidence_level, 6),
+        ece=ece(predictions.probabilities),
+        ece_uncalibrated=ece(predictions.uncalibrated),
+        temperature=round(predictions.temperature, 6),
         n_test=len(target),
     )
 

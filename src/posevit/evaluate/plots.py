@@ -48,3 +48,40 @@ def plot_per_class_accuracy(per_class: list[dict[str, Any]], overall: float, pat
     ax.legend(loc="lower right")
     ax.grid(axis="x", alpha=0.3)
     _save(fig, path)
+
+
+def reliability_bins(probabilities: np.ndarray, targets: np.ndarray, bins: int) -> tuple[np.ndarray, ...]:
+    """Per confidence bin: mean confidence, accuracy and count (the terms of the expected calibration error)."""
+    confidence = probabilities.max(axis=1)
+    correct = probabilities.argmax(axis=1) == targets
+    index = np.clip(np.ceil(confidence * bins).astype(int) - 1, 0, bins - 1)  # (lo, hi] bins, as torchmetrics
+    counts = np.bincount(index, minlength=bins)
+    mean_confidence = np.bincount(index, weights=confidence, minlength=bins) / np.maximum(counts, 1)
+    accuracy = np.bincount(index, weights=correct, minlength=bins) / np.maximum(counts, 1)
+    return mean_confidence, accuracy, counts
+
+
+def plot_reliability(
+    calibrated: np.ndarray, uncalibrated: np.ndarray, targets: np.ndarray, temperature: float, path: Path, bins: int
+) -> None:
+    """Accuracy against confidence per bin, before and after temperature scaling; the diagonal is perfect."""
+    fig = Figure(figsize=(6.5, 6))
+    ax = fig.subplots()
+    edges = np.linspace(0, 1, bins + 1)
+    centres = (edges[:-1] + edges[1:]) / 2
+    for probabilities, label, colour, offset in (
+        (uncalibrated, "before (T = 1)", "#A5A5A5", -0.25),
+        (calibrated, f"after (T = {temperature:.2f})", "#4472C4", 0.25),
+    ):
+        _, accuracy, counts = reliability_bins(probabilities, targets, bins)
+        shown = counts > 0
+        ax.bar(centres[shown] + offset / bins, accuracy[shown], width=0.5 / bins, color=colour, label=label)
+    ax.plot([0, 1], [0, 1], color="#C00000", linestyle="--", label="perfect calibration")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("confidence (top-1 probability)")
+    ax.set_ylabel("accuracy of the images in the bin")
+    ax.set_title("Reliability on the test split")
+    ax.legend(loc="upper left")
+    ax.grid(alpha=0.3)
+    _save(fig, path)

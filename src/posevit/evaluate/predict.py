@@ -21,7 +21,17 @@ from posevit.models.bundle import Bundle, BundleError
 class Predictions:
     ids: list[str]
     targets: np.ndarray  # (n,) class ids
-    probabilities: np.ndarray  # (n, classes), rows sum to 1
+    logits: np.ndarray  # (n, classes)
+    temperature: float = 1.0  # the bundle's calibration
+
+    @property
+    def probabilities(self) -> np.ndarray:
+        """Calibrated: softmax(logits / temperature), what the app, the API and `posevit predict` serve."""
+        return torch.from_numpy(self.logits / self.temperature).softmax(dim=1).numpy()
+
+    @property
+    def uncalibrated(self) -> np.ndarray:
+        return torch.from_numpy(self.logits).softmax(dim=1).numpy()
 
     @property
     def predicted(self) -> np.ndarray:
@@ -51,18 +61,21 @@ def check_labels(bundle: Bundle, split: datasets.Dataset) -> None:
 
 @torch.inference_mode()
 def predict(bundle: Bundle, split: datasets.Dataset, batch_size: int, num_workers: int = 0) -> Predictions:
-    """Class probabilities for every image of `split`, with the bundle's eval transform."""
+    """Logits for every image of `split`, with the bundle's eval transform (and its temperature)."""
     check_labels(bundle, split)
     device = next(bundle.model.parameters()).device
     model = bundle.model.eval().to(memory_format=torch.channels_last)
     loader = DataLoader(with_pixels(split, bundle.eval_transform()), batch_size=batch_size, num_workers=num_workers)
-    probabilities = []
+    logits = []
     with autocast(device):
         for batch in tqdm(loader, desc="evaluating", unit="batch"):
             pixels = batch[PIXELS].to(device).contiguous(memory_format=torch.channels_last)
-            probabilities.append(model(pixels).float().softmax(dim=1).cpu())
+            logits.append(model(pixels).float().cpu())
     return Predictions(
-        ids=list(split[ID]), targets=np.asarray(split[LABELS]), probabilities=torch.cat(probabilities).numpy()
+        ids=list(split[ID]),
+        targets=np.asarray(split[LABELS]),
+        logits=torch.cat(logits).numpy(),
+        temperature=bundle.temperature,
     )
 
 

@@ -14,8 +14,8 @@ from posevit.core.entrypoint import write_json
 from posevit.core.hashing import hash_directory
 from posevit.core.metrics import TestMetrics
 from posevit.data.store import load_split
-from posevit.evaluate.metrics import compute_metrics, confusion_matrix, hardest_confusions, per_class_metrics
-from posevit.evaluate.plots import plot_confusion_matrix, plot_per_class_accuracy
+from posevit.evaluate.metrics import ECE_BINS, compute_metrics, confusion_matrix, hardest_confusions, per_class_metrics
+from posevit.evaluate.plots import plot_confusion_matrix, plot_per_class_accuracy, plot_reliability
 from posevit.evaluate.predict import predict, write_predictions
 from posevit.evaluate.workbook import write_report
 from posevit.models.bundle import load_bundle
@@ -30,6 +30,7 @@ class EvalPaths:
     predictions: Path = default_paths.PREDICTIONS_CSV
     confusion_plot: Path = default_paths.CONFUSION_PLOT
     per_class_plot: Path = default_paths.PER_CLASS_PLOT
+    reliability_plot: Path = default_paths.RELIABILITY_PLOT
 
     @classmethod
     def under(cls, root: Path, models: Path, data: Path = default_paths.PROCESSED_DIR) -> EvalPaths:
@@ -39,7 +40,7 @@ class EvalPaths:
             data=data,
             **{
                 name: root / getattr(cls, name)
-                for name in ("metrics", "report", "predictions", "confusion_plot", "per_class_plot")
+                for name in ("metrics", "report", "predictions", "confusion_plot", "per_class_plot", "reliability_plot")
             },
         )
 
@@ -58,6 +59,14 @@ def evaluate(cfg: PipelineConfig, paths: EvalPaths = EvalPaths()) -> TestMetrics
     write_predictions(paths.predictions, predictions, names)
     plot_confusion_matrix(matrix, names, paths.confusion_plot)
     plot_per_class_accuracy(per_class, metrics["accuracy"], paths.per_class_plot)
+    plot_reliability(
+        predictions.probabilities,
+        predictions.uncalibrated,
+        predictions.targets,
+        predictions.temperature,
+        paths.reliability_plot,
+        ECE_BINS,
+    )
     training = bundle.config.metrics
     write_report(
         paths.report,

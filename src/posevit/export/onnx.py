@@ -60,6 +60,7 @@ def write_input_spec(bundle: Bundle, path: Path) -> Path:
         "layout": "NCHW float32, RGB scaled to [0, 1], then (x - mean) / std",
         "data_config": bundle.data_config,
         "labels": bundle.labels,
+        "temperature": bundle.temperature,  # probabilities = softmax(logits / temperature)
         "model_name": bundle.config.model_name,
     }
     path.write_text(json.dumps(spec, indent=2) + "\n", encoding="utf-8")

@@ -81,14 +81,14 @@ class Predictor:
 
     @torch.inference_mode()
     def forward(self, pixels: torch.Tensor) -> np.ndarray:
-        """(N, C, H, W) pixels -> (N, classes) probabilities, one forward pass on the configured backend."""
+        """(N, C, H, W) pixels -> (N, classes) calibrated probabilities, one forward pass on the configured backend."""
         if self.onnx is not None:
             logits = torch.from_numpy(self.onnx.logits(pixels.numpy()))
-            return torch.softmax(logits, dim=-1).numpy()
-        batch = pixels.to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
-        with autocast(self.device):
-            logits = self.model(batch)
-        return torch.softmax(logits.float(), dim=-1).cpu().numpy()
+        else:
+            batch = pixels.to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+            with autocast(self.device):
+                logits = self.model(batch).float().cpu()
+        return torch.softmax(logits / self.bundle.temperature, dim=-1).numpy()  # calibrated on the validation split
 
     def predict(self, image: Image.Image) -> Prediction:
         """One image alone, timed."""

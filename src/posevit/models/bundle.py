@@ -49,6 +49,7 @@ class BundleConfig(BaseModel):
     data_config: DataConfig
     freeze_blocks: int | None = None
     ema_decay: float | None = None  # set when the weights are an exponential moving average (train.ema_decay)
+    temperature: float | None = None  # fitted on the validation split: probabilities = softmax(logits / T)
     params: dict[str, Any] | None = None  # the model/train/trainer config it was trained with
     metrics: TrainingSummary | None = None  # no timings: the bundle's bytes name its registry version
     versions: dict[str, str] | None = None
@@ -69,6 +70,11 @@ class Bundle:
     @property
     def data_config(self) -> DataConfig:
         return self.config.data_config
+
+    @property
+    def temperature(self) -> float:
+        """What the logits are divided by before the softmax (1 for a bundle without calibration)."""
+        return self.config.temperature or 1.0
 
     def eval_transform(self):
         return eval_transform(self.data_config)

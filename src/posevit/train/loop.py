@@ -32,6 +32,7 @@ from posevit.models.factory import create_model
 from posevit.models.freeze import count_parameters, freeze_blocks, model_depth
 from posevit.models.transforms import eval_transform, model_data_config
 from posevit.train.augment import train_transform
+from posevit.train.calibrate import fit_temperature, split_logits
 from posevit.train.datamodule import ActionDataModule
 from posevit.train.lightning_module import ActionClassifier
 
@@ -216,6 +217,16 @@ def train(cfg: PipelineConfig, paths: TrainPaths = TrainPaths()) -> TrainMetrics
     if record is None:
         raise ConfigError("training ran no validation epoch, so there is no best model: check trainer/train settings")
     model.load_state_dict(safetensors.torch.load_file(str(best.weights)))  # the EMA's, when it was on
+    logits, labels = split_logits(
+        model, load_split("val", paths.data), eval_transform(data_config), cfg.train.batch_size
+    )
+    temperature = round(fit_temperature(logits, labels), 4)
+    log.info(
+        "temperature %.4f fitted on the validation split (NLL %.4f -> %.4f)",
+        temperature,
+        float(torch.nn.functional.cross_entropy(logits, labels)),
+        float(torch.nn.functional.cross_entropy(logits / temperature, labels)),
+    )
     metrics = TrainMetrics(
         best_val_acc=round(record["val_acc"], 6),
         best_epoch=record["epoch"] + 1,
@@ -235,6 +246,7 @@ def train(cfg: PipelineConfig, paths: TrainPaths = TrainPaths()) -> TrainMetrics
             data_config=data_config,
             freeze_blocks=cfg.model.freeze_blocks,
             ema_decay=cfg.train.ema_decay,
+            temperature=temperature,
             params=cfg.model_dump(include={"model", "train", "trainer"}, mode="json"),
             # Timings stay out: they vary run to run, and the bundle's bytes name its registry version.
             metrics=TrainingSummary(
