@@ -87,6 +87,7 @@ def test_model_card_docs_and_health(server):
     card = httpx.get(server.url + "v1/model").json()
     assert card["name"] == "vit_convstem_tiny" and card["labels"] == list(ACTION_CLASSES)
     assert card["data_config"]["input_size"] == [3, 96, 96] and card["batching"]["max_batch_size"] == 16
+    assert card["temperature"] == 1.0 and card["ema_decay"] is None  # the test bundle is not calibrated
     schema = httpx.get(server.url + "openapi.json").json()
     assert {
         "/v1/predict",

@@ -115,6 +115,8 @@ class InferenceService:
             "test_metrics": self.served.metrics,
             "data_config": config.data_config,
             "freeze_blocks": config.freeze_blocks,
+            "temperature": self.predictor.bundle.temperature,  # probabilities = softmax(logits / temperature)
+            "ema_decay": config.ema_decay,
             "device": str(self.predictor.device),
             "precision": self.predictor.precision,
             "batching": {
