@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import time
 
 import torch
@@ -23,7 +22,7 @@ from torch.utils.data import DataLoader
 
 from benchmarks.common import machine
 from posevit.core.config import ModelConfig, load_params
-from posevit.core.precision import autocast
+from posevit.core.precision import autocast, usable_cores
 from posevit.data.store import LABELS, load_split, with_pixels
 from posevit.models.factory import create_model
 from posevit.models.transforms import model_data_config
@@ -77,7 +76,7 @@ def main() -> None:
     size = data_config["input_size"][-1]
     transform = train_transform(data_config, cfg.train.augment)
     split = load_split("train")
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cores = usable_cores()
     rates = {}
     for workers in sorted({0, 1, 2, cores}):
         rates[workers] = loader_rate(split, transform, cfg.train.batch_size, workers, args.batches)

@@ -236,13 +236,15 @@ def _field_path(loc: tuple[Any, ...]) -> tuple[Any, ...]:
     return tuple(part for part in loc if isinstance(part, int) or str(part).isidentifier())
 
 
-def _describe(error: ErrorDetails) -> str:
+def _describe(errors: list[ErrorDetails]) -> str:
+    """One line for the errors of one key (several when a value fits no member of a union)."""
+    error = errors[0]
     key = ".".join(str(part) for part in _field_path(error["loc"])) or "<root>"
     if error["type"] == "extra_forbidden":
         return f"{key}: unknown key (misspelt? see the config reference in README.md)"
     if error["type"] == "missing":
         return f"{key}: missing (set it in conf/ or override it with {key}=...)"
-    problem = error["msg"].removeprefix("Value error, ")
+    problem = "; or ".join(e["msg"].removeprefix("Value error, ") for e in errors)
     if isinstance(error["input"], dict):  # a rule across keys of one group: the group's dump would only blur it
         return f"{key}: {problem}"
     allowed = _allowed_range(_field_path(error["loc"]))
@@ -250,32 +252,20 @@ def _describe(error: ErrorDetails) -> str:
     return f"{key} = {error['input']!r} is invalid: {problem}{allowed}. Override it with {key}=<value>."
 
 
+def _describe_all(errors: list[ErrorDetails]) -> list[str]:
+    """One line per bad key, in the order pydantic reports them."""
+    by_key: dict[tuple[Any, ...], list[ErrorDetails]] = {}
+    for error in errors:
+        by_key.setdefault(_field_path(error["loc"]), []).append(error)
+    return [_describe(group) for group in by_key.values()]
+
+
 def validate_config(raw: object) -> PipelineConfig:
     """Validate a plain config mapping, raising ConfigError listing every bad key."""
     try:
         return PipelineConfig.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError("invalid config:\n  " + "\n  ".join(_describe_all(exc))) from None
-
-
-def _describe_all(exc: ValidationError) -> list[str]:
-    """One line per bad key; a value that fits no member of a union gets one line naming each way it failed."""
-    lines: dict[str, list[str]] = {}
-    for error in exc.errors():
-        key = ".".join(str(part) for part in _field_path(error["loc"]))
-        lines.setdefault(key, []).append(_describe(error))
-    merged = []
-    for key, described in lines.items():
-        if len(described) == 1:
-            merged.append(described[0])
-        else:
-            problems = "; or ".join(
-                line.split(" is invalid: ", 1)[-1].split(". Override it", 1)[0] for line in described
-            )
-            merged.append(
-                f"{described[0].split(' is invalid: ')[0]} is invalid: {problems}. Override it with {key}=<value>."
-            )
-    return merged
+        raise ConfigError("invalid config:\n  " + "\n  ".join(_describe_all(exc.errors()))) from None
 
 
 def validate_serve(raw: object) -> ServeConfig:
@@ -283,7 +273,7 @@ def validate_serve(raw: object) -> ServeConfig:
     try:
         return ServeConfig.model_validate(raw)
     except ValidationError as exc:
-        lines = [_describe({**error, "loc": ("serve", *error["loc"])}) for error in exc.errors()]
+        lines = _describe_all([{**error, "loc": ("serve", *error["loc"])} for error in exc.errors()])
         raise ConfigError("invalid serve settings:\n  " + "\n  ".join(lines)) from None
 
 

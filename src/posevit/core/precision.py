@@ -7,6 +7,7 @@ the API report is what ran.
 
 from __future__ import annotations
 
+import os
 from contextlib import AbstractContextManager
 from typing import Literal
 
@@ -16,6 +17,11 @@ from posevit.core.config import TrainerConfig, TrainingPrecision
 from posevit.core.errors import ConfigError
 
 InferencePrecision = Literal["bf16", "fp32"]
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity, e.g. a container's share), at least 1."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def cpu_supports_bf16() -> bool:

@@ -8,7 +8,6 @@ come back in input order, so a caller can stream them to a file as they are prod
 from __future__ import annotations
 
 import glob
-import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from posevit.core.errors import ImageError
+from posevit.core.precision import usable_cores
 from posevit.data.images import decode_rgb
 from posevit.infer.predictor import Predictor
 
@@ -129,7 +129,7 @@ def collate(items: list[tuple[int, torch.Tensor | None, str | None]]) -> Batch:
 
 def default_workers() -> int:
     """One decoding worker per core the process may use, at most 8 (beyond that the forward pass is the limit)."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cores = usable_cores()
     return max(1, min(cores, 8))
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -25,7 +24,7 @@ from posevit.core.config import PipelineConfig
 from posevit.core.entrypoint import write_json
 from posevit.core.errors import ConfigError
 from posevit.core.hashing import hash_directory
-from posevit.core.precision import check_hardware, resolve_precision
+from posevit.core.precision import check_hardware, resolve_precision, usable_cores
 from posevit.data.store import LABELS, class_names, load_split
 from posevit.models.bundle import BundleConfig, TrainingSummary, save_bundle
 from posevit.models.factory import create_model
@@ -139,7 +138,7 @@ def loader_workers(cfg: PipelineConfig) -> int:
     """`train.num_workers`, with `auto` = the cores this process may use, shared by the devices of this node."""
     if cfg.train.num_workers != "auto":
         return cfg.train.num_workers
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cores = usable_cores()
     devices = cfg.trainer.devices
     if devices == "auto":
         gpus = torch.cuda.device_count() if cfg.trainer.accelerator in ("gpu", "cuda", "auto") else 0
