@@ -52,23 +52,37 @@ def photo_jpeg(width: int = 640, height: int = 480, seed: int = 0) -> bytes:
     return buffer.getvalue()
 
 
-def matmul_peak_tflops(dtype: torch.dtype = torch.bfloat16, size: int = 2048, repeats: int = 20) -> float:
-    """Best sustained GEMM rate of `dtype` on this machine, measured now (TFLOP/s)."""
-    a = torch.randn(size, size, dtype=dtype)
-    b = torch.randn(size, size, dtype=dtype)
+def matmul_peak_tflops(
+    dtype: torch.dtype = torch.bfloat16, size: int | None = None, repeats: int = 20, device: str = "cpu"
+) -> float:
+    """Best sustained GEMM rate of `dtype` on `device`, measured now (TFLOP/s)."""
+    size = size or (8192 if device == "cuda" else 2048)  # a GPU needs a bigger GEMM to reach its peak
+    a = torch.randn(size, size, dtype=dtype, device=device)
+    b = torch.randn(size, size, dtype=dtype, device=device)
     for _ in range(3):
         a @ b
+    synchronize(device)
     best = float("inf")
     for _ in range(repeats):
         start = time.perf_counter()
         a @ b
+        synchronize(device)
         best = min(best, time.perf_counter() - start)
     return 2 * size**3 / best / 1e12
 
 
-def machine() -> dict[str, object]:
-    return {
+def synchronize(device: str) -> None:
+    """Wait for queued GPU work, so wall time measures it (a no-op on CPU)."""
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def machine(device: str = "cpu") -> dict[str, object]:
+    facts: dict[str, object] = {
         "cpu": platform.processor() or platform.machine(),
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
     }
+    if device == "cuda":
+        facts["gpu"] = torch.cuda.get_device_name()
+    return facts

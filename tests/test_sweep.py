@@ -1,5 +1,5 @@
-"""Frozen-block sweeps: the statistics, the plot and workbook, and a real 2-point sweep both ways
-(Hydra multirun and `dvc exp run --queue` + `dvc queue start`) on the smoke config."""
+"""Sweeps: arms found from the changed parameters, the statistics, the plot and workbook, and real sweeps
+both ways (Hydra multirun and `dvc exp run --queue` + `dvc queue start`) on the smoke config."""
 
 from __future__ import annotations
 
@@ -14,8 +14,10 @@ import pytest
 from PIL import Image
 from scipy import stats
 
+from posevit.core.errors import ConfigError
 from posevit.sweep.summary import (
     SweepRun,
+    flatten,
     plot_sweep,
     runs_from_dvc_exp,
     runs_from_hydra,
@@ -27,11 +29,14 @@ from tests.helpers import ROOT
 from tests.helpers.dvc_project import copy_project
 
 
-def run(blocks: int, seed: int, accuracy: float, seconds: float = 10.0) -> SweepRun:
+def run(blocks: int, seed: int, accuracy: float, seconds: float = 10.0, layer_decay: float | None = None) -> SweepRun:
+    params = {
+        "model": {"name": "vit_base_patch16_224", "freeze_blocks": blocks},
+        "train": {"seed": seed, "lr": 1e-4, "layer_decay": layer_decay, "augment": {"hflip": True}},
+    }
     return SweepRun(
         f"b{blocks}s{seed}",
-        blocks,
-        seed,
+        flatten(params),
         {"accuracy": accuracy, "f1_weighted": accuracy - 0.01, "f1_macro": accuracy - 0.02},
         seconds,
     )
@@ -51,10 +56,48 @@ def test_best_setting_and_overlap_flags():
     runs += [run(2, s, a) for s, a in enumerate([0.90, 0.91, 0.905])]  # clearly best
     runs += [run(4, s, a) for s, a in enumerate([0.85, 0.95, 0.90])]  # noisy: cannot be told from the best
     settings = summarise(runs)
-    assert [s.freeze_blocks for s in settings] == [0, 2, 4]
+    assert [s.values for s in settings] == [{"model.freeze_blocks": b} for b in (0, 2, 4)]
+    assert [s.label for s in settings] == ["freeze_blocks=0", "freeze_blocks=2", "freeze_blocks=4"]
     assert [s.best for s in settings] == [False, True, False]
     assert [s.overlaps_best for s in settings] == [False, True, True]
     assert settings[1].wall_time_s == 10.0 and settings[1].n == 3
+    # Welch's test against the best: a clear gap is significant, the noisy arm is not
+    assert settings[0].p_vs_best == pytest.approx(
+        stats.ttest_ind([0.80, 0.81, 0.79], [0.90, 0.91, 0.905], equal_var=False).pvalue
+    )
+    assert settings[0].p_vs_best < 0.01 < settings[2].p_vs_best and math.isnan(settings[1].p_vs_best)
+
+
+def test_arms_are_the_changed_parameters_freezing_against_layer_decay():
+    """The README's comparison: 3 seeds each of plain, two layer decays and two freezing depths."""
+    arms = [(0, None, 0.84), (0, 0.65, 0.88), (0, 0.75, 0.89), (2, None, 0.83), (6, None, 0.80)]
+    runs = [
+        run(blocks, seed, accuracy + 0.005 * seed, layer_decay=decay)
+        for blocks, decay, accuracy in arms
+        for seed in (0, 1, 2)
+    ]
+    settings = summarise(runs)
+    assert all(set(s.values) == {"model.freeze_blocks", "train.layer_decay"} for s in settings)  # not seed, not lr
+    assert [s.label for s in settings] == [
+        "freeze_blocks=0 layer_decay=null",
+        "freeze_blocks=0 layer_decay=0.65",
+        "freeze_blocks=0 layer_decay=0.75",
+        "freeze_blocks=2 layer_decay=null",
+        "freeze_blocks=6 layer_decay=null",
+    ]
+    assert [s.n for s in settings] == [3] * 5 and next(s for s in settings if s.best).label.endswith("0.75")
+    assert settings[2].intervals["accuracy"].mean == pytest.approx(0.895)
+
+    by_freezing = summarise(runs, by=["model.freeze_blocks"])  # the layer-decay arms pooled, on request
+    assert [(s.label, s.n) for s in by_freezing] == [
+        ("freeze_blocks=0", 9),
+        ("freeze_blocks=2", 3),
+        ("freeze_blocks=6", 3),
+    ]
+    with pytest.raises(ConfigError, match="model.freeze_block"):
+        summarise(runs, by=["model.freeze_block"])
+    seeds_only = summarise([run(0, seed, 0.8) for seed in (0, 1)])
+    assert [(s.label, s.n) for s in seeds_only] == [("all runs", 2)]
 
 
 def test_plot_and_workbook(tmp_path):
@@ -73,7 +116,9 @@ def test_plot_and_workbook(tmp_path):
         dict(zip(header, [cell.value for cell in row], strict=False)) for row in sheet.iter_rows(min_row=2, max_row=4)
     ]
     assert [r["best"] for r in table] == ["", "", "best"] or [r["best"] for r in table] == [None, None, "best"]
+    assert [r["arm"] for r in table] == ["freeze_blocks=0", "freeze_blocks=1", "freeze_blocks=2"]
     assert table[2]["accuracy_mean"] == pytest.approx(settings[2].intervals["accuracy"].mean)
+    assert table[0]["p_vs_best (Welch)"] == pytest.approx(settings[0].p_vs_best)
     assert table[2]["accuracy_ci_low"] == pytest.approx(settings[2].intervals["accuracy"].low)
     assert [r["interval overlaps best"] for r in table] == ["yes" if s.overlaps_best else "no" for s in settings]
     assert sheet.cell(row=4, column=1).fill.fgColor.rgb.endswith("C6EFCE")  # the best row is highlighted
@@ -123,15 +168,15 @@ def test_two_point_sweep_with_hydra_multirun_and_with_the_dvc_queue(tmp_path_fac
         project.run("git", "status", "--porcelain").stdout == tracked_before and not (project.root / "models").exists()
     )
     hydra_runs = runs_from_hydra(sweep_dir)
-    assert sorted((r.freeze_blocks, r.seed) for r in hydra_runs) == [(0, 0), (0, 1), (1, 0), (1, 1)]
+    assert sorted((r.params["model.freeze_blocks"], r.seed) for r in hydra_runs) == [(0, 0), (0, 1), (1, 0), (1, 1)]
     summary = project.run(sys.executable, "-m", "posevit.sweep.report", "--hydra", str(sweep_dir))
-    assert "4 runs, 2 settings" in summary.stdout and "<- best" in summary.stdout
-    assert (project.root / "plots" / "freeze_sweep.png").is_file() and (
-        project.root / "reports" / "freeze_sweep.xlsx"
-    ).is_file()
+    assert "4 runs, 2 arms of model.freeze_blocks" in summary.stdout and "<- best" in summary.stdout
+    assert (project.root / "plots" / "sweep.png").is_file() and (project.root / "reports" / "sweep.xlsx").is_file()
 
-    # DVC: the same 2 settings through the experiment queue.
-    project.dvc("exp", "run", "--queue", "-S", "experiment=smoke", "-S", "model.freeze_blocks=0,1")
+    # DVC: two queued sweeps, as the README compares freezing with layer decay: the arms are found from
+    # what the experiments changed.
+    project.dvc("exp", "run", "--queue", "-S", "experiment=smoke", "-S", "train.layer_decay=0.75")
+    project.dvc("exp", "run", "--queue", "-S", "experiment=smoke", "-S", "model.freeze_blocks=1")
     project.dvc("queue", "start", "-j", "1")
     deadline = time.monotonic() + 900
     while True:
@@ -143,7 +188,8 @@ def test_two_point_sweep_with_hydra_multirun_and_with_the_dvc_queue(tmp_path_fac
     assert status.count("Success") == 2, status
     shown = json.loads(project.dvc("exp", "show", "--json").stdout)
     dvc_runs = runs_from_dvc_exp(shown)
-    assert sorted(r.freeze_blocks for r in dvc_runs) == [0, 1]
+    arms = sorted((r.params["model.freeze_blocks"], r.params["train.layer_decay"] or 0) for r in dvc_runs)
+    assert arms == [(0, 0.75), (1, 0)]
     assert all(0 <= r.metrics["accuracy"] <= 1 and r.wall_time_s > 0 for r in dvc_runs)
     table = project.dvc("exp", "show", "--only-changed", "--csv").stdout
     assert "model.freeze_blocks" in table and "accuracy" in table
@@ -157,4 +203,7 @@ def test_two_point_sweep_with_hydra_multirun_and_with_the_dvc_queue(tmp_path_fac
         "--workbook",
         "reports/dvc_sweep.xlsx",
     )
-    assert "2 runs, 2 settings" in summary.stdout and (project.root / "reports" / "dvc_sweep.xlsx").is_file()
+    assert "2 runs, 2 arms of model.freeze_blocks x train.layer_decay" in summary.stdout, summary.stdout
+    assert (
+        "freeze_blocks=1 layer_decay=null" in summary.stdout and (project.root / "reports" / "dvc_sweep.xlsx").is_file()
+    )

@@ -38,5 +38,5 @@ EXPORT_METRICS = Path("metrics/export.json")
 PUSH_RECEIPT = Path("metrics/push.json")
 
 # sweeps
-SWEEP_PLOT = Path("plots/freeze_sweep.png")
-SWEEP_WORKBOOK = Path("reports/freeze_sweep.xlsx")
+SWEEP_PLOT = Path("plots/sweep.png")
+SWEEP_WORKBOOK = Path("reports/sweep.xlsx")

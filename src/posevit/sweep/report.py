@@ -1,21 +1,51 @@
-"""Summarise a frozen-block sweep: plots/freeze_sweep.png and reports/freeze_sweep.xlsx.
+"""Summarise a sweep arm by arm (seeds are the sample): a table, plots/sweep.png and reports/sweep.xlsx.
 
 python -m posevit.sweep.report --hydra multirun/2026-11-24/19-40-00   # a Hydra sweep directory
 python -m posevit.sweep.report --dvc-exp                              # runs `dvc exp show --json`
 python -m posevit.sweep.report --dvc-exp-json exps.json               # saved `dvc exp show --json`
+python -m posevit.sweep.report --dvc-exp --by model.freeze_blocks     # arms of chosen keys only
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
 
 from posevit.core.entrypoint import run_stage
 from posevit.core.paths import SWEEP_PLOT, SWEEP_WORKBOOK
-from posevit.sweep.summary import METRICS, plot_sweep, runs_from_dvc_exp, runs_from_hydra, summarise, write_workbook
+from posevit.sweep.summary import (
+    METRICS,
+    Setting,
+    plot_sweep,
+    runs_from_dvc_exp,
+    runs_from_hydra,
+    summarise,
+    swept_names,
+    write_workbook,
+)
+
+
+def format_table(settings: list[Setting], runs: int, level: float = 0.95) -> str:
+    """One line per arm: mean [t interval] of each metric, Welch's p against the best, training time."""
+    width = max(len("arm"), *(len(setting.label) for setting in settings))
+    lines = [
+        f"{runs} runs, {len(settings)} arms of {swept_names(settings)} ({level:.0%} t intervals across seeds):",
+        f"{'arm':<{width}} {'seeds':>5}  " + "  ".join(f"{name:>24}" for name in METRICS) + "  p vs best  train s",
+    ]
+    for setting in settings:
+        cells = []
+        for name in METRICS:
+            i = setting.intervals[name]
+            cells.append(f"{i.mean:.4f} [{i.low:.4f}, {i.high:.4f}]".rjust(24))
+        flag = "  <- best" if setting.best else ("  (within the best's interval)" if setting.overlaps_best else "")
+        p = "        -" if math.isnan(setting.p_vs_best) else f"{setting.p_vs_best:9.3f}"
+        time = f"{setting.wall_time_s:7.1f}" if setting.wall_time_s is not None else "      -"
+        lines.append(f"{setting.label:<{width}} {setting.n:>5}  " + "  ".join(cells) + f"  {p}  {time}{flag}")
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -27,6 +57,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--plot", type=Path, default=SWEEP_PLOT)
     parser.add_argument("--workbook", type=Path, default=SWEEP_WORKBOOK)
     parser.add_argument("--level", type=float, default=0.95, help="confidence level of the intervals")
+    parser.add_argument(
+        "--by",
+        type=lambda text: [key.strip() for key in text.split(",") if key.strip()],
+        help="comma-separated dotted keys that define an arm (default: every key that differs between runs, "
+        "train.seed aside)",
+    )
     args = parser.parse_args(argv)
 
     if args.hydra:
@@ -40,20 +76,11 @@ def main(argv: list[str] | None = None) -> None:
             ).stdout
         )
         runs = runs_from_dvc_exp(json.loads(text))
-    settings = summarise(runs, args.level)
+    settings = summarise(runs, args.level, by=args.by)
     plot_sweep(settings, args.plot, args.level)
     write_workbook(settings, args.workbook, args.level)
 
-    print(f"{len(runs)} runs, {len(settings)} settings ({args.level:.0%} t intervals across seeds):")
-    print(f"{'frozen':>6} {'seeds':>5}  " + "  ".join(f"{name:>24}" for name in METRICS) + "  train s")
-    for setting in settings:
-        cells = []
-        for name in METRICS:
-            i = setting.intervals[name]
-            cells.append(f"{i.mean:.4f} [{i.low:.4f}, {i.high:.4f}]".rjust(24))
-        flag = "  <- best" if setting.best else ("  (within the best's interval)" if setting.overlaps_best else "")
-        time = f"{setting.wall_time_s:7.1f}" if setting.wall_time_s is not None else "      -"
-        print(f"{setting.freeze_blocks:>6} {setting.n:>5}  " + "  ".join(cells) + f"  {time}{flag}")
+    print(format_table(settings, len(runs), args.level))
     print(f"wrote {args.plot} and {args.workbook}")
 
 

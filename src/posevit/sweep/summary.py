@@ -1,7 +1,10 @@
-"""Honest comparison of frozen-block settings: mean and t interval across seeds, a plot and a workbook.
+"""Honest comparison of sweep arms: mean and t interval across seeds, a Welch test against the best, a plot
+and a workbook.
 
 Runs come from a Hydra sweep directory (`src/posevit/sweep/__main__.py` writes run.json per point) or from
-`dvc exp show --json`. One setting = one `model.freeze_blocks` value; its seeds are the sample.
+`dvc exp show --json`. An arm is one combination of the parameters the sweep changed (by default every
+parameter that differs between runs, `train.seed` aside: e.g. `model.freeze_blocks` x `train.layer_decay`);
+its seeds are the sample.
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,18 +20,36 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
+from posevit.core.errors import ConfigError, DataError
+
 log = logging.getLogger(__name__)
 METRICS = ("accuracy", "f1_weighted", "f1_macro")
+SEED_KEY = "train.seed"  # the sample within an arm, never an arm of its own
+
+
+def flatten(params: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"model": {"freeze_blocks": 2}} -> {"model.freeze_blocks": 2}: the names `-S` and Hydra overrides use."""
+    flat: dict[str, Any] = {}
+    for key, value in params.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = tuple(value) if isinstance(value, list) else value
+    return flat
 
 
 @dataclass(frozen=True)
 class SweepRun:
     name: str
-    freeze_blocks: int
-    seed: int
+    params: dict[str, Any]  # flattened: "model.freeze_blocks" -> 2
     metrics: dict[str, float]  # test metrics
     wall_time_s: float | None
     best_val_acc: float | None = None
+
+    @property
+    def seed(self) -> int:
+        return self.params[SEED_KEY]
 
 
 @dataclass(frozen=True)
@@ -44,16 +66,35 @@ class Interval:
 
 @dataclass
 class Setting:
-    freeze_blocks: int
+    """One arm of the sweep: the values of the swept keys, and its runs (one per seed)."""
+
+    values: dict[str, Any]
     runs: list[SweepRun]
     intervals: dict[str, Interval] = field(default_factory=dict)
     wall_time_s: float | None = None
     best: bool = False
     overlaps_best: bool = False
+    p_vs_best: float = math.nan  # Welch's t-test of the ranking metric against the best arm; NaN for the best
 
     @property
     def n(self) -> int:
         return len(self.runs)
+
+    @property
+    def label(self) -> str:
+        """ "freeze_blocks=2 layer_decay=0.75": the last part of each key is enough to tell arms apart."""
+        if not self.values:
+            return "all runs"
+        return " ".join(f"{key.rsplit('.', 1)[-1]}={format_value(value)}" for key, value in self.values.items())
+
+
+def format_value(value: Any) -> str:
+    return "null" if value is None else str(value)
+
+
+def cell_value(value: Any) -> Any:
+    """Numbers stay numbers in the workbook (sortable, filterable); the rest as the config writes them."""
+    return value if isinstance(value, int | float) and not isinstance(value, bool) else format_value(value)
 
 
 def t_interval(values: list[float], level: float = 0.95) -> Interval:
@@ -66,26 +107,66 @@ def t_interval(values: list[float], level: float = 0.95) -> Interval:
     return Interval(mean, mean - half, mean + half)
 
 
-def summarise(runs: list[SweepRun], level: float = 0.95, key: str = "accuracy") -> list[Setting]:
-    """One Setting per freeze_blocks value; the best by mean `key`, and which settings it cannot be told from."""
+def welch_p(a: list[float], b: list[float]) -> float:
+    """Two-sided Welch t-test p-value; NaN where a side has one run or neither side varies."""
+    if len(a) < 2 or len(b) < 2 or (np.std(a) == 0 and np.std(b) == 0):
+        return math.nan
+    return float(stats.ttest_ind(a, b, equal_var=False).pvalue)
+
+
+def swept_keys(runs: Iterable[SweepRun]) -> list[str]:
+    """The parameters whose value differs between runs, the seed aside, in config order."""
+    runs = list(runs)
+    keys: list[str] = []
+    for run in runs:
+        keys += [key for key in run.params if key not in keys]
+    return [key for key in keys if key != SEED_KEY and len({repr(run.params.get(key)) for run in runs}) > 1]
+
+
+def _order(value: Any) -> tuple[int, Any]:
+    """null first, then numbers ascending, then anything else by its text (None and 0.75 do not compare)."""
+    if value is None:
+        return (0, 0)
+    if isinstance(value, bool | int | float):
+        return (1, value)
+    return (2, str(value))
+
+
+def summarise(
+    runs: list[SweepRun], level: float = 0.95, key: str = "accuracy", by: list[str] | None = None
+) -> list[Setting]:
+    """One Setting per arm (the `by` keys, default: every swept key); the best by mean `key`, which arms its
+    interval cannot be told from, and each arm's Welch p-value against it."""
     if not runs:
-        raise ValueError("no finished runs to summarise")
+        raise DataError("no finished runs to summarise")
+    by = swept_keys(runs) if by is None else by
+    missing = sorted({name for name in by for run in runs if name not in run.params})
+    if missing:
+        raise ConfigError(
+            f"no parameter {', '.join(missing)} in the runs: --by takes dotted names like model.freeze_blocks"
+        )
+    groups: dict[tuple[str, ...], list[SweepRun]] = {}
+    for run in runs:
+        groups.setdefault(tuple(repr(run.params[name]) for name in by), []).append(run)
     settings = []
-    for blocks in sorted({run.freeze_blocks for run in runs}):
-        group = [run for run in runs if run.freeze_blocks == blocks]
+    for group in groups.values():
         times = [run.wall_time_s for run in group if run.wall_time_s is not None]
         settings.append(
             Setting(
-                blocks,
-                group,
+                {name: group[0].params[name] for name in by},
+                sorted(group, key=lambda run: run.seed),
                 {name: t_interval([run.metrics[name] for run in group], level) for name in METRICS},
                 float(np.mean(times)) if times else None,
             )
         )
+    settings.sort(key=lambda setting: [_order(value) for value in setting.values.values()])
     best = max(settings, key=lambda setting: setting.intervals[key].mean)
+    best_scores = [run.metrics[key] for run in best.runs]
     for setting in settings:
         setting.best = setting is best
         setting.overlaps_best = setting.intervals[key].overlaps(best.intervals[key])
+        if not setting.best:
+            setting.p_vs_best = welch_p([run.metrics[key] for run in setting.runs], best_scores)
     return settings
 
 
@@ -100,15 +181,14 @@ def runs_from_hydra(sweep_dir: Path) -> list[SweepRun]:
         runs.append(
             SweepRun(
                 name=f"{path.parent.name}: {' '.join(record['overrides'])}",
-                freeze_blocks=record["params"]["model"]["freeze_blocks"],
-                seed=record["params"]["train"]["seed"],
+                params=flatten(record["params"]),
                 metrics={name: record["test"][name] for name in METRICS},
                 wall_time_s=record["train"].get("wall_time_s"),
                 best_val_acc=record["train"].get("best_val_acc"),
             )
         )
     if not runs:
-        raise ValueError(f"{sweep_dir} has no finished sweep points (*/run.json)")
+        raise DataError(f"{sweep_dir} has no finished sweep points (*/run.json)")
     return runs
 
 
@@ -129,23 +209,27 @@ def runs_from_dvc_exp(show: list[dict[str, Any]]) -> list[SweepRun]:
                 runs.append(
                     SweepRun(
                         name=rev.get("name") or rev["rev"][:7],
-                        freeze_blocks=params["model"]["freeze_blocks"],
-                        seed=params["train"]["seed"],
+                        params=flatten(params),
                         metrics={name: test[name] for name in METRICS},
                         wall_time_s=train.get("wall_time_s"),
                         best_val_acc=train.get("best_val_acc"),
                     )
                 )
     if not runs:
-        raise ValueError("`dvc exp show` lists no finished experiments with metrics/test.json")
+        raise DataError("`dvc exp show` lists no finished experiments with metrics/test.json")
     return runs
 
 
+def swept_names(settings: list[Setting]) -> str:
+    return " x ".join(settings[0].values) or "no swept parameter"
+
+
 def plot_sweep(settings: list[Setting], path: Path, level: float = 0.95) -> None:
-    """Accuracy and F1 (mean, t interval across seeds) against frozen blocks; training time on a second axis."""
+    """Accuracy and F1 (mean, t interval across seeds) per arm; every seed a faint dot; training time on a
+    second axis."""
     from matplotlib.figure import Figure
 
-    x = np.array([setting.freeze_blocks for setting in settings], dtype=float)
+    x = np.arange(len(settings), dtype=float)
     fig = Figure(figsize=(8, 4.8), dpi=120)
     ax = fig.subplots()
     for offset, (name, colour) in zip(
@@ -159,26 +243,26 @@ def plot_sweep(settings: list[Setting], path: Path, level: float = 0.95) -> None
             x + offset,
             means,
             yerr=[lows, highs],
-            fmt="o-",
+            fmt="o",
             capsize=4,
             color=colour,
             label=f"test {name} (mean, {level:.0%} t interval)",
         )
-        for setting in settings:  # every seed, faint, so the spread is visible too
+        for position, setting in zip(x, settings, strict=True):  # every seed, faint, so the spread is visible too
             ax.scatter(
-                [setting.freeze_blocks + offset] * setting.n,
+                [position + offset] * setting.n,
                 [run.metrics[name] for run in setting.runs],
                 s=10,
                 color=colour,
                 alpha=0.35,
             )
-    best = next(setting for setting in settings if setting.best)
-    ax.axvline(best.freeze_blocks, color="grey", linestyle=":", label=f"best: {best.freeze_blocks} frozen")
-    ax.set_xlabel("frozen transformer blocks (model.freeze_blocks)")
+    best = next(position for position, setting in zip(x, settings, strict=True) if setting.best)
+    ax.axvline(best, color="grey", linestyle=":", label=f"best: {settings[int(best)].label}")
+    ax.set_xlabel(swept_names(settings))
     ax.set_ylabel("test score")
-    ax.set_xticks(x)
+    ax.set_xticks(x, [setting.label.replace(" ", "\n") for setting in settings], fontsize=8)
     seeds = sorted({setting.n for setting in settings})
-    ax.set_title(f"Frozen-block sweep: {len(settings)} settings x {'/'.join(map(str, seeds))} seeds")
+    ax.set_title(f"Sweep: {len(settings)} arms x {'/'.join(map(str, seeds))} seeds")
     times = [setting.wall_time_s for setting in settings if setting.wall_time_s is not None]
     if len(times) == len(settings):
         twin = ax.twinx()
@@ -198,25 +282,29 @@ def plot_sweep(settings: list[Setting], path: Path, level: float = 0.95) -> None
 
 
 def write_workbook(settings: list[Setting], path: Path, level: float = 0.95) -> None:
-    """Runs (one row each), Settings (aggregated; best highlighted; overlap with the best flagged), a chart."""
+    """Runs (one row each), Settings (one row per arm; best highlighted; overlap and p-value against the best),
+    a chart."""
     from posevit.evaluate.workbook import reproducible_workbook
 
     workbook = reproducible_workbook(path)
     bold = workbook.add_format({"bold": True, "bg_color": "#DDEBF7", "border": 1})
     number = workbook.add_format({"num_format": "0.0000"})
     best_format = workbook.add_format({"bg_color": "#C6EFCE", "bold": True})
+    keys = list(settings[0].values)
 
     runs = workbook.add_worksheet("Runs")
-    headers = ["run", "freeze_blocks", "seed", *METRICS, "best_val_acc", "train_wall_time_s"]
+    headers = ["run", *keys, "seed", *METRICS, "best_val_acc", "train_wall_time_s"]
     runs.write_row(0, 0, headers, bold)
     row = 1
     for setting in settings:
-        for run in sorted(setting.runs, key=lambda r: r.seed):
-            runs.write_row(row, 0, [run.name, run.freeze_blocks, run.seed])
-            for col, name in enumerate(METRICS, start=3):
-                runs.write_number(row, col, run.metrics[name], number)
-            runs.write(row, 6, run.best_val_acc if run.best_val_acc is not None else "", number)
-            runs.write(row, 7, run.wall_time_s if run.wall_time_s is not None else "")
+        for run in setting.runs:
+            runs.write_row(row, 0, [run.name, *(cell_value(run.params[key]) for key in keys), run.seed])
+            col = len(keys) + 2
+            for offset, name in enumerate(METRICS):
+                runs.write_number(row, col + offset, run.metrics[name], number)
+            col += len(METRICS)
+            runs.write(row, col, run.best_val_acc if run.best_val_acc is not None else "", number)
+            runs.write(row, col + 1, run.wall_time_s if run.wall_time_s is not None else "")
             row += 1
     runs.set_column(0, 0, 48)
     runs.set_column(1, len(headers), 14)
@@ -224,15 +312,16 @@ def write_workbook(settings: list[Setting], path: Path, level: float = 0.95) -> 
     runs.freeze_panes(1, 0)
 
     sheet = workbook.add_worksheet("Settings")
-    headers = ["freeze_blocks", "seeds"]
+    headers = ["arm", *keys, "seeds"]
+    metric_col = len(headers)
     for name in METRICS:
         headers += [f"{name}_mean", f"{name}_ci_low", f"{name}_ci_high"]
-    headers += ["train_wall_time_s", "best", "interval overlaps best"]
+    headers += ["p_vs_best (Welch)", "train_wall_time_s", "best", "interval overlaps best"]
     sheet.write_row(0, 0, headers, bold)
     for row, setting in enumerate(settings, start=1):
         style = best_format if setting.best else None
-        sheet.write_row(row, 0, [setting.freeze_blocks, setting.n], style)
-        col = 2
+        sheet.write_row(row, 0, [setting.label, *(cell_value(v) for v in setting.values.values()), setting.n], style)
+        col = metric_col
         for name in METRICS:
             interval = setting.intervals[name]
             for value in (interval.mean, interval.low, interval.high):
@@ -241,36 +330,31 @@ def write_workbook(settings: list[Setting], path: Path, level: float = 0.95) -> 
                 else:
                     sheet.write_number(row, col, value, best_format if setting.best else number)
                 col += 1
-        sheet.write(row, col, setting.wall_time_s if setting.wall_time_s is not None else "", style)
-        sheet.write(row, col + 1, "best" if setting.best else "", style)
-        sheet.write(row, col + 2, "yes" if setting.overlaps_best else "no", style)
-    sheet.set_column(0, len(headers), 16)
+        sheet.write(row, col, "" if math.isnan(setting.p_vs_best) else setting.p_vs_best, style)
+        sheet.write(row, col + 1, setting.wall_time_s if setting.wall_time_s is not None else "", style)
+        sheet.write(row, col + 2, "best" if setting.best else "", style)
+        sheet.write(row, col + 3, "yes" if setting.overlaps_best else "no", style)
+    sheet.set_column(0, 0, 32)
+    sheet.set_column(1, len(headers), 16)
     sheet.freeze_panes(1, 1)
     note = len(settings) + 2
     sheet.write(
         note,
         0,
-        f"Intervals: {level:.0%} Student-t across seeds. 'overlaps best' = yes means the data "
-        f"cannot tell this setting from the best one (accuracy).",
+        f"Intervals: {level:.0%} Student-t across seeds. 'overlaps best' = yes means the intervals cannot tell "
+        f"this arm from the best one (accuracy); p_vs_best is Welch's two-sided t-test of the seeds' accuracy.",
     )
     chart = workbook.add_chart({"type": "line"})
-    chart.add_series(
-        {
-            "name": "accuracy (mean)",
-            "categories": ["Settings", 1, 0, len(settings), 0],
-            "values": ["Settings", 1, 2, len(settings), 2],
-            "marker": {"type": "circle"},
-        }
-    )
-    chart.add_series(
-        {
-            "name": "f1_weighted (mean)",
-            "categories": ["Settings", 1, 0, len(settings), 0],
-            "values": ["Settings", 1, 5, len(settings), 5],
-            "marker": {"type": "square"},
-        }
-    )
-    chart.set_title({"name": "Test score against frozen blocks"})
-    chart.set_x_axis({"name": "frozen blocks"})
+    for name, marker, col in (("accuracy", "circle", metric_col), ("f1_weighted", "square", metric_col + 3)):
+        chart.add_series(
+            {
+                "name": f"{name} (mean)",
+                "categories": ["Settings", 1, 0, len(settings), 0],
+                "values": ["Settings", 1, col, len(settings), col],
+                "marker": {"type": marker},
+            }
+        )
+    chart.set_title({"name": f"Test score per arm ({swept_names(settings)})"})
+    chart.set_x_axis({"name": "arm"})
     sheet.insert_chart(note + 2, 0, chart)
     workbook.close()
