@@ -5,6 +5,7 @@ early stopping, gradient clipping and accumulation, torch.compile, loader worker
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 import pytest
@@ -14,11 +15,20 @@ import torch
 from pytorch_lightning.callbacks import Callback
 from torch.utils.data import DataLoader
 
-from posevit.core.config import ModelConfig, PipelineConfig, TrainConfig, compose_config, load_params, validate_config
+from posevit.core.config import (
+    ModelConfig,
+    PipelineConfig,
+    TrainConfig,
+    TrainerConfig,
+    compose_config,
+    load_params,
+    validate_config,
+)
 from posevit.core.errors import ConfigError
 from posevit.core.labels import ACTION_CLASSES
+from posevit.core.precision import resolve_fused_attention
 from posevit.data.store import LABELS, PIXELS
-from posevit.models.factory import create_model
+from posevit.models.factory import create_model, set_fused_attention
 from posevit.models.freeze import freeze_blocks
 from posevit.models.transforms import model_data_config
 from posevit.train.augment import train_transform
@@ -104,6 +114,27 @@ def test_without_layer_decay_every_parameter_shares_one_rate():
     assert len(set(probe.lrs[0].values())) == 1
 
 
+def test_adamw_runs_fused():
+    module, _ = fit(TrainConfig(lr=1e-3, warmup_epochs=0, epochs=1))
+    optimizer = module.trainer.optimizers[0]
+    assert isinstance(optimizer, torch.optim.AdamW) and optimizer.defaults["fused"] is True
+
+
+def test_fused_attention_auto_is_the_kernel_on_gpus_and_matmuls_on_cpus():
+    assert resolve_fused_attention(TrainerConfig(accelerator="cpu")) is False
+    assert resolve_fused_attention(TrainerConfig(accelerator="gpu")) is True
+    assert resolve_fused_attention(TrainerConfig(accelerator="cpu", fused_attention=True)) is True
+    assert resolve_fused_attention(TrainerConfig(accelerator="gpu", fused_attention=False)) is False
+    torch.manual_seed(0)
+    model = create_model(TINY, num_classes=15).eval()
+    pixels = torch.randn(2, 3, 96, 96)
+    assert set_fused_attention(model, True) == DEPTH
+    fused = model(pixels)
+    assert set_fused_attention(model, False) == DEPTH
+    assert all(not block.attn.fused_attn for block in model.blocks)
+    torch.testing.assert_close(model(pixels), fused, rtol=1e-4, atol=1e-5)  # the same maths, another kernel
+
+
 def test_mixup_and_cutmix_mix_the_inputs_and_train_acc_counts_hard_labels():
     for mixup in (0.0, 0.8):
         seen: list[torch.Tensor] = []
@@ -157,6 +188,7 @@ def test_gradient_clipping_and_accumulation_reach_the_optimiser():
         "train.accumulate_grad_batches=0",
         "trainer.limit_train_batches=0",
         "trainer.compile=maybe",
+        "trainer.fused_attention=sometimes",
     ],
 )
 def test_every_new_key_is_validated_with_a_message_that_names_it(override):
@@ -252,11 +284,13 @@ def test_early_stopping_ends_a_run_that_stopped_improving(project, tmp_path):
     assert full["epochs"] == 6
 
 
-def test_compile_and_batch_limits_train_a_bundle(project, tmp_path):
+def test_compile_and_batch_limits_train_a_bundle(project, tmp_path, caplog):
     torch._dynamo.reset()
-    metrics, paths = run_train(
-        project, tmp_path, "compiled", trainer={"compile": True, "limit_train_batches": 2, "limit_val_batches": 1}
-    )
+    with caplog.at_level(logging.INFO, logger="posevit"):
+        metrics, paths = run_train(
+            project, tmp_path, "compiled", trainer={"compile": True, "limit_train_batches": 2, "limit_val_batches": 1}
+        )
+    assert "attention matmuls" in caplog.text  # trainer.fused_attention=auto on a CPU
     assert metrics["epochs"] == 1 and (paths.models / "model.safetensors").is_file()
     names = set(safetensors.torch.load_file(str(paths.models / "model.safetensors")))
     assert names == set(_initial_weights(project))  # no `_orig_mod.` prefixes: the bundle loads anywhere

@@ -129,6 +129,7 @@ class TrainerConfig(Schema):
     num_nodes: PositiveInt = 1
     precision: Literal["auto"] | TrainingPrecision = "auto"
     compile: bool = False
+    fused_attention: bool | Literal["auto"] = "auto"
     limit_train_batches: BatchLimit = 1.0
     limit_val_batches: BatchLimit = 1.0
 

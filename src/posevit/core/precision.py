@@ -43,6 +43,14 @@ def resolve_precision(precision: Literal["auto"] | TrainingPrecision, accelerato
     return "32-true"
 
 
+def resolve_fused_attention(trainer: TrainerConfig) -> bool:
+    """`auto` -> the fused (flash) attention kernel when training on a GPU; plain matmuls on a CPU, where
+    the fused kernel's backward is the slow part of a training step (measured: benchmarks/train_throughput)."""
+    if trainer.fused_attention != "auto":
+        return trainer.fused_attention
+    return trainer.accelerator in ("gpu", "cuda") or (trainer.accelerator == "auto" and torch.cuda.is_available())
+
+
 def inference_precision(device: torch.device | str) -> InferencePrecision:
     """bf16 where the device computes it natively (bf16 CPUs, Ampere+ GPUs), else fp32."""
     device = torch.device(device)

@@ -48,3 +48,12 @@ def create_model(cfg: ModelConfig, num_classes: int) -> nn.Module:
         else "from scratch",
     )
     return model
+
+
+def set_fused_attention(model: nn.Module, fused: bool) -> int:
+    """Switch every timm attention layer between the fused SDPA kernel and explicit matmuls (same maths,
+    same weights); returns how many layers it switched."""
+    layers = [module for module in model.modules() if hasattr(module, "fused_attn")]
+    for module in layers:
+        module.fused_attn = fused  # type: ignore[assignment]  # a plain bool timm reads on each forward
+    return len(layers)

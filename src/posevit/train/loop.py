@@ -24,10 +24,10 @@ from posevit.core.config import PipelineConfig
 from posevit.core.entrypoint import write_json
 from posevit.core.errors import ConfigError
 from posevit.core.hashing import hash_directory
-from posevit.core.precision import check_hardware, resolve_precision, usable_cores
+from posevit.core.precision import check_hardware, resolve_fused_attention, resolve_precision, usable_cores
 from posevit.data.store import LABELS, class_names, load_split
 from posevit.models.bundle import BundleConfig, TrainingSummary, save_bundle
-from posevit.models.factory import create_model
+from posevit.models.factory import create_model, set_fused_attention
 from posevit.models.freeze import count_parameters, freeze_blocks, model_depth
 from posevit.models.transforms import eval_transform, model_data_config
 from posevit.train.augment import train_transform
@@ -155,11 +155,14 @@ def train(cfg: PipelineConfig, paths: TrainPaths = TrainPaths()) -> TrainMetrics
     frozen = freeze_blocks(model, cfg.model.freeze_blocks)
     trainable, total = count_parameters(model)
     model = model.to(memory_format=torch.channels_last)  # ~25% faster convolutions on CPU
+    fused_attention = resolve_fused_attention(cfg.trainer)
+    set_fused_attention(model, fused_attention)
     data_config = model_data_config(model)
     precision = resolve_precision(cfg.trainer.precision, cfg.trainer.accelerator)
     log.info(
-        "precision %s; %s of %s parameters trainable (%d of %d blocks frozen)",
+        "precision %s; attention %s; %s of %s parameters trainable (%d of %d blocks frozen)",
         precision,
+        "fused kernel" if fused_attention else "matmuls",
         f"{trainable:,}",
         f"{total:,}",
         cfg.model.freeze_blocks,
