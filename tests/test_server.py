@@ -193,6 +193,12 @@ def test_an_upload_without_a_declared_length_is_refused_before_reading(server):
     assert post(server, photo(1)).status_code == 200
 
 
+def test_a_get_on_an_upload_route_is_method_not_allowed(server):
+    response = httpx.get(server.url + "v1/predict", timeout=30)
+    assert response.status_code == 405 and "POST" in response.headers["allow"]
+    assert response.json()["error"]["code"] == "http_405"
+
+
 @pytest.mark.parametrize("kind", sorted(ODD_BUT_FINE))
 def test_every_odd_file_the_page_handles_gets_a_prediction_through_the_api(server, kind):
     assert post(server, ODD_BUT_FINE[kind]()).status_code == 200

@@ -189,6 +189,11 @@ class GuardAndMeasure:
 
         started = time.perf_counter()
         try:
+            if limit is not None and scope["method"] != "POST":
+                # Said here: past this point the page's catch-all mount would answer 404 for the path.
+                response = error_response(405, "http_405", f"{path} takes POST (a multipart upload)", {"Allow": "POST"})
+                await response(scope, _no_body, send_and_record)
+                return
             if limit is not None:
                 declared = dict(scope["headers"]).get(b"content-length")
                 if declared is None or not declared.isdigit():  # chunked: the size is unknown until read
