@@ -47,6 +47,9 @@ def test_registry_latest_and_pinned(aws_env, bucket, tmp_path, monkeypatch):
     assert latest.exports_dir is not None and (latest.exports_dir / "model.onnx").read_bytes() == b"onnx"
     assert pinned.exports_dir is None
     assert latest.source == f"S3 registry s3://{bucket}/registry/posevit/{versions[1]}/"
+    # The torch backend's fetch leaves the exports in S3.
+    torch_only = resolve(f"registry:{versions[1]}", tmp_path / "torch-cache", exports=False)
+    assert torch_only.version == versions[1] and torch_only.exports_dir is None
     assert resolve("auto", tmp_path / "cache").version == versions[1]
 
 

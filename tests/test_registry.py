@@ -158,3 +158,28 @@ def test_fetch_verifies_before_anything_loads(aws_env, address, tmp_path):
     assert not (tmp_path / "fresh-cache" / "posevit" / second).exists()
     with pytest.raises(S3Error, match="not a complete published version"):
         fetch_model(client, address, version="0" * 16, cache_dir=tmp_path / "cache", progress=False)
+
+
+def test_a_fetch_can_leave_the_exports_in_s3_and_a_later_one_adds_them(aws_env, address, tmp_path):
+    """The torch backend fetches no ONNX files; an ONNX backend later adds them and keeps the cached bundle."""
+    client = make_client()
+    version, files = version_files(tmp_path, seed=0)
+    exports = tmp_path / "exports"
+    exports.mkdir()
+    (exports / "model.onnx").write_bytes(b"onnx " * 1000)
+    files["exports/model.onnx"] = exports / "model.onnx"
+    publish(client, address, version, files, progress=False)
+    cache = tmp_path / "cache"
+
+    bundle_only = fetch_model(client, address, cache_dir=cache, progress=False, skip=("exports/",))
+    assert not (bundle_only / "exports").exists() and hash_directory(bundle_only / "models") == version
+    assert fetch_model(client, address, cache_dir=cache, progress=False, skip=("exports/",)) == bundle_only
+
+    # Replace the weights in S3: a fetch that downloaded them again would now fail verification.
+    weights_key = address.key(version, "models", "model.safetensors")
+    client.put_object(Bucket=address.bucket, Key=weights_key, Body=b"tampered")
+    full = fetch_model(client, address, cache_dir=cache, progress=False)
+    assert full == bundle_only and (full / "exports" / "model.onnx").read_bytes() == b"onnx " * 1000
+    assert hash_directory(full / "models") == version  # the cached weights stayed
+    with pytest.raises(S3Error, match="failed verification"):
+        fetch_model(client, address, cache_dir=tmp_path / "fresh", progress=False)

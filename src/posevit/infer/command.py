@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         expanded = expand_inputs(args.paths)
         if not expanded.inputs:
             raise ConfigError(f"no image files in {' '.join(args.paths)} (skipped {expanded.skipped} other files)")
-        served = resolve(args.model, CACHE_DIR)
+        served = resolve(args.model, CACHE_DIR, exports=args.backend != "torch")
         predictor = Predictor(load_bundle(served.bundle_dir), args.device, args.backend, served.exports_dir)
     except PosevitError as exc:
         print(f"error: {exc}", file=sys.stderr)

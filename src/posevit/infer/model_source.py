@@ -67,7 +67,9 @@ def from_folder(folder: Path, source: str | None = None, metrics_file: Path | No
     )
 
 
-def from_registry(version: str, cache_dir: Path | None = None) -> ServedModel:
+def from_registry(version: str, cache_dir: Path | None = None, exports: bool = True) -> ServedModel:
+    """A published version, verified; without `exports` its ONNX files stay in S3 (the torch backend
+    needs none: 2 x ~340 MB for ViT-B/16)."""
     from posevit.core.config import load_params
     from posevit.publish.registry import DEFAULT_CACHE, ModelAddress, fetch_model
     from posevit.publish.s3 import make_client
@@ -75,7 +77,11 @@ def from_registry(version: str, cache_dir: Path | None = None) -> ServedModel:
     push = load_params().push
     address = ModelAddress(push.bucket, push.prefix, push.model_name)
     folder = fetch_model(
-        make_client(push.endpoint_url, push.region), address, version or "latest", cache_dir or DEFAULT_CACHE
+        make_client(push.endpoint_url, push.region),
+        address,
+        version or "latest",
+        cache_dir or DEFAULT_CACHE,
+        skip=() if exports else (f"{EXPORTS_DIR.name}/",),
     )
     return from_folder(folder / MODELS_DIR.name, f"S3 registry {address.uri(folder.name)}/", folder / TEST_METRICS)
 
@@ -102,11 +108,12 @@ def from_dvc(rev: str, cache_dir: Path) -> ServedModel:
     return from_folder(target / MODELS_DIR.name, f"DVC revision {rev}", target / TEST_METRICS)
 
 
-def resolve(spec: str, cache_dir: Path) -> ServedModel:
-    """The model named by `spec` (see the module docstring); `auto`: the registry's latest, else models/."""
+def resolve(spec: str, cache_dir: Path, exports: bool = True) -> ServedModel:
+    """The model named by `spec` (see the module docstring); `auto`: the registry's latest, else models/.
+    `exports=False`: a registry version comes without its ONNX exports."""
     if spec == "auto":
         try:
-            return from_registry("latest", cache_dir / "registry")
+            return from_registry("latest", cache_dir / "registry", exports)
         except PosevitError as registry_error:
             if (MODELS_DIR / CONFIG_FILE).is_file():
                 log.warning("registry unavailable (%s); serving the local bundle %s/", registry_error, MODELS_DIR)
@@ -116,7 +123,7 @@ def resolve(spec: str, cache_dir: Path) -> ServedModel:
                 f"and there is no local bundle in {MODELS_DIR}/. {HOW_TO_GET_ONE}"
             ) from None
     if spec == "registry" or spec.startswith("registry:"):
-        return from_registry(spec.partition(":")[2] or "latest", cache_dir / "registry")
+        return from_registry(spec.partition(":")[2] or "latest", cache_dir / "registry", exports)
     if spec.startswith("dvc:"):
         return from_dvc(spec.removeprefix("dvc:"), cache_dir)
     return from_folder(Path(spec))

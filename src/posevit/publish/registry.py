@@ -19,9 +19,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypedDict
@@ -277,12 +278,14 @@ def publish(
     return PublishResult(version, address.uri(version) + "/", uploaded, existing is not None, not_added)
 
 
-def _verified(directory: Path, manifest: Manifest) -> bool:
-    """Every manifest file is present with its sha256 and the bundle hashes to the version."""
-    for name, entry in manifest["files"].items():
-        path = directory / name
-        if not path.is_file() or path.stat().st_size != entry["size"] or sha256_file(path) != entry["sha256"]:
-            return False
+def _file_ok(path: Path, entry: Any) -> bool:
+    return path.is_file() and path.stat().st_size == entry["size"] and sha256_file(path) == entry["sha256"]
+
+
+def _verified(directory: Path, manifest: Manifest, names: Iterable[str]) -> bool:
+    """Every file of `names` is present with its manifest sha256 and the bundle hashes to the version."""
+    if not all(_file_ok(directory / name, manifest["files"][name]) for name in names):
+        return False
     return hash_directory(directory / BUNDLE_SUBDIR) == manifest["version"]
 
 
@@ -292,11 +295,14 @@ def fetch_model(
     version: str = "latest",
     cache_dir: Path = DEFAULT_CACHE,
     progress: bool = True,
+    skip: tuple[str, ...] = (),
 ) -> Path:
     """Download a published version (or the latest) into `cache_dir`, verified; return its folder.
 
     The bundle is `<returned folder>/models`. Nothing is returned, so nothing is loaded, unless
-    every file matches the manifest's sha256 and the bundle hashes to the version's name.
+    every file fetched matches the manifest's sha256 and the bundle hashes to the version's name.
+    `skip` leaves out files under those prefixes (`("exports/",)`: the torch backend needs no ONNX
+    files); a later fetch without it adds them, reusing what the cache already holds.
     """
     if version == "latest":
         latest = read_latest(client, address)
@@ -304,17 +310,34 @@ def fetch_model(
             raise S3Error(f"no model published at {address.uri()}/ yet: run the push stage (`dvc repro push`)")
         version = latest["version"]
     target = Path(cache_dir) / address.model_name / version
-    if (target / MANIFEST_FILE).is_file() and _verified(target, json.loads((target / MANIFEST_FILE).read_text())):
-        return target
+
+    def wanted(manifest: Manifest) -> list[str]:
+        return [name for name in manifest["files"] if not any(name.startswith(prefix) for prefix in skip)]
+
+    if (target / MANIFEST_FILE).is_file():
+        cached = json.loads((target / MANIFEST_FILE).read_text())
+        if _verified(target, cached, wanted(cached)):
+            return target
     with s3_errors(client, f"fetching {address.uri(version)}", address.bucket):
         manifest = _get_json(client, address.bucket, address.key(version, MANIFEST_FILE))
         if manifest is None:
             raise S3Error(f"{address.uri(version)} is not a complete published version (no {MANIFEST_FILE})")
+        # Built beside the cache entry and swapped in whole: a killed fetch never leaves a half version.
         partial = target.with_name(f".{version}.partial")
         shutil.rmtree(partial, ignore_errors=True)
-        total = sum(entry["size"] for entry in manifest["files"].values())
+        names = wanted(manifest)
+        # Files the cache already holds intact (e.g. the bundle, fetched before without its exports) stay.
+        kept = [name for name in names if _file_ok(target / name, manifest["files"][name])]
+        for name in kept:
+            (partial / name).parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.link(target / name, partial / name)  # no second copy of the weights on disk
+            except OSError:
+                shutil.copy2(target / name, partial / name)
+        missing = [name for name in names if name not in kept]
+        total = sum(manifest["files"][name]["size"] for name in missing)
         with tqdm(total=total, unit="B", unit_scale=True, desc=f"fetch {version}", disable=not progress) as bar:
-            for name in manifest["files"]:
+            for name in missing:
                 destination = partial / name
                 destination.parent.mkdir(parents=True, exist_ok=True)
                 body = client.get_object(Bucket=address.bucket, Key=address.key(version, name))["Body"]
@@ -323,7 +346,7 @@ def fetch_model(
                         handle.write(chunk)
                         bar.update(len(chunk))
     (partial / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2))
-    if not _verified(partial, manifest):
+    if not _verified(partial, manifest, names):
         shutil.rmtree(partial, ignore_errors=True)
         raise S3Error(
             f"{address.uri(version)} failed verification: a file does not match its sha256 in "

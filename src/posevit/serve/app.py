@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
 
         keys = ApiKeys.load(settings.api_keys_file)
         check_inference_device(settings.device, "serve.device")
-        served = resolve(settings.model, CACHE_DIR)
+        served = resolve(settings.model, CACHE_DIR, exports=settings.backend != "torch")
         predictor = Predictor(load_bundle(served.bundle_dir), settings.device, settings.backend, served.exports_dir)
     except PosevitError as exc:
         print(f"error: {exc}", file=sys.stderr)
