@@ -74,6 +74,8 @@ def overconfident(n: int = 6000, true_temperature: float = 3.0, seed: int = 0) -
 
 
 def test_temperature_scaling_recovers_the_overconfidence_and_lowers_the_ece(tmp_path):
+    import dataclasses
+
     import torch
 
     from posevit.evaluate.plots import plot_reliability
@@ -84,7 +86,7 @@ def test_temperature_scaling_recovers_the_overconfidence_and_lowers_the_ece(tmp_
     assert temperature == pytest.approx(3.0, rel=0.1)
     predictions = Predictions(ids=[str(i) for i in range(len(labels))], targets=labels, logits=logits)
     before = compute_metrics(predictions, 15, 0.95)
-    predictions.temperature = temperature
+    predictions = dataclasses.replace(predictions, temperature=temperature)  # frozen: cached softmax stays right
     after = compute_metrics(predictions, 15, 0.95)
     assert after["ece"] < 0.03 < 0.1 < before["ece"] == before["ece_uncalibrated"] == after["ece_uncalibrated"]
     assert after["temperature"] == round(temperature, 6) and after["accuracy"] == before["accuracy"]

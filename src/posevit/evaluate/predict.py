@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import datasets
@@ -17,14 +18,14 @@ from posevit.data.store import ID, LABELS, PIXELS, class_names, with_pixels
 from posevit.models.bundle import Bundle, BundleError
 
 
-@dataclass
+@dataclass(frozen=True)
 class Predictions:
     ids: list[str]
     targets: np.ndarray  # (n,) class ids
     logits: np.ndarray  # (n, classes)
     temperature: float = 1.0  # the bundle's calibration
 
-    @property
+    @cached_property  # read by every metric and plot of evaluate: one softmax, not one per use
     def probabilities(self) -> np.ndarray:
         """Calibrated: softmax(logits / temperature), what the app, the API and `posevit predict` serve."""
         return torch.from_numpy(self.logits / self.temperature).softmax(dim=1).numpy()
@@ -33,7 +34,7 @@ class Predictions:
     def uncalibrated(self) -> np.ndarray:
         return torch.from_numpy(self.logits).softmax(dim=1).numpy()
 
-    @property
+    @cached_property
     def predicted(self) -> np.ndarray:
         return self.probabilities.argmax(axis=1)
 
