@@ -27,26 +27,26 @@ from posevit.core.errors import ConfigError, PosevitError
 log = logging.getLogger("posevit.predict")
 
 
-def positive_int(text: str) -> int:
+def _whole_number(text: str, minimum: int, not_a_number: str, too_small: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+        raise argparse.ArgumentTypeError(f"{text!r} {not_a_number}") from None
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"{value} {too_small}")
     return value
+
+
+def positive_int(text: str) -> int:
+    return _whole_number(text, 1, "is not a whole number", "must be at least 1")
 
 
 def worker_count(text: str) -> int | None:
     if text == "auto":
         return None
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is neither a whole number nor 'auto'") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{value} must be 0 (decode in the main process) or more")
-    return value
+    return _whole_number(
+        text, 0, "is neither a whole number nor 'auto'", "must be 0 (decode in the main process) or more"
+    )
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

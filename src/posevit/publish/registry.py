@@ -346,7 +346,8 @@ def fetch_model(
                         handle.write(chunk)
                         bar.update(len(chunk))
     (partial / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2))
-    if not _verified(partial, manifest, names):
+    # The kept files were checked against the manifest as they were linked: only the downloads remain.
+    if not _verified(partial, manifest, missing):
         shutil.rmtree(partial, ignore_errors=True)
         raise S3Error(
             f"{address.uri(version)} failed verification: a file does not match its sha256 in "

@@ -35,7 +35,7 @@ def flatten(params: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
         if isinstance(value, Mapping):
             flat.update(flatten(value, f"{name}."))
         else:
-            flat[name] = tuple(value) if isinstance(value, list) else value
+            flat[name] = value
     return flat
 
 
