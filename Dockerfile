@@ -1,16 +1,21 @@
 # The posevit server (page + JSON API + metrics) serving a published model from the S3 registry.
 #   docker build -t posevit-app .                     (--build-arg BASE=<image> for another Python 3.11 base)
 #   docker run -p 127.0.0.1:7860:7860 -e AWS_ACCESS_KEY_ID -e AWS_SECRET_ACCESS_KEY -e AWS_REGION posevit-app
+# By default it serves the export stage's int8 ONNX file with ONNX Runtime and has no PyTorch (~0.7 GB of
+# packages). For the torch backend and the page's heat maps, build the full stack (~7 GB, CUDA included):
+#   docker build --build-arg REQUIREMENTS=requirements/runtime.txt --build-arg BACKEND=torch -t posevit-app:torch .
 ARG BASE=python:3.11-slim
 FROM ${BASE}
+ARG REQUIREMENTS=requirements/serve.txt
+ARG BACKEND=onnx-int8
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
     GRADIO_ANALYTICS_ENABLED=False
 WORKDIR /app
 
-# Dependency layer: rebuilt only when the runtime lock changes, not on every code edit.
-COPY requirements/runtime.txt requirements/runtime.txt
-RUN python3 -m venv /opt/venv && /opt/venv/bin/pip install -r requirements/runtime.txt
+# Dependency layer: rebuilt only when the lock changes, not on every code edit.
+COPY ${REQUIREMENTS} requirements.txt
+RUN python3 -m venv /opt/venv && /opt/venv/bin/pip install -r requirements.txt
 ENV PATH=/opt/venv/bin:$PATH
 
 COPY pyproject.toml README.md ./
@@ -21,7 +26,8 @@ COPY app.py params.yaml ./
 
 USER posevit
 # Inside a container the server must listen on all interfaces; publish the port on 127.0.0.1 (compose does).
-ENV POSEVIT_HOST=0.0.0.0 POSEVIT_PORT=7860 POSEVIT_MODEL=registry POSEVIT_CACHE=/home/posevit/.cache/posevit
+ENV POSEVIT_HOST=0.0.0.0 POSEVIT_PORT=7860 POSEVIT_MODEL=registry POSEVIT_BACKEND=${BACKEND} \
+    POSEVIT_CACHE=/home/posevit/.cache/posevit
 EXPOSE 7860
 # Ready = the model is loaded and warmed up (GET /health/ready).
 HEALTHCHECK --interval=30s --timeout=10s --start-period=120s --retries=3 CMD ["python", "app.py", "--healthcheck"]

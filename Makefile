@@ -21,8 +21,8 @@ help:
 	@echo "make s3-stop  stop it"
 	@echo "make serve  serve the published model (else models/): page, JSON API (/docs), metrics on http://127.0.0.1:7860"
 	@echo "make app    the same (old name)"
-	@echo "make image-test  build the server image with podman, run it, wait for its healthcheck, post a photo"
-	@echo "make lock   re-resolve requirements/lock.txt from pyproject.toml (needs uv)"
+	@echo "make image-test  build the server image (ONNX, no torch) with podman, run it, wait for its healthcheck, post a photo"
+	@echo "make lock   re-resolve requirements/*.txt from pyproject.toml and requirements/serve.in (needs uv)"
 
 # The venv is rebuilt from the lock whenever the lock or pyproject changes.
 $(VENV)/.installed: pyproject.toml requirements/lock.txt
@@ -92,9 +92,12 @@ app: serve
 lock:
 	uv pip compile pyproject.toml --extra dev --extra onnx --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
 		-c requirements/pins.txt -o requirements/lock.txt --annotation-style line
-	# The serving image's subset, at the same versions (Dockerfile).
+	# The full serving stack (torch backend; the Dockerfile's REQUIREMENTS build arg), at the same versions.
 	uv pip compile pyproject.toml --extra onnx --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
 		-c requirements/lock.txt -o requirements/runtime.txt --annotation-style line
+	# The default image's packages: ONNX Runtime, the page and the API, no torch (requirements/serve.in).
+	uv pip compile requirements/serve.in --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
+		-c requirements/lock.txt -o requirements/serve.txt --annotation-style line
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 
 from benchmarks.common import VIT_B16, machine, matmul_peak_tflops, percentiles, random_bundle
-from posevit.infer.predictor import Predictor
+from posevit.infer.torch_predictor import TorchPredictor
 
 MODEL = VIT_B16
 
@@ -42,7 +42,7 @@ def main() -> None:
         (640, 480), Image.Resampling.BICUBIC
     )
     bundle = random_bundle(MODEL)
-    predictor = Predictor(bundle)
+    predictor = TorchPredictor(bundle)
     app = time_calls(lambda: predictor.predict(photo), args.runs)
 
     transform = bundle.eval_transform()

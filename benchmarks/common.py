@@ -14,7 +14,8 @@ from PIL import Image
 
 from posevit.core.config import ModelConfig
 from posevit.core.labels import ACTION_CLASSES
-from posevit.models.bundle import Bundle, BundleConfig, load_bundle, save_bundle
+from posevit.models.bundle import Bundle, load_bundle, save_bundle
+from posevit.models.bundle_config import BundleConfig
 from posevit.models.factory import create_model
 from posevit.models.transforms import model_data_config
 

@@ -34,7 +34,7 @@ from benchmarks.common import VIT_B16, machine, matmul_peak_tflops, percentiles,
 from posevit.core.config import ModelConfig
 from posevit.data.images import decode_rgb
 from posevit.devtools.local_s3 import free_port
-from posevit.infer.predictor import Predictor
+from posevit.infer.torch_predictor import TorchPredictor
 from posevit.models.bundle import load_bundle
 from posevit.models.factory import create_model
 
@@ -107,7 +107,7 @@ def closed_loop(url: str, photo: bytes, concurrency: int, seconds: float) -> dic
 
 def page_path_latency(bundle_dir: Path, photo: bytes, runs: int = 20) -> dict[str, float]:
     """The old page's path, in process: decode the upload, then `Predictor.predict` alone."""
-    predictor = Predictor(load_bundle(bundle_dir))
+    predictor = TorchPredictor(load_bundle(bundle_dir))
     for _ in range(3):
         predictor.predict(decode_rgb(photo, 40_000_000))
     seconds = []

@@ -21,8 +21,8 @@ from posevit.evaluate.metrics import (
 )
 from posevit.evaluate.predict import Predictions, check_labels
 from posevit.evaluate.workbook import write_report
-from posevit.models.bundle import Bundle, BundleConfig, BundleError
-from posevit.models.transforms import DataConfig
+from posevit.models.bundle import Bundle
+from posevit.models.bundle_config import BundleConfig, BundleError, DataConfig
 from tests.helpers.images import action_dataset, balanced_labels
 from tests.helpers.workbook import check_workbook
 
@@ -102,13 +102,13 @@ def test_temperature_scaling_recovers_the_overconfidence_and_lowers_the_ece(tmp_
 def test_a_bundles_temperature_calibrates_what_the_predictor_serves(tmp_path):
     import torch
 
-    from posevit.infer.predictor import Predictor
+    from posevit.infer.torch_predictor import TorchPredictor
     from posevit.models.bundle import load_bundle
     from tests.helpers.bundles import tiny_bundle
 
-    plain = Predictor(load_bundle(tiny_bundle(tmp_path / "plain", seed=2, head_scale=20.0)))
-    warm = Predictor(load_bundle(tiny_bundle(tmp_path / "warm", seed=2, head_scale=20.0, temperature=4.0)))
-    pixels = torch.randn(3, 3, 96, 96)
+    plain = TorchPredictor(load_bundle(tiny_bundle(tmp_path / "plain", seed=2, head_scale=20.0)))
+    warm = TorchPredictor(load_bundle(tiny_bundle(tmp_path / "warm", seed=2, head_scale=20.0, temperature=4.0)))
+    pixels = torch.randn(3, 3, 96, 96).numpy()
     sharp, soft = plain.forward(pixels), warm.forward(pixels)
     assert (sharp.argmax(1) == soft.argmax(1)).all() and (soft.max(1) < sharp.max(1)).all()
     expected = torch.softmax(torch.log(torch.from_numpy(sharp)) / 4.0, dim=1).numpy()  # log-softmax shifts cancel

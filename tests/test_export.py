@@ -4,6 +4,9 @@ and the server running the exports through ONNX Runtime with the same API."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import httpx
@@ -15,6 +18,7 @@ from posevit.export.run import ExportMetrics, ExportPaths, export, parity_proble
 from tests.helpers.bundles import tiny_bundle
 from tests.helpers.images import action_dataset, balanced_labels, png_bytes
 from tests.helpers.server import RunningApp
+from tests.helpers.slim import serve_only_env
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -72,13 +76,18 @@ def test_the_bar_names_what_failed():
     ("backend", "precision"), [("onnx", "fp32 (ONNX Runtime)"), ("onnx-int8", "int8 (ONNX Runtime)")]
 )
 def test_the_server_runs_the_exports_with_the_same_api_and_answers(project, backend, precision):
+    """With only the serving image's packages (requirements/serve.txt: no torch, no timm) importable."""
     photo = project / "photo.png"
     photo.write_bytes(png_bytes((200, 30, 90), (120, 96)))
+    slim = serve_only_env(project / f"slim-{backend}")
+    blocked = subprocess.run([sys.executable, "-c", "import torch"], env={**os.environ, **slim}, capture_output=True)
+    assert b"not in requirements/serve.txt" in blocked.stderr
     torch_server = RunningApp(project, "--model", "models")
-    onnx_server = RunningApp(project, "--model", "models", "--backend", backend)
+    onnx_server = RunningApp(project, "--model", "models", "--backend", backend, env=slim)
     try:
         card = httpx.get(onnx_server.url + "v1/model").json()
-        assert card["precision"] == precision
+        assert card["precision"] == precision and card["backend"] == backend
+        assert "needs backend torch" in httpx.get(onnx_server.url + "config").text  # the page offers no heat map
         answers = []
         for server in (torch_server, onnx_server):
             response = httpx.post(
@@ -96,9 +105,6 @@ def test_the_server_runs_the_exports_with_the_same_api_and_answers(project, back
 
 
 def test_an_onnx_backend_without_exports_says_how_to_make_them(tmp_path):
-    import subprocess
-    import sys
-
     from tests.helpers import ROOT
 
     tiny_bundle(tmp_path / "models")
@@ -115,18 +121,16 @@ def test_an_onnx_backend_without_exports_says_how_to_make_them(tmp_path):
 def test_the_readme_onnx_snippet_classifies_like_posevit(project):
     """The README's ten lines (onnxruntime, PIL, numpy only) give the label posevit's own int8 path gives."""
     import re
-    import subprocess
-    import sys
 
     from PIL import Image
 
-    from posevit.infer.predictor import Predictor
-    from posevit.models.bundle import load_bundle
+    from posevit.infer.predictor import OnnxPredictor
+    from posevit.models.bundle_config import read_bundle_config
     from tests.helpers import ROOT
 
     snippet = re.search(r"Deploying without Python.*?```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
     assert snippet and len(snippet.group(1).strip().splitlines()) <= 10
-    predictor = Predictor(load_bundle(project / "models"), backend="onnx-int8", exports_dir=project / "exports")
+    predictor = OnnxPredictor(read_bundle_config(project / "models"), project / "exports", "onnx-int8")
     for seed, size in ((0, (640, 480)), (1, (333, 500))):
         photo = Image.effect_noise(size, 60 + 40 * seed).convert("RGB").resize(size)
         photo.save(project / "photo.jpg", quality=95)
@@ -139,9 +143,6 @@ def test_the_readme_onnx_snippet_classifies_like_posevit(project):
 
 
 def test_posevit_predict_runs_the_onnx_backends_with_the_same_answers(project):
-    import subprocess
-    import sys
-
     from PIL import Image
 
     folder = project / "photos"

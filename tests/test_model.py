@@ -12,7 +12,8 @@ from PIL import Image
 
 from posevit.core.config import ModelConfig, TrainConfig
 from posevit.core.errors import ConfigError
-from posevit.models.bundle import BundleConfig, BundleError, load_bundle, save_bundle
+from posevit.models.bundle import load_bundle, save_bundle
+from posevit.models.bundle_config import BundleConfig, BundleError
 from posevit.models.factory import create_model
 from posevit.models.freeze import freeze_blocks
 from posevit.models.transforms import model_data_config

@@ -13,7 +13,7 @@ from PIL import Image
 
 from posevit.data.images import decode_rgb
 from posevit.infer.folders import expand_inputs
-from posevit.infer.predictor import Predictor
+from posevit.infer.torch_predictor import TorchPredictor
 from posevit.models.bundle import load_bundle
 from tests.helpers.bundles import tiny_bundle
 from tests.helpers.images import ODD_BUT_FINE, animated_gif, encode, exif_rotated_jpeg, png_with_declared_size
@@ -111,7 +111,7 @@ def test_every_image_in_the_folder_gets_a_row_and_broken_files_say_why(photos, j
 
 def test_every_prediction_equals_the_same_images_single_image_prediction(photos, jsonl_run):
     _, output = jsonl_run
-    predictor = Predictor(load_bundle(photos / "models"))
+    predictor = TorchPredictor(load_bundle(photos / "models"))
     rows = read_rows(output)
     compared = 0
     for path, (top, error) in rows.items():

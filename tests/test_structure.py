@@ -103,6 +103,17 @@ def test_serving_and_predicting_load_without_training_data_or_dvc_libraries():
     assert heavy == [], heavy
 
 
+def test_the_serving_image_path_loads_no_torch():
+    """The server's modules, the predictor's ONNX backends among them, import neither torch nor timm:
+    the default image installs requirements/serve.txt, which has neither (test_export serves from it)."""
+    modules = loaded_modules(
+        "import posevit.serve.app, posevit.serve.api, posevit.serve.page, posevit.serve.service, "
+        "posevit.infer.predictor, posevit.infer.model_source, posevit.serve.examples"
+    )
+    heavy = sorted({name.split(".")[0] for name in modules} & {"torch", "torchvision", "timm", "safetensors"})
+    assert heavy == [], heavy
+
+
 def test_the_config_schema_does_not_import_publishing_or_stage_code():
     modules = loaded_modules("import posevit.core.config")
     assert sorted(n for n in modules if n.startswith("posevit.") and not n.startswith("posevit.core")) == []

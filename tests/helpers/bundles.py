@@ -8,7 +8,8 @@ import torch
 
 from posevit.core.config import ModelConfig
 from posevit.core.labels import ACTION_CLASSES
-from posevit.models.bundle import BundleConfig, save_bundle
+from posevit.models.bundle import save_bundle
+from posevit.models.bundle_config import BundleConfig
 from posevit.models.factory import create_model
 from posevit.models.transforms import model_data_config
 

@@ -4,9 +4,10 @@ There is no Docker engine on these machines; Debian's podman and runc build and 
 Dockerfile as root. The base image is bootstrapped from Debian's packages once
 (`mmdebstrap ... bookworm`, then `podman import`) and passed as `--build-arg BASE`. The build
 mounts the host's CA certificates and pip configuration read-only, as any build behind a proxy
-needs. The container serves a small bundle mounted read-only, on the host's loopback; the test
-waits for the image's own HEALTHCHECK (`/health/ready`), posts a photo to `/v1/predict`, and
-removes the container whatever happened.
+needs. The image is the default one (requirements/serve.txt: ONNX Runtime, no PyTorch); the test
+checks that torch is indeed absent, then the container serves a small bundle and its int8 ONNX
+export, mounted read-only, on the host's loopback. It waits for the image's own HEALTHCHECK
+(`/health/ready`), posts a photo to `/v1/predict`, and removes the container whatever happened.
 """
 
 from __future__ import annotations
@@ -83,22 +84,41 @@ def build(context: Path) -> None:
 
 
 def write_tiny_bundle(directory: Path) -> Path:
-    from posevit.core.config import ModelConfig
+    """models/ (a small bundle) and exports/ (its ONNX files) in `directory`, readable by the image's user."""
+    from posevit.core.config import ExportConfig, ModelConfig
     from posevit.core.labels import ACTION_CLASSES
-    from posevit.models.bundle import BundleConfig, save_bundle
+    from posevit.export.onnx import export_onnx, quantize_int8
+    from posevit.models.bundle import load_bundle, save_bundle
+    from posevit.models.bundle_config import BundleConfig
     from posevit.models.factory import create_model
     from posevit.models.transforms import model_data_config
 
     model = create_model(ModelConfig(name="vit_convstem_tiny"), num_classes=len(ACTION_CLASSES)).eval()
+    models = directory / "models"
     save_bundle(
-        directory,
+        models,
         model,
         BundleConfig(model_name="vit_convstem_tiny", labels=list(ACTION_CLASSES), data_config=model_data_config(model)),
     )
-    directory.chmod(0o755)
-    for path in directory.iterdir():
-        path.chmod(0o644)  # readable by the image's non-root user
+    exports = directory / "exports"
+    exports.mkdir()
+    fp32 = export_onnx(load_bundle(models), exports / "model.onnx", ExportConfig().opset)
+    quantize_int8(fp32, exports / "model.int8.onnx")
+    for folder in (directory, models, exports):
+        folder.chmod(0o755)
+        for path in folder.iterdir():
+            if path.is_file():
+                path.chmod(0o644)  # readable by the image's non-root user
     return directory
+
+
+def check_no_torch() -> str:
+    """The default image serves ONNX alone: torch must not be in it. Returns the image's size."""
+    probe = "import importlib.util, sys; sys.exit(importlib.util.find_spec('torch') is not None)"
+    if podman("run", "--rm", *RUNTIME, IMAGE, "python", "-c", probe, check=False).returncode != 0:
+        raise ImageTestError(f"{IMAGE} has torch installed: the default image must install requirements/serve.txt")
+    size = int(podman("image", "inspect", "--format", "{{.Size}}", IMAGE, capture=True).stdout.strip())
+    return f"{size / 1e9:.2f} GB"
 
 
 def wait_healthy(container: str, timeout: float = 300) -> None:
@@ -123,9 +143,9 @@ def run_and_predict(bundle: Path) -> dict:
         container,
         *RUNTIME,
         "-v",
-        f"{bundle}:/models:ro",
+        f"{bundle}:/srv/posevit:ro",
         "-e",
-        "POSEVIT_MODEL=/models",
+        "POSEVIT_MODEL=/srv/posevit/models",
         "-e",
         "POSEVIT_HOST=127.0.0.1",
         "-e",
@@ -149,15 +169,16 @@ def run_and_predict(bundle: Path) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--context", type=Path, default=Path("."), help="the build context (the project root)")
-    parser.add_argument("--keep", action="store_true", help=f"keep {IMAGE} afterwards (it takes ~7 GB)")
+    parser.add_argument("--keep", action="store_true", help=f"keep {IMAGE} afterwards (~1 GB)")
     args = parser.parse_args(argv)
     started = time.monotonic()
     try:
         ensure_base()
         build(args.context)
+        size = check_no_torch()
         with tempfile.TemporaryDirectory() as directory:
             Path(directory).chmod(0o755)
-            answer = run_and_predict(write_tiny_bundle(Path(directory) / "models"))
+            answer = run_and_predict(write_tiny_bundle(Path(directory) / "served"))
     except (PosevitError, subprocess.CalledProcessError) as exc:
         print(f"image test failed: {exc}", file=sys.stderr)
         return 1
@@ -167,8 +188,8 @@ def main(argv: list[str] | None = None) -> int:
             podman("image", "prune", "-f", check=False)
     print(json.dumps(answer))
     print(
-        f"image test passed in {time.monotonic() - started:.0f} s: built {IMAGE}, healthy, /v1/predict answered "
-        f"{answer['predictions'][0]['label']}"
+        f"image test passed in {time.monotonic() - started:.0f} s: built {IMAGE} ({size}, no torch), healthy, "
+        f"/v1/predict answered {answer['predictions'][0]['label']}"
     )
     return 0
 

@@ -15,7 +15,8 @@ from tqdm.auto import tqdm
 
 from posevit.core.precision import autocast
 from posevit.data.store import ID, LABELS, PIXELS, class_names, with_pixels
-from posevit.models.bundle import Bundle, BundleError
+from posevit.models.bundle import Bundle
+from posevit.models.bundle_config import BundleError
 
 
 @dataclass(frozen=True)

@@ -83,21 +83,19 @@ def main(argv: list[str] | None = None) -> int:
     from tqdm import tqdm
     from tqdm.contrib.logging import logging_redirect_tqdm
 
-    from posevit.core.precision import check_inference_device
     from posevit.infer.folders import classify_files, expand_inputs
     from posevit.infer.model_source import CACHE_DIR, resolve
     from posevit.infer.outputs import check_output, finish, open_writer, partial_path
-    from posevit.infer.predictor import Predictor
-    from posevit.models.bundle import load_bundle
+    from posevit.infer.predictor import check_device, load_predictor
 
     try:
         check_output(args.output)
-        check_inference_device(args.device)
+        check_device(args.device, args.backend)
         expanded = expand_inputs(args.paths)
         if not expanded.inputs:
             raise ConfigError(f"no image files in {' '.join(args.paths)} (skipped {expanded.skipped} other files)")
         served = resolve(args.model, CACHE_DIR, exports=args.backend != "torch")
-        predictor = Predictor(load_bundle(served.bundle_dir), args.device, args.backend, served.exports_dir)
+        predictor = load_predictor(served, args.device, args.backend)
     except PosevitError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -12,7 +12,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
+import numpy as np
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
@@ -92,7 +92,7 @@ class ImageFiles(Dataset):
     def __len__(self) -> int:
         return len(self.inputs)
 
-    def __getitem__(self, index: int) -> tuple[int, torch.Tensor | None, str | None]:
+    def __getitem__(self, index: int) -> tuple[int, np.ndarray | None, str | None]:
         item = self.inputs[index]
         if item.problem:
             return index, None, item.problem
@@ -111,17 +111,17 @@ class ImageFiles(Dataset):
 @dataclass(frozen=True)
 class Batch:
     indices: list[int]  # every input of the batch, in order
-    pixels: torch.Tensor | None  # (n_good, C, H, W) for the decoded ones
+    pixels: np.ndarray | None  # (n_good, C, H, W) for the decoded ones
     good: list[int]  # positions (in `indices`) of the decoded ones
     errors: dict[int, str]  # position -> why it was not decoded
 
 
-def collate(items: list[tuple[int, torch.Tensor | None, str | None]]) -> Batch:
+def collate(items: list[tuple[int, np.ndarray | None, str | None]]) -> Batch:
     good = [position for position, (_, pixels, _) in enumerate(items) if pixels is not None]
-    tensors = [pixels for _, pixels, _ in items if pixels is not None]
+    arrays = [pixels for _, pixels, _ in items if pixels is not None]
     return Batch(
         indices=[index for index, _, _ in items],
-        pixels=torch.stack(tensors) if tensors else None,
+        pixels=np.stack(arrays) if arrays else None,
         good=good,
         errors={position: error for position, (_, _, error) in enumerate(items) if error is not None},
     )
@@ -148,15 +148,14 @@ def classify_files(
         batch_size=batch_size,
         num_workers=min(workers, -(-len(inputs) // batch_size)),  # no idle workers for a few files
         collate_fn=collate,
-        pin_memory=predictor.device.type == "cuda",
     )
     k = min(top_k, len(predictor.labels))
     for batch in loader:
         rows = [Row(inputs[index].path, [], batch.errors.get(position)) for position, index in enumerate(batch.indices)]
         if batch.pixels is not None:
-            probabilities = torch.from_numpy(predictor.forward(batch.pixels))
-            values, classes = probabilities.topk(k, dim=1)
-            for position, row_values, row_classes in zip(batch.good, values.tolist(), classes.tolist(), strict=True):
-                labels = [predictor.labels[c] for c in row_classes]
-                rows[position] = Row(rows[position].path, list(zip(labels, row_values, strict=True)))
+            probabilities = predictor.forward(batch.pixels)
+            classes = np.argsort(-probabilities, axis=1, kind="stable")[:, :k]
+            for position, row, row_classes in zip(batch.good, probabilities, classes, strict=True):
+                top = [(predictor.labels[c], float(row[c])) for c in row_classes]
+                rows[position] = Row(rows[position].path, top)
         yield rows

@@ -19,7 +19,7 @@ from posevit.core.errors import PosevitError
 from posevit.core.hashing import hash_directory
 from posevit.core.metrics import TestMetrics
 from posevit.core.paths import EXPORTS_DIR, MODELS_DIR, TEST_METRICS
-from posevit.models.bundle import CONFIG_FILE, read_bundle_config
+from posevit.models.bundle_config import CONFIG_FILE, read_bundle_config
 
 HOW_TO_GET_ONE = (
     "get a model first, one of: `make demo` (trains and publishes to the local S3), "

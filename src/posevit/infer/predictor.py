@@ -1,7 +1,10 @@
-"""Inference on a bundle: the evaluation transform, batched forward passes (bf16 where fast), a heat map.
+"""Inference on a bundle: the evaluation transform, batched forward passes, calibrated probabilities.
 
-The server batches through `Predictor.forward`; `predict` is one image alone (the replaced app's path,
-which `benchmarks/app_latency.py` times).
+`Predictor` is what the server, the page and `posevit predict` hold; `load_predictor` picks the
+backend. The ONNX backends need only ONNX Runtime, PIL and NumPy (the serving image ships no torch);
+the torch backend (`infer.torch_predictor`) is imported only when asked for, and alone draws heat maps.
+The server batches through `forward`; `predict` is one image alone (the replaced app's path, which
+`benchmarks/app_latency.py` times).
 """
 
 from __future__ import annotations
@@ -12,15 +15,13 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 from PIL import Image
 
 from posevit.core.errors import ConfigError
-from posevit.core.precision import autocast, inference_precision
-from posevit.models.bundle import Bundle
-from posevit.models.onnx_runtime import OnnxModel
-from posevit.models.transforms import DataConfig
+from posevit.infer.model_source import ServedModel
+from posevit.models.bundle_config import BundleConfig, read_bundle_config
+from posevit.models.onnx_runtime import OnnxModel, check_onnx_device
+from posevit.models.preprocess import EvalPreprocess
 
 DISPLAY_SIZE = 288
 Backend = Literal["torch", "onnx", "onnx-int8"]
@@ -37,97 +38,101 @@ class Prediction:
 
 
 class Predictor:
-    """Holds one bundle in eval mode on one device; turns images into pixels and pixels into probabilities."""
+    """One bundle on one device and backend: images -> pixels -> calibrated probabilities."""
 
-    def __init__(
-        self,
-        bundle: Bundle,
-        device: str | torch.device = "cpu",
-        backend: Backend = "torch",
-        exports_dir: Path | None = None,
-    ) -> None:
-        self.bundle = bundle
-        self.device = torch.device(device)
-        self.model = bundle.model.to(self.device).eval().to(memory_format=torch.channels_last)
-        self.transform = bundle.eval_transform()
-        self.labels = bundle.labels
-        self.model_name = bundle.config.model_name
-        self.backend = backend
-        self.onnx: OnnxModel | None = None
-        if backend == "torch":
-            self.precision: str = inference_precision(self.device)  # what `forward` runs in, for the page and API
-        else:
-            if exports_dir is None:
-                raise ConfigError(
-                    f"backend {backend} needs the model's ONNX export ({ONNX_FILES[backend]} in an exports/ folder "
-                    "beside models/), and this model came without one: run `dvc repro export` (a registry version "
-                    "has them when its push published them), or use backend torch"
-                )
-            self.onnx = OnnxModel(exports_dir / ONNX_FILES[backend], str(self.device))
-            self.precision = "int8 (ONNX Runtime)" if backend == "onnx-int8" else "fp32 (ONNX Runtime)"
+    backend: Backend
+    precision: str  # what `forward` runs in, for the page and the API
+    explains = False  # whether `heat_map` works (it needs gradients: the torch backend)
+
+    def __init__(self, config: BundleConfig, device: str) -> None:
+        self.config = config
+        self.labels = config.labels
+        self.model_name = config.model_name
+        self.temperature = config.temperature or 1.0  # calibrated on the validation split
+        self.device = device
 
     @property
     def input_size(self) -> tuple[int, int]:
         """(height, width) of the model's input."""
-        _, height, width = self.bundle.data_config["input_size"]
+        _, height, width = self.config.data_config["input_size"]
         return height, width
 
-    def preprocess(self, image: Image.Image) -> torch.Tensor:
-        """The eval transform: (C, H, W) float pixels on the CPU (cheap, so it runs in request threads)."""
-        return self.transform(image.convert("RGB"))
+    def preprocess(self, image: Image.Image) -> np.ndarray:
+        """The eval transform: (C, H, W) float32 pixels (cheap, so it runs in request threads)."""
+        raise NotImplementedError
 
-    def pixels(self, image: Image.Image) -> torch.Tensor:
-        return self.preprocess(image).unsqueeze(0).to(self.device)
-
-    @torch.inference_mode()
-    def forward(self, pixels: torch.Tensor) -> np.ndarray:
-        """(N, C, H, W) pixels -> (N, classes) calibrated probabilities, one forward pass on the configured backend."""
-        if self.onnx is not None:
-            logits = torch.from_numpy(self.onnx.logits(pixels.numpy()))
-        else:
-            batch = pixels.to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
-            with autocast(self.device):
-                logits = self.model(batch).float().cpu()
-        return torch.softmax(logits / self.bundle.temperature, dim=-1).numpy()  # calibrated on the validation split
+    def forward(self, pixels: np.ndarray) -> np.ndarray:
+        """(N, C, H, W) pixels -> (N, classes) calibrated probabilities, one forward pass."""
+        raise NotImplementedError
 
     def predict(self, image: Image.Image) -> Prediction:
         """One image alone, timed."""
         start = time.perf_counter()
-        probabilities = self.forward(self.pixels(image))[0].tolist()
+        probabilities = self.forward(self.preprocess(image)[None])[0].tolist()
         return Prediction(dict(zip(self.labels, probabilities, strict=True)), time.perf_counter() - start)
 
     def heat_map(self, image: Image.Image, label: str | None = None) -> np.ndarray:
-        """Where the model looked: |d logit / d pixel| (SmoothGrad-free saliency), blurred, in [0, 1].
-
-        Returned at the size of the model's input crop; `overlay` maps it back onto the photo.
-        """
-        pixels = self.pixels(image).requires_grad_(True)
-        with torch.enable_grad(), autocast(self.device):
-            logits = self.model(pixels).float()
-            index = self.labels.index(label) if label else int(logits.argmax())
-            logits[0, index].backward()
-        assert pixels.grad is not None  # backward() above filled it
-        saliency = pixels.grad.abs().amax(dim=1, keepdim=True)  # (1, 1, H, W)
-        kernel = max(3, (saliency.shape[-1] // 16) | 1)  # smooth pixel noise into regions
-        smoothed = F.avg_pool2d(saliency, kernel, stride=1, padding=kernel // 2)[0, 0].numpy()
-        low, high = np.percentile(smoothed, [50, 99.5])
-        return np.clip((smoothed - low) / max(high - low, 1e-12), 0.0, 1.0)
+        raise ConfigError(f"heat maps need gradients, which backend {self.backend} has not: use backend torch")
 
     def overlay(self, image: Image.Image, heat: np.ndarray, alpha: float = 0.5) -> Image.Image:
         """The heat map in colour over the same centre crop the model saw."""
         from matplotlib import colormaps
 
         size = heat.shape[::-1]
-        crop = _center_crop_like(image.convert("RGB"), self.bundle.data_config, size)
+        crop = _center_crop_like(image.convert("RGB"), self.config.data_config["crop_pct"], size)
         colour = (colormaps["inferno"](heat)[..., :3] * 255).astype(np.uint8)
         blended = Image.blend(crop, Image.fromarray(colour), alpha)
         scale = max(1, DISPLAY_SIZE // max(size))  # small inputs (the demo's 96 px) are shown larger
         return blended.resize((size[0] * scale, size[1] * scale), Image.Resampling.BICUBIC) if scale > 1 else blended
 
 
-def _center_crop_like(image: Image.Image, data_config: DataConfig, size: tuple[int, int]) -> Image.Image:
+class OnnxPredictor(Predictor):
+    """The export stage's ONNX file (fp32 or dynamic int8) in ONNX Runtime; no torch anywhere."""
+
+    def __init__(self, config: BundleConfig, exports_dir: Path, backend: Backend, device: str = "cpu") -> None:
+        super().__init__(config, device)
+        self.backend = backend
+        self.transform = EvalPreprocess(config.data_config)
+        self.onnx = OnnxModel(exports_dir / ONNX_FILES[backend], device)
+        self.precision = "int8 (ONNX Runtime)" if backend == "onnx-int8" else "fp32 (ONNX Runtime)"
+
+    def preprocess(self, image: Image.Image) -> np.ndarray:
+        return self.transform(image)
+
+    def forward(self, pixels: np.ndarray) -> np.ndarray:
+        scaled = self.onnx.logits(pixels) / self.temperature
+        exp = np.exp(scaled - scaled.max(axis=-1, keepdims=True))
+        return exp / exp.sum(axis=-1, keepdims=True)
+
+
+def check_device(device: str, backend: Backend, setting: str = "--device") -> None:
+    """Stop before loading anything when `device` names hardware this machine, or this backend, lacks."""
+    if backend == "torch":
+        from posevit.core.precision import check_inference_device
+
+        check_inference_device(device, setting)
+    else:
+        check_onnx_device(device, setting)
+
+
+def load_predictor(served: ServedModel, device: str = "cpu", backend: Backend = "torch") -> Predictor:
+    """The served model on `backend`: torch loads the weights; the ONNX ones read config.json and an export."""
+    if backend == "torch":
+        from posevit.infer.torch_predictor import TorchPredictor
+        from posevit.models.bundle import load_bundle
+
+        return TorchPredictor(load_bundle(served.bundle_dir), device)
+    if served.exports_dir is None:
+        raise ConfigError(
+            f"backend {backend} needs the model's ONNX export ({ONNX_FILES[backend]} in an exports/ folder "
+            "beside models/), and this model came without one: run `dvc repro export` (a registry version "
+            "has them when its push published them), or use backend torch"
+        )
+    return OnnxPredictor(read_bundle_config(served.bundle_dir), served.exports_dir, backend, device)
+
+
+def _center_crop_like(image: Image.Image, crop_pct: float, size: tuple[int, int]) -> Image.Image:
     """The region of `image` the evaluation transform keeps (resize shorter side, centre crop), at `size`."""
-    crop_pct = float(data_config["crop_pct"])
     width, height = image.size
     side = min(width, height) * crop_pct
     left, top = (width - side) / 2, (height - side) / 2

@@ -1,6 +1,6 @@
 """Models: architectures registered with timm, the factory, freezing, the model's transforms and the bundle.
 
-Importing it registers the project's own timm models, so `timm.create_model(model.name)` finds them.
+`factory` and `bundle` import `convstem_vit`, which registers the project's own timm models, so
+`timm.create_model(name)` finds them there. The package itself imports nothing: `bundle_config`,
+`preprocess` and `onnx_runtime` serve the ONNX backends where neither torch nor timm is installed.
 """
-
-from posevit.models import convstem_vit  # noqa: F401  (registers vit_convstem_tiny with timm)

@@ -10,6 +10,7 @@ from torch import nn
 
 from posevit.core.config import ModelConfig
 from posevit.core.errors import ConfigError
+from posevit.models import convstem_vit  # noqa: F401  (registers vit_convstem_tiny with timm)
 
 log = logging.getLogger(__name__)
 

@@ -13,17 +13,36 @@ import numpy as np
 from posevit.core.errors import ConfigError
 
 
+def _runtime():
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise ConfigError("the ONNX backends need ONNX Runtime: pip install 'posevit[onnx]'") from None
+    return ort
+
+
+def check_onnx_device(device: str, setting: str = "--device") -> None:
+    """Stop before loading anything when ONNX Runtime cannot run on `device` here."""
+    if device.startswith("cuda"):
+        available = _runtime().get_available_providers()
+        if "CUDAExecutionProvider" not in available:
+            raise ConfigError(
+                f"{setting}={device} needs ONNX Runtime's CUDA provider (pip install onnxruntime-gpu) and this "
+                f"one has {', '.join(available)}: use {setting} cpu"
+            )
+    elif device != "cpu":
+        raise ConfigError(f"{setting}={device}: the ONNX backends run on cpu or cuda[:N]")
+
+
 class OnnxModel:
     def __init__(self, path: Path, device: str = "cpu", spinning: bool = True) -> None:
-        try:
-            import onnxruntime as ort
-        except ImportError:
-            raise ConfigError("the ONNX backends need ONNX Runtime: pip install 'posevit[onnx]'") from None
+        ort = _runtime()
+        check_onnx_device(device)
         if not Path(path).is_file():
             raise ConfigError(f"{path} not found: export the model first (`dvc repro export`)")
-        providers = ["CPUExecutionProvider"]
+        providers: list[str | tuple[str, dict[str, str]]] = ["CPUExecutionProvider"]
         if device.startswith("cuda"):
-            providers.insert(0, "CUDAExecutionProvider")
+            providers.insert(0, ("CUDAExecutionProvider", {"device_id": device.partition(":")[2] or "0"}))
         self.path = Path(path)
         options = ort.SessionOptions()
         if not spinning:  # idle threads sleep at once instead of spinning (fair when timed beside PyTorch)

@@ -10,18 +10,8 @@ from typing import Any
 
 from timm.data import create_transform, resolve_model_data_config
 from torch import nn
-from typing_extensions import TypedDict  # pydantic validates typing_extensions' TypedDict on Python 3.11
 
-
-class DataConfig(TypedDict):
-    """timm's data config of a model, as JSON (key order as timm resolves it)."""
-
-    input_size: list[int]  # [channels, height, width]
-    interpolation: str
-    mean: list[float]
-    std: list[float]
-    crop_pct: float
-    crop_mode: str
+from posevit.models.bundle_config import DataConfig
 
 
 def model_data_config(model: nn.Module) -> DataConfig:

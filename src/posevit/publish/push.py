@@ -18,7 +18,7 @@ from posevit.core.config import PushConfig
 from posevit.core.errors import ConfigError
 from posevit.core.hashing import hash_directory
 from posevit.core.metrics import TestMetrics
-from posevit.models.bundle import read_bundle_config
+from posevit.models.bundle_config import read_bundle_config
 from posevit.publish.gate import evaluate_conditions
 from posevit.publish.registry import LATEST_FILE, ModelAddress, publish
 from posevit.publish.s3 import make_client

@@ -66,16 +66,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.healthcheck:
         return healthcheck(settings.port)
     try:
-        from posevit.core.precision import check_inference_device
         from posevit.infer.model_source import CACHE_DIR, resolve
-        from posevit.infer.predictor import Predictor
-        from posevit.models.bundle import load_bundle
+        from posevit.infer.predictor import check_device, load_predictor
         from posevit.serve.api import ApiKeys
 
         keys = ApiKeys.load(settings.api_keys_file)
-        check_inference_device(settings.device, "serve.device")
+        check_device(settings.device, settings.backend, "serve.device")
         served = resolve(settings.model, CACHE_DIR, exports=settings.backend != "torch")
-        predictor = Predictor(load_bundle(served.bundle_dir), settings.device, settings.backend, served.exports_dir)
+        predictor = load_predictor(served, settings.device, settings.backend)
     except PosevitError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -20,13 +20,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
 
 from posevit.core.errors import PosevitError
 
 log = logging.getLogger(__name__)
 
-Forward = Callable[[torch.Tensor], np.ndarray]  # (N, C, H, W) pixels -> (N, classes) probabilities
+Forward = Callable[[np.ndarray], np.ndarray]  # (N, C, H, W) pixels -> (N, classes) probabilities
 
 
 class Overloaded(PosevitError):
@@ -39,7 +38,7 @@ class TimedOut(PosevitError):
 
 @dataclass
 class _Waiting:
-    pixels: torch.Tensor  # (C, H, W)
+    pixels: np.ndarray  # (C, H, W)
     future: asyncio.Future[np.ndarray]
     since: float = field(default_factory=time.monotonic)
 
@@ -85,7 +84,7 @@ class MicroBatcher:
         """Run other model work (a gradient heat map) on the model's own thread, between batches."""
         return await asyncio.get_running_loop().run_in_executor(self._model_thread, work)
 
-    async def predict(self, pixels: torch.Tensor) -> np.ndarray:
+    async def predict(self, pixels: np.ndarray) -> np.ndarray:
         """This image's probabilities, computed in a batch with whatever else is waiting."""
         if len(self._waiting) >= self.max_queue:
             raise Overloaded(f"{len(self._waiting)} images are already waiting (server.max_queue); retry shortly")
@@ -128,7 +127,7 @@ class MicroBatcher:
             started = time.perf_counter()
             try:
                 probabilities = await loop.run_in_executor(
-                    self._model_thread, self.forward, torch.stack([w.pixels for w in batch])
+                    self._model_thread, self.forward, np.stack([w.pixels for w in batch])
                 )
             except Exception as exc:  # the callers get it; the batcher keeps serving
                 log.exception("forward pass of a batch of %d failed", len(batch))

@@ -94,13 +94,14 @@ def build_page(service: InferenceService, examples: list[str]) -> gr.Blocks:
         data = read_upload_bytes(upload, service.limits)
         try:
             result = await service.classify(data)
-            overlay = await service.heat_map_overlay(result.image, result.top(1)[0][0]) if explain else None
+            explained = explain and predictor.explains
+            overlay = await service.heat_map_overlay(result.image, result.top(1)[0][0]) if explained else None
         except ImageError as exc:
             raise gr.Error(f"Cannot use this file: {exc}.") from None
         except PosevitError as exc:  # overloaded or timed out: say so, keep serving
             raise gr.Error(str(exc)) from None
         timing = (
-            f"Inference **{result.inference_ms:.0f} ms** ({predictor.precision}, {predictor.device.type}, "
+            f"Inference **{result.inference_ms:.0f} ms** ({predictor.precision}, {predictor.device}, "
             f"batched) · image {result.image.width}×{result.image.height}"
         )
         return result.probabilities, overlay, timing, result.probabilities
@@ -113,7 +114,12 @@ def build_page(service: InferenceService, examples: list[str]) -> gr.Blocks:
                 image = UploadImage(
                     type="filepath", sources=["upload", "webcam", "clipboard"], label="Photo", elem_id="photo"
                 )
-                explain = gr.Checkbox(value=True, label="Show where the model looked (gradient heat map)")
+                explain = gr.Checkbox(
+                    value=predictor.explains,
+                    interactive=predictor.explains,
+                    label="Show where the model looked (gradient heat map)"
+                    + ("" if predictor.explains else f": needs backend torch, this is {predictor.backend}"),
+                )
                 submit = gr.Button("Classify", variant="primary", elem_id="classify")
                 gr.Examples(examples=[[path] for path in examples], inputs=[image], label="Examples")
             with gr.Column():

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import torch
+import numpy as np
 from PIL import Image
 
 from posevit.core.config import ServeConfig
@@ -65,7 +65,7 @@ class InferenceService:
     async def start(self) -> None:
         """Start the batcher and warm the model up (first passes allocate and pick kernels); then ready."""
         self.batcher.start()
-        blank = torch.zeros(min(4, self.settings.max_batch_size), 3, *self.predictor.input_size)
+        blank = np.zeros((min(4, self.settings.max_batch_size), 3, *self.predictor.input_size), np.float32)
         for _ in range(2):
             await self.batcher.run_on_model_thread(lambda: self.predictor.forward(blank))
         self.ready = True
@@ -83,7 +83,7 @@ class InferenceService:
                 f"{self.limits.max_file_bytes / 2**20:g} MB (serve.max_file_mb)"
             )
 
-    def _decode(self, data: bytes) -> tuple[Image.Image, torch.Tensor]:
+    def _decode(self, data: bytes) -> tuple[Image.Image, np.ndarray]:
         image = decode_rgb(data, self.limits.max_pixels, limit_name="serve.max_pixels")
         return image, self.predictor.preprocess(image)
 
@@ -106,7 +106,7 @@ class InferenceService:
         return await asyncio.to_thread(self.predictor.overlay, image, heat)
 
     def model_card(self) -> dict[str, Any]:
-        config = self.predictor.bundle.config
+        config = self.predictor.config
         return {
             "name": config.model_name,
             "version": self.served.version,
@@ -115,9 +115,10 @@ class InferenceService:
             "test_metrics": self.served.metrics,
             "data_config": config.data_config,
             "freeze_blocks": config.freeze_blocks,
-            "temperature": self.predictor.bundle.temperature,  # probabilities = softmax(logits / temperature)
+            "temperature": self.predictor.temperature,  # probabilities = softmax(logits / temperature)
             "ema_decay": config.ema_decay,
-            "device": str(self.predictor.device),
+            "device": self.predictor.device,
+            "backend": self.predictor.backend,
             "precision": self.predictor.precision,
             "batching": {
                 "max_batch_size": self.settings.max_batch_size,

@@ -5,7 +5,8 @@ from __future__ import annotations
 from timm.data import create_transform
 
 from posevit.core.config import AugmentConfig
-from posevit.models.transforms import DataConfig, timm_transform_args
+from posevit.models.bundle_config import DataConfig
+from posevit.models.transforms import timm_transform_args
 
 
 def train_transform(data_config: DataConfig, augment: AugmentConfig):

@@ -26,7 +26,8 @@ from posevit.core.errors import ConfigError
 from posevit.core.hashing import hash_directory
 from posevit.core.precision import check_hardware, resolve_fused_attention, resolve_precision, usable_cores
 from posevit.data.store import LABELS, class_names, load_split
-from posevit.models.bundle import BundleConfig, TrainingSummary, save_bundle
+from posevit.models.bundle import save_bundle
+from posevit.models.bundle_config import BundleConfig, TrainingSummary
 from posevit.models.factory import create_model, set_fused_attention
 from posevit.models.freeze import count_parameters, freeze_blocks, model_depth
 from posevit.models.transforms import eval_transform, model_data_config

@@ -1,0 +1,75 @@
+"""The eval transform in PIL and NumPy alone, for the ONNX backends (the serving image has no torch).
+
+It does what timm's eval transform (`models.transforms.eval_transform`, torchvision underneath)
+does with the bundle's data config, step for step: resize (the shorter side, or both sides for
+`squash`) to input / crop_pct with PIL, centre-crop with torchvision's rounding, scale to [0, 1],
+normalise, channels first. tests/test_preprocess.py holds it equal to timm's on odd sizes.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from PIL import Image
+
+from posevit.core.errors import ConfigError
+from posevit.models.bundle_config import DataConfig
+
+RESAMPLING = {
+    "nearest": Image.Resampling.NEAREST,
+    "bilinear": Image.Resampling.BILINEAR,
+    "bicubic": Image.Resampling.BICUBIC,
+    "lanczos": Image.Resampling.LANCZOS,
+    "box": Image.Resampling.BOX,
+    "hamming": Image.Resampling.HAMMING,
+}
+CROP_MODES = ("center", "squash")
+
+
+class EvalPreprocess:
+    """PIL image -> (3, H, W) float32 pixels, as the model saw them in evaluation."""
+
+    def __init__(self, data_config: DataConfig) -> None:
+        _, self.height, self.width = data_config["input_size"]
+        crop_pct = data_config["crop_pct"] or 0.875  # timm's default
+        if data_config["crop_mode"] not in CROP_MODES or data_config["interpolation"] not in RESAMPLING:
+            raise ConfigError(
+                f"the ONNX backends resize with crop_mode {'/'.join(CROP_MODES)} and PIL's filters; this model's "
+                f"data config has crop_mode {data_config['crop_mode']!r}, interpolation "
+                f"{data_config['interpolation']!r}: serve it with backend torch"
+            )
+        self.squash = data_config["crop_mode"] == "squash"
+        self.scale = (math.floor(self.height / crop_pct), math.floor(self.width / crop_pct))
+        self.resample = RESAMPLING[data_config["interpolation"]]
+        self.mean = np.asarray(data_config["mean"], dtype=np.float32)
+        self.std = np.asarray(data_config["std"], dtype=np.float32)
+
+    def resized_size(self, width: int, height: int) -> tuple[int, int]:
+        """(width, height) after the resize: torchvision's `Resize` arithmetic."""
+        if self.squash:
+            return self.scale[1], self.scale[0]
+        if self.scale[0] != self.scale[1]:
+            raise ConfigError("crop_mode center with a non-square input: serve this model with backend torch")
+        short, long = sorted((width, height))
+        new_long = int(self.scale[0] * long / short)
+        return (self.scale[0], new_long) if width <= height else (new_long, self.scale[0])
+
+    def __call__(self, image: Image.Image) -> np.ndarray:
+        image = image.convert("RGB")
+        size = self.resized_size(*image.size)
+        if size != image.size:
+            image = image.resize(size, self.resample)
+        image = self._center_crop(image)
+        pixels = np.asarray(image, dtype=np.float32) / np.float32(255)
+        return np.ascontiguousarray(((pixels - self.mean) / self.std).transpose(2, 0, 1))
+
+    def _center_crop(self, image: Image.Image) -> Image.Image:
+        width, height = image.size
+        if width < self.width or height < self.height:  # torchvision pads with black, then crops
+            padded = Image.new("RGB", (max(width, self.width), max(height, self.height)))
+            padded.paste(image, ((padded.width - width) // 2, (padded.height - height) // 2))
+            image, (width, height) = padded, padded.size
+        top = int(round((height - self.height) / 2.0))
+        left = int(round((width - self.width) / 2.0))
+        return image.crop((left, top, left + self.width, top + self.height))
