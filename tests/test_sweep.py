@@ -18,6 +18,7 @@ from posevit.core.errors import ConfigError
 from posevit.sweep.summary import (
     SweepRun,
     flatten,
+    holm,
     plot_sweep,
     runs_from_dvc_exp,
     runs_from_hydra,
@@ -66,6 +67,18 @@ def test_best_setting_and_overlap_flags():
         stats.ttest_ind([0.80, 0.81, 0.79], [0.90, 0.91, 0.905], equal_var=False).pvalue
     )
     assert settings[0].p_vs_best < 0.01 < settings[2].p_vs_best and math.isnan(settings[1].p_vs_best)
+    # two arms compared with the best: Holm doubles the smaller p, keeps the larger (never below the first)
+    p0, p2 = settings[0].p_vs_best, settings[2].p_vs_best
+    assert settings[0].p_holm == pytest.approx(2 * p0) and settings[2].p_holm == pytest.approx(max(2 * p0, p2))
+    assert math.isnan(settings[1].p_holm)
+
+
+def test_holm_adjustment_matches_the_textbook():
+    """Holm (1979): the i-th smallest of m p-values times (m - i + 1), made monotone, capped at 1."""
+    assert holm([0.01, 0.04, 0.03, math.nan, 0.005]) == pytest.approx([0.03, 0.06, 0.06, math.nan, 0.02], nan_ok=True)
+    assert holm([0.4, 0.6]) == [pytest.approx(0.8), pytest.approx(0.8)]
+    assert holm([0.9, 0.8]) == [1.0, 1.0]  # capped at 1
+    assert math.isnan(holm([math.nan])[0])
 
 
 def test_arms_are_the_changed_parameters_freezing_against_layer_decay():
@@ -119,6 +132,7 @@ def test_plot_and_workbook(tmp_path):
     assert [r["arm"] for r in table] == ["freeze_blocks=0", "freeze_blocks=1", "freeze_blocks=2"]
     assert table[2]["accuracy_mean"] == pytest.approx(settings[2].intervals["accuracy"].mean)
     assert table[0]["p_vs_best (Welch)"] == pytest.approx(settings[0].p_vs_best)
+    assert table[0]["p_vs_best (Holm)"] == pytest.approx(settings[0].p_holm)
     assert table[2]["accuracy_ci_low"] == pytest.approx(settings[2].intervals["accuracy"].low)
     assert [r["interval overlaps best"] for r in table] == ["yes" if s.overlaps_best else "no" for s in settings]
     assert sheet.cell(row=4, column=1).fill.fgColor.rgb.endswith("C6EFCE")  # the best row is highlighted

@@ -30,11 +30,14 @@ from posevit.sweep.summary import (
 
 
 def format_table(settings: list[Setting], runs: int, level: float = 0.95) -> str:
-    """One line per arm: mean [t interval] of each metric, Welch's p against the best, training time."""
+    """One line per arm: mean [t interval] of each metric, Welch's p against the best (raw and Holm-adjusted),
+    training time."""
     width = max(len("arm"), *(len(setting.label) for setting in settings))
     lines = [
         f"{runs} runs, {len(settings)} arms of {swept_names(settings)} ({level:.0%} t intervals across seeds):",
-        f"{'arm':<{width}} {'seeds':>5}  " + "  ".join(f"{name:>24}" for name in METRICS) + "  p vs best  train s",
+        f"{'arm':<{width}} {'seeds':>5}  "
+        + "  ".join(f"{name:>24}" for name in METRICS)
+        + "  p vs best       Holm  train s",
     ]
     for setting in settings:
         cells = []
@@ -42,7 +45,7 @@ def format_table(settings: list[Setting], runs: int, level: float = 0.95) -> str
             i = setting.intervals[name]
             cells.append(f"{i.mean:.4f} [{i.low:.4f}, {i.high:.4f}]".rjust(24))
         flag = "  <- best" if setting.best else ("  (within the best's interval)" if setting.overlaps_best else "")
-        p = "        -" if math.isnan(setting.p_vs_best) else f"{setting.p_vs_best:9.3f}"
+        p = "  ".join("        -" if math.isnan(v) else f"{v:9.3f}" for v in (setting.p_vs_best, setting.p_holm))
         time = f"{setting.wall_time_s:7.1f}" if setting.wall_time_s is not None else "      -"
         lines.append(f"{setting.label:<{width}} {setting.n:>5}  " + "  ".join(cells) + f"  {p}  {time}{flag}")
     return "\n".join(lines)

@@ -75,6 +75,7 @@ class Setting:
     best: bool = False
     overlaps_best: bool = False
     p_vs_best: float = math.nan  # Welch's t-test of the ranking metric against the best arm; NaN for the best
+    p_holm: float = math.nan  # p_vs_best adjusted for comparing every arm with the best (Holm-Bonferroni)
 
     @property
     def n(self) -> int:
@@ -112,6 +113,18 @@ def welch_p(a: list[float], b: list[float]) -> float:
     if len(a) < 2 or len(b) < 2 or (np.std(a) == 0 and np.std(b) == 0):
         return math.nan
     return float(stats.ttest_ind(a, b, equal_var=False).pvalue)
+
+
+def holm(p_values: list[float]) -> list[float]:
+    """Holm-Bonferroni adjusted p-values (NaN stays NaN and is not counted): with several arms compared
+    to the best, the raw p-values overstate how sure any one difference is."""
+    tested = sorted((p, i) for i, p in enumerate(p_values) if not math.isnan(p))
+    adjusted = [math.nan] * len(p_values)
+    running = 0.0
+    for rank, (p, index) in enumerate(tested):
+        running = max(running, min(1.0, (len(tested) - rank) * p))  # adjusted values never decrease with p
+        adjusted[index] = running
+    return adjusted
 
 
 def swept_keys(runs: Iterable[SweepRun]) -> list[str]:
@@ -167,6 +180,8 @@ def summarise(
         setting.overlaps_best = setting.intervals[key].overlaps(best.intervals[key])
         if not setting.best:
             setting.p_vs_best = welch_p([run.metrics[key] for run in setting.runs], best_scores)
+    for setting, adjusted in zip(settings, holm([setting.p_vs_best for setting in settings]), strict=True):
+        setting.p_holm = adjusted
     return settings
 
 
@@ -316,7 +331,7 @@ def write_workbook(settings: list[Setting], path: Path, level: float = 0.95) -> 
     metric_col = len(headers)
     for name in METRICS:
         headers += [f"{name}_mean", f"{name}_ci_low", f"{name}_ci_high"]
-    headers += ["p_vs_best (Welch)", "train_wall_time_s", "best", "interval overlaps best"]
+    headers += ["p_vs_best (Welch)", "p_vs_best (Holm)", "train_wall_time_s", "best", "interval overlaps best"]
     sheet.write_row(0, 0, headers, bold)
     for row, setting in enumerate(settings, start=1):
         style = best_format if setting.best else None
@@ -330,10 +345,12 @@ def write_workbook(settings: list[Setting], path: Path, level: float = 0.95) -> 
                 else:
                     sheet.write_number(row, col, value, best_format if setting.best else number)
                 col += 1
-        sheet.write(row, col, "" if math.isnan(setting.p_vs_best) else setting.p_vs_best, style)
-        sheet.write(row, col + 1, setting.wall_time_s if setting.wall_time_s is not None else "", style)
-        sheet.write(row, col + 2, "best" if setting.best else "", style)
-        sheet.write(row, col + 3, "yes" if setting.overlaps_best else "no", style)
+        for p in (setting.p_vs_best, setting.p_holm):
+            sheet.write(row, col, "" if math.isnan(p) else p, style)
+            col += 1
+        sheet.write(row, col, setting.wall_time_s if setting.wall_time_s is not None else "", style)
+        sheet.write(row, col + 1, "best" if setting.best else "", style)
+        sheet.write(row, col + 2, "yes" if setting.overlaps_best else "no", style)
     sheet.set_column(0, 0, 32)
     sheet.set_column(1, len(headers), 16)
     sheet.freeze_panes(1, 1)
@@ -342,7 +359,8 @@ def write_workbook(settings: list[Setting], path: Path, level: float = 0.95) -> 
         note,
         0,
         f"Intervals: {level:.0%} Student-t across seeds. 'overlaps best' = yes means the intervals cannot tell "
-        f"this arm from the best one (accuracy); p_vs_best is Welch's two-sided t-test of the seeds' accuracy.",
+        f"this arm from the best one (accuracy); p_vs_best is Welch's two-sided t-test of the seeds' accuracy, "
+        "and Holm its Holm-Bonferroni adjustment for the number of arms compared with the best.",
     )
     chart = workbook.add_chart({"type": "line"})
     for name, marker, col in (("accuracy", "circle", metric_col), ("f1_weighted", "square", metric_col + 3)):
