@@ -10,7 +10,7 @@ import pytest
 
 from posevit.core.config import write_params
 from posevit.core.hashing import hash_directory
-from posevit.infer.model_source import ModelSourceError, resolve
+from posevit.infer.model_source import ModelSourceError, registry_skip, resolve
 from posevit.publish.registry import ModelAddress, publish
 from posevit.publish.s3 import make_client
 from tests.helpers import ROOT
@@ -35,8 +35,9 @@ def test_registry_latest_and_pinned(aws_env, bucket, tmp_path, monkeypatch):
         files = {f"models/{p.name}": p for p in models.iterdir()} | {"metrics/test.json": run_dir / "metrics/test.json"}
         if seed == 1:  # the newer version came with its exports
             (run_dir / "exports").mkdir()
-            (run_dir / "exports" / "model.onnx").write_bytes(b"onnx")
-            files["exports/model.onnx"] = run_dir / "exports" / "model.onnx"
+            for name in ("model.onnx", "model.int8.onnx", "input.json"):
+                (run_dir / "exports" / name).write_bytes(name.encode())
+                files[f"exports/{name}"] = run_dir / "exports" / name
         publish(client, address, version, files, progress=False)
         versions.append(version)
 
@@ -44,12 +45,18 @@ def test_registry_latest_and_pinned(aws_env, bucket, tmp_path, monkeypatch):
     pinned = resolve(f"registry:{versions[0]}", tmp_path / "cache")
     assert (latest.version, latest.metrics) == (versions[1], {"accuracy": 0.6})
     assert (pinned.version, pinned.metrics) == (versions[0], {"accuracy": 0.5})
-    assert latest.exports_dir is not None and (latest.exports_dir / "model.onnx").read_bytes() == b"onnx"
+    assert latest.exports_dir is not None and (latest.exports_dir / "model.onnx").read_bytes() == b"model.onnx"
     assert pinned.exports_dir is None
     assert latest.source == f"S3 registry s3://{bucket}/registry/posevit/{versions[1]}/"
     # The torch backend's fetch leaves the exports in S3.
-    torch_only = resolve(f"registry:{versions[1]}", tmp_path / "torch-cache", exports=False)
+    torch_only = resolve(f"registry:{versions[1]}", tmp_path / "torch-cache", registry_skip("torch"))
     assert torch_only.version == versions[1] and torch_only.exports_dir is None
+    # The int8 backend's: config.json, the int8 file and the input spec; no weights, no fp32 file.
+    int8_only = resolve(f"registry:{versions[1]}", tmp_path / "int8-cache", registry_skip("onnx-int8"))
+    assert int8_only.version == versions[1] and int8_only.metrics == {"accuracy": 0.6}
+    assert sorted(p.name for p in int8_only.bundle_dir.iterdir()) == ["config.json"]
+    assert int8_only.exports_dir is not None
+    assert sorted(p.name for p in int8_only.exports_dir.iterdir()) == ["input.json", "model.int8.onnx"]
     assert resolve("auto", tmp_path / "cache").version == versions[1]
 
 

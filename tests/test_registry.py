@@ -183,3 +183,33 @@ def test_a_fetch_can_leave_the_exports_in_s3_and_a_later_one_adds_them(aws_env, 
     assert hash_directory(full / "models") == version  # the cached weights stayed
     with pytest.raises(S3Error, match="failed verification"):
         fetch_model(client, address, cache_dir=tmp_path / "fresh", progress=False)
+
+
+def test_an_int8_fetch_takes_only_config_and_its_file_each_checked_by_sha256(aws_env, address, tmp_path):
+    """The ONNX int8 backend needs neither the weights nor the fp32 export: they stay in S3; what it takes is
+    verified file by file, and a later full fetch adds the weights and checks the bundle's hash."""
+    client = make_client()
+    version, files = version_files(tmp_path, seed=0)
+    exports = tmp_path / "exports"
+    exports.mkdir()
+    for name in ("model.onnx", "model.int8.onnx"):
+        (exports / name).write_bytes(name.encode() * 100)
+        files[f"exports/{name}"] = exports / name
+    publish(client, address, version, files, progress=False)
+    int8_skip = ("models/model.safetensors", "exports/model.onnx")
+
+    int8 = fetch_model(client, address, cache_dir=tmp_path / "cache", progress=False, skip=int8_skip)
+    assert sorted(p.relative_to(int8).as_posix() for p in int8.rglob("*") if p.is_file()) == [
+        "exports/model.int8.onnx",
+        "manifest.json",
+        "metrics/report.xlsx",
+        "metrics/test.json",
+        "models/config.json",
+    ]
+    full = fetch_model(client, address, cache_dir=tmp_path / "cache", progress=False)
+    assert full == int8 and hash_directory(full / "models") == version
+
+    client.put_object(Bucket=address.bucket, Key=address.key(version, "exports", "model.int8.onnx"), Body=b"x")
+    with pytest.raises(S3Error, match="failed verification"):
+        fetch_model(client, address, cache_dir=tmp_path / "fresh", progress=False, skip=int8_skip)
+    assert not (tmp_path / "fresh" / address.model_name / version).exists()  # nothing half-fetched is left

@@ -23,6 +23,7 @@ from posevit.core.paths import CONFIG_DIR, PARAMS_FILE
 CONFIG_NAME = "config"
 
 Fraction = Annotated[float, Field(gt=0.0, lt=1.0)]
+Backend = Literal["torch", "onnx", "onnx-int8"]  # what serves a model: PyTorch, or ONNX Runtime on an export
 TrainingPrecision = Literal["bf16-mixed", "16-mixed", "32-true", "bf16-true", "64-true"]  # Lightning's names
 PositiveInt = Annotated[int, Field(ge=1)]
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
@@ -188,9 +189,7 @@ class ServeConfig(Schema):
         str, Field(min_length=1, description="auto | registry[:version] | dvc:<rev> | <bundle folder>")
     ] = "auto"
     device: Annotated[str, Field(pattern=r"^(cpu|cuda(:\d+)?|mps)$", description="cpu, cuda, cuda:N, mps")] = "cpu"
-    backend: Annotated[
-        Literal["torch", "onnx", "onnx-int8"], Field(description="torch (bf16 where fast) or the ONNX exports")
-    ] = "torch"
+    backend: Annotated[Backend, Field(description="torch (bf16 where fast) or the ONNX exports")] = "torch"
     max_batch_size: Annotated[int, Field(ge=1, le=1024, description="most images per forward pass")] = 16
     max_wait_ms: Annotated[float, Field(ge=0, le=1000, description="longest wait for a batch to fill")] = 5.0
     max_queue: Annotated[int, Field(ge=1, description="images waiting before requests get 503")] = 64

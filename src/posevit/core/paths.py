@@ -32,6 +32,9 @@ RELIABILITY_PLOT = Path("plots/reliability.png")
 
 # export
 EXPORTS_DIR = Path("exports")
+ONNX_FP32 = EXPORTS_DIR / "model.onnx"
+ONNX_INT8 = EXPORTS_DIR / "model.int8.onnx"
+ONNX_SPEC = EXPORTS_DIR / "input.json"
 EXPORT_METRICS = Path("metrics/export.json")
 
 # push

@@ -13,12 +13,13 @@ from pathlib import Path
 
 import torch
 
+from posevit.core.paths import ONNX_FP32, ONNX_INT8, ONNX_SPEC
 from posevit.models.bundle import Bundle
 
 log = logging.getLogger(__name__)
 
 INPUT_NAME, OUTPUT_NAME = "pixels", "logits"
-FP32_FILE, INT8_FILE, SPEC_FILE = "model.onnx", "model.int8.onnx", "input.json"
+FP32_FILE, INT8_FILE, SPEC_FILE = ONNX_FP32.name, ONNX_INT8.name, ONNX_SPEC.name
 
 
 def export_onnx(bundle: Bundle, path: Path, opset: int) -> Path:

@@ -50,7 +50,7 @@ def worker_count(text: str) -> int | None:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    from posevit.infer.predictor import Backend
+    from posevit.core.config import Backend
 
     parser = argparse.ArgumentParser(
         prog="posevit predict",
@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     from tqdm.contrib.logging import logging_redirect_tqdm
 
     from posevit.infer.folders import classify_files, expand_inputs
-    from posevit.infer.model_source import CACHE_DIR, resolve
+    from posevit.infer.model_source import CACHE_DIR, registry_skip, resolve
     from posevit.infer.outputs import check_output, finish, open_writer, partial_path
     from posevit.infer.predictor import check_device, load_predictor
 
@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         expanded = expand_inputs(args.paths)
         if not expanded.inputs:
             raise ConfigError(f"no image files in {' '.join(args.paths)} (skipped {expanded.skipped} other files)")
-        served = resolve(args.model, CACHE_DIR, exports=args.backend != "torch")
+        served = resolve(args.model, CACHE_DIR, registry_skip(args.backend))
         predictor = load_predictor(served, args.device, args.backend)
     except PosevitError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -15,11 +15,12 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from posevit.core.config import Backend
 from posevit.core.errors import PosevitError
 from posevit.core.hashing import hash_directory
 from posevit.core.metrics import TestMetrics
-from posevit.core.paths import EXPORTS_DIR, MODELS_DIR, TEST_METRICS
-from posevit.models.bundle_config import CONFIG_FILE, read_bundle_config
+from posevit.core.paths import EXPORTS_DIR, MODELS_DIR, ONNX_FP32, ONNX_INT8, TEST_METRICS
+from posevit.models.bundle_config import CONFIG_FILE, WEIGHTS_FILE, read_bundle_config
 
 HOW_TO_GET_ONE = (
     "get a model first, one of: `make demo` (trains and publishes to the local S3), "
@@ -50,7 +51,19 @@ def _metrics(path: Path) -> TestMetrics | None:
     return metrics
 
 
-def from_folder(folder: Path, source: str | None = None, metrics_file: Path | None = None) -> ServedModel:
+def registry_skip(backend: Backend) -> tuple[str, ...]:
+    """What a registry fetch for `backend` leaves in S3: torch needs no exports, an ONNX backend
+    neither the weights nor the other ONNX file (ViT-B/16: ~90 MB to fetch for int8 instead of ~770)."""
+    if backend == "torch":
+        return (f"{EXPORTS_DIR.name}/",)
+    other = ONNX_INT8 if backend == "onnx" else ONNX_FP32
+    return (f"{MODELS_DIR.name}/{WEIGHTS_FILE}", other.as_posix())
+
+
+def from_folder(
+    folder: Path, source: str | None = None, metrics_file: Path | None = None, version: str | None = None
+) -> ServedModel:
+    """`version`: the registry's name for it, when the folder holds config.json without the weights."""
     folder = Path(folder)
     if not (folder / CONFIG_FILE).is_file():
         raise ModelSourceError(f"{folder} holds no model bundle ({CONFIG_FILE} missing): {HOW_TO_GET_ONE}")
@@ -60,16 +73,15 @@ def from_folder(folder: Path, source: str | None = None, metrics_file: Path | No
     exports = folder.parent / EXPORTS_DIR  # a project's, or a registry version's, exports/ beside models/
     return ServedModel(
         folder,
-        hash_directory(folder),
+        version or hash_directory(folder),
         source or f"local folder {folder}",
         _metrics(metrics_file),
         exports if exports.is_dir() else None,
     )
 
 
-def from_registry(version: str, cache_dir: Path | None = None, exports: bool = True) -> ServedModel:
-    """A published version, verified; without `exports` its ONNX files stay in S3 (the torch backend
-    needs none: 2 x ~340 MB for ViT-B/16)."""
+def from_registry(version: str, cache_dir: Path | None = None, skip: tuple[str, ...] = ()) -> ServedModel:
+    """A published version, verified; files under the `skip` prefixes stay in S3 (`registry_skip`)."""
     from posevit.core.config import load_params
     from posevit.publish.registry import DEFAULT_CACHE, ModelAddress, fetch_model
     from posevit.publish.s3 import make_client
@@ -81,9 +93,11 @@ def from_registry(version: str, cache_dir: Path | None = None, exports: bool = T
         address,
         version or "latest",
         cache_dir or DEFAULT_CACHE,
-        skip=() if exports else (f"{EXPORTS_DIR.name}/",),
+        skip=skip,
     )
-    return from_folder(folder / MODELS_DIR.name, f"S3 registry {address.uri(folder.name)}/", folder / TEST_METRICS)
+    return from_folder(
+        folder / MODELS_DIR.name, f"S3 registry {address.uri(folder.name)}/", folder / TEST_METRICS, folder.name
+    )
 
 
 def from_dvc(rev: str, cache_dir: Path) -> ServedModel:
@@ -108,12 +122,12 @@ def from_dvc(rev: str, cache_dir: Path) -> ServedModel:
     return from_folder(target / MODELS_DIR.name, f"DVC revision {rev}", target / TEST_METRICS)
 
 
-def resolve(spec: str, cache_dir: Path, exports: bool = True) -> ServedModel:
+def resolve(spec: str, cache_dir: Path, skip: tuple[str, ...] = ()) -> ServedModel:
     """The model named by `spec` (see the module docstring); `auto`: the registry's latest, else models/.
-    `exports=False`: a registry version comes without its ONNX exports."""
+    A registry version comes without the files under the `skip` prefixes (`registry_skip(backend)`)."""
     if spec == "auto":
         try:
-            return from_registry("latest", cache_dir / "registry", exports)
+            return from_registry("latest", cache_dir / "registry", skip)
         except PosevitError as registry_error:
             if (MODELS_DIR / CONFIG_FILE).is_file():
                 log.warning("registry unavailable (%s); serving the local bundle %s/", registry_error, MODELS_DIR)
@@ -123,7 +137,7 @@ def resolve(spec: str, cache_dir: Path, exports: bool = True) -> ServedModel:
                 f"and there is no local bundle in {MODELS_DIR}/. {HOW_TO_GET_ONE}"
             ) from None
     if spec == "registry" or spec.startswith("registry:"):
-        return from_registry(spec.partition(":")[2] or "latest", cache_dir / "registry", exports)
+        return from_registry(spec.partition(":")[2] or "latest", cache_dir / "registry", skip)
     if spec.startswith("dvc:"):
         return from_dvc(spec.removeprefix("dvc:"), cache_dir)
     return from_folder(Path(spec))

@@ -12,20 +12,20 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 from PIL import Image
 
+from posevit.core.config import Backend
 from posevit.core.errors import ConfigError
+from posevit.core.paths import ONNX_FP32, ONNX_INT8
 from posevit.infer.model_source import ServedModel
 from posevit.models.bundle_config import BundleConfig, read_bundle_config
 from posevit.models.onnx_runtime import OnnxModel, check_onnx_device
 from posevit.models.preprocess import EvalPreprocess
 
 DISPLAY_SIZE = 288
-Backend = Literal["torch", "onnx", "onnx-int8"]
-ONNX_FILES = {"onnx": "model.onnx", "onnx-int8": "model.int8.onnx"}  # as the export stage names them
+ONNX_FILES = {"onnx": ONNX_FP32.name, "onnx-int8": ONNX_INT8.name}  # as the export stage names them
 
 
 @dataclass(frozen=True)

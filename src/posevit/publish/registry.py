@@ -282,11 +282,12 @@ def _file_ok(path: Path, entry: Any) -> bool:
     return path.is_file() and path.stat().st_size == entry["size"] and sha256_file(path) == entry["sha256"]
 
 
-def _verified(directory: Path, manifest: Manifest, names: Iterable[str]) -> bool:
-    """Every file of `names` is present with its manifest sha256 and the bundle hashes to the version."""
+def _verified(directory: Path, manifest: Manifest, names: Iterable[str], whole_bundle: bool) -> bool:
+    """Every file of `names` is present with its manifest sha256, and, when the whole bundle is there,
+    it hashes to the version (an ONNX backend leaves the weights in S3: then the sha256s alone vouch)."""
     if not all(_file_ok(directory / name, manifest["files"][name]) for name in names):
         return False
-    return hash_directory(directory / BUNDLE_SUBDIR) == manifest["version"]
+    return not whole_bundle or hash_directory(directory / BUNDLE_SUBDIR) == manifest["version"]
 
 
 def fetch_model(
@@ -302,7 +303,8 @@ def fetch_model(
     The bundle is `<returned folder>/models`. Nothing is returned, so nothing is loaded, unless
     every file fetched matches the manifest's sha256 and the bundle hashes to the version's name.
     `skip` leaves out files under those prefixes (`("exports/",)`: the torch backend needs no ONNX
-    files); a later fetch without it adds them, reusing what the cache already holds.
+    files; `("models/model.safetensors", "exports/model.onnx")`: the int8 backend needs neither); a
+    later fetch without it adds them, reusing what the cache already holds.
     """
     if version == "latest":
         latest = read_latest(client, address)
@@ -314,9 +316,13 @@ def fetch_model(
     def wanted(manifest: Manifest) -> list[str]:
         return [name for name in manifest["files"] if not any(name.startswith(prefix) for prefix in skip)]
 
+    def whole_bundle(manifest: Manifest) -> bool:
+        names = wanted(manifest)
+        return all(name in names for name in manifest["files"] if name.startswith(f"{BUNDLE_SUBDIR}/"))
+
     if (target / MANIFEST_FILE).is_file():
         cached = json.loads((target / MANIFEST_FILE).read_text())
-        if _verified(target, cached, wanted(cached)):
+        if _verified(target, cached, wanted(cached), whole_bundle(cached)):
             return target
     with s3_errors(client, f"fetching {address.uri(version)}", address.bucket):
         manifest = _get_json(client, address.bucket, address.key(version, MANIFEST_FILE))
@@ -347,7 +353,7 @@ def fetch_model(
                         bar.update(len(chunk))
     (partial / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2))
     # The kept files were checked against the manifest as they were linked: only the downloads remain.
-    if not _verified(partial, manifest, missing):
+    if not _verified(partial, manifest, missing, whole_bundle(manifest)):
         shutil.rmtree(partial, ignore_errors=True)
         raise S3Error(
             f"{address.uri(version)} failed verification: a file does not match its sha256 in "

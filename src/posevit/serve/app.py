@@ -66,13 +66,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.healthcheck:
         return healthcheck(settings.port)
     try:
-        from posevit.infer.model_source import CACHE_DIR, resolve
+        from posevit.infer.model_source import CACHE_DIR, registry_skip, resolve
         from posevit.infer.predictor import check_device, load_predictor
         from posevit.serve.api import ApiKeys
 
         keys = ApiKeys.load(settings.api_keys_file)
         check_device(settings.device, settings.backend, "serve.device")
-        served = resolve(settings.model, CACHE_DIR, exports=settings.backend != "torch")
+        served = resolve(settings.model, CACHE_DIR, registry_skip(settings.backend))
         predictor = load_predictor(served, settings.device, settings.backend)
     except PosevitError as exc:
         print(f"error: {exc}", file=sys.stderr)
