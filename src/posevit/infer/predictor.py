@@ -10,6 +10,7 @@ The server batches through `forward`; `predict` is one image alone (the replaced
 from __future__ import annotations
 
 import time
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,7 +38,7 @@ class Prediction:
         return sorted(self.probabilities.items(), key=lambda item: item[1], reverse=True)[:k]
 
 
-class Predictor:
+class Predictor(ABC):
     """One bundle on one device and backend: images -> pixels -> calibrated probabilities."""
 
     backend: Backend
@@ -57,13 +58,13 @@ class Predictor:
         _, height, width = self.config.data_config["input_size"]
         return height, width
 
+    @abstractmethod
     def preprocess(self, image: Image.Image) -> np.ndarray:
         """The eval transform: (C, H, W) float32 pixels (cheap, so it runs in request threads)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def forward(self, pixels: np.ndarray) -> np.ndarray:
         """(N, C, H, W) pixels -> (N, classes) calibrated probabilities, one forward pass."""
-        raise NotImplementedError
 
     def predict(self, image: Image.Image) -> Prediction:
         """One image alone, timed."""
