@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -178,3 +179,19 @@ def test_globs_recurse_and_a_pattern_or_path_that_matches_nothing_becomes_a_row(
     assert (f"{folder}/*.gif", "the pattern matched no files") in [(i.path, i.problem) for i in expanded.inputs]
     assert (f"{folder}/nope.jpg", "no such file or folder") in [(i.path, i.problem) for i in expanded.inputs]
     assert len(paths) == len(set(paths)) == 3 + len(ODD) - 1  # animated.gif once, though named twice
+
+
+def test_without_torch_it_says_what_to_install_instead_of_a_traceback(photos):
+    """The serving image's install (requirements/serve.txt) serves, but cannot run the folder classifier."""
+    from tests.helpers.slim import serve_only_env
+
+    result = subprocess.run(
+        [sys.executable, "-m", "posevit.cli", "predict", "photos", "--backend", "onnx-int8"],
+        cwd=photos,
+        env={**os.environ, **serve_only_env(photos / "slim")},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert "torch is not installed" in result.stderr and "/v1/predict/batch" in result.stderr

@@ -83,7 +83,16 @@ def main(argv: list[str] | None = None) -> int:
     from tqdm import tqdm
     from tqdm.contrib.logging import logging_redirect_tqdm
 
-    from posevit.infer.folders import classify_files, expand_inputs
+    try:
+        from posevit.infer.folders import classify_files, expand_inputs
+    except ModuleNotFoundError as exc:  # the serving image's install (requirements/serve.txt) has no torch
+        print(
+            f"error: posevit predict decodes in parallel with PyTorch's DataLoader, and {exc.name} is not installed "
+            "here (requirements/serve.txt serves without it): install the full stack (`pip install -r "
+            "requirements/lock.txt`), or post the files to a server's /v1/predict/batch",
+            file=sys.stderr,
+        )
+        return 2
     from posevit.infer.model_source import CACHE_DIR, registry_skip, resolve
     from posevit.infer.outputs import check_output, finish, open_writer, partial_path
     from posevit.infer.predictor import check_device, load_predictor
