@@ -35,6 +35,7 @@ EXPORTS_DIR = Path("exports")
 ONNX_FP32 = EXPORTS_DIR / "model.onnx"
 ONNX_INT8 = EXPORTS_DIR / "model.int8.onnx"
 ONNX_SPEC = EXPORTS_DIR / "input.json"
+ONNX_BY_BACKEND = {"onnx": ONNX_FP32, "onnx-int8": ONNX_INT8}  # the file each ONNX serving backend runs
 EXPORT_METRICS = Path("metrics/export.json")
 
 # push

@@ -87,7 +87,7 @@ def write_tiny_bundle(directory: Path) -> Path:
     """models/ (a small bundle) and exports/ (its ONNX files) in `directory`, readable by the image's user."""
     from posevit.core.config import ExportConfig, ModelConfig
     from posevit.core.labels import ACTION_CLASSES
-    from posevit.export.onnx import export_onnx, quantize_int8
+    from posevit.export.onnx import FP32_FILE, INT8_FILE, export_onnx, quantize_int8
     from posevit.models.bundle import load_bundle, save_bundle
     from posevit.models.bundle_config import BundleConfig
     from posevit.models.factory import create_model
@@ -102,8 +102,8 @@ def write_tiny_bundle(directory: Path) -> Path:
     )
     exports = directory / "exports"
     exports.mkdir()
-    fp32 = export_onnx(load_bundle(models), exports / "model.onnx", ExportConfig().opset)
-    quantize_int8(fp32, exports / "model.int8.onnx")
+    fp32 = export_onnx(load_bundle(models), exports / FP32_FILE, ExportConfig().opset)
+    quantize_int8(fp32, exports / INT8_FILE)
     for folder in (directory, models, exports):
         folder.chmod(0o755)
         for path in folder.iterdir():

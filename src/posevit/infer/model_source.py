@@ -19,7 +19,7 @@ from posevit.core.config import Backend
 from posevit.core.errors import PosevitError
 from posevit.core.hashing import hash_directory
 from posevit.core.metrics import TestMetrics
-from posevit.core.paths import EXPORTS_DIR, MODELS_DIR, ONNX_FP32, ONNX_INT8, TEST_METRICS
+from posevit.core.paths import EXPORTS_DIR, MODELS_DIR, ONNX_BY_BACKEND, TEST_METRICS
 from posevit.models.bundle_config import CONFIG_FILE, WEIGHTS_FILE, read_bundle_config
 
 HOW_TO_GET_ONE = (
@@ -56,8 +56,8 @@ def registry_skip(backend: Backend) -> tuple[str, ...]:
     neither the weights nor the other ONNX file (ViT-B/16: ~90 MB to fetch for int8 instead of ~770)."""
     if backend == "torch":
         return (f"{EXPORTS_DIR.name}/",)
-    other = ONNX_INT8 if backend == "onnx" else ONNX_FP32
-    return (f"{MODELS_DIR.name}/{WEIGHTS_FILE}", other.as_posix())
+    others = [path.as_posix() for name, path in ONNX_BY_BACKEND.items() if name != backend]
+    return (f"{MODELS_DIR.name}/{WEIGHTS_FILE}", *others)
 
 
 def from_folder(

@@ -19,14 +19,13 @@ from PIL import Image
 
 from posevit.core.config import Backend
 from posevit.core.errors import ConfigError
-from posevit.core.paths import ONNX_FP32, ONNX_INT8
+from posevit.core.paths import ONNX_BY_BACKEND
 from posevit.infer.model_source import ServedModel
 from posevit.models.bundle_config import BundleConfig, read_bundle_config
 from posevit.models.onnx_runtime import OnnxModel, check_onnx_device
 from posevit.models.preprocess import EvalPreprocess
 
 DISPLAY_SIZE = 288
-ONNX_FILES = {"onnx": ONNX_FP32.name, "onnx-int8": ONNX_INT8.name}  # as the export stage names them
 
 
 @dataclass(frozen=True)
@@ -94,7 +93,7 @@ class OnnxPredictor(Predictor):
         super().__init__(config, device)
         self.backend = backend
         self.transform = EvalPreprocess(config.data_config)
-        self.onnx = OnnxModel(exports_dir / ONNX_FILES[backend], device)
+        self.onnx = OnnxModel(exports_dir / ONNX_BY_BACKEND[backend].name, device)
         self.precision = "int8 (ONNX Runtime)" if backend == "onnx-int8" else "fp32 (ONNX Runtime)"
 
     def preprocess(self, image: Image.Image) -> np.ndarray:
@@ -125,7 +124,7 @@ def load_predictor(served: ServedModel, device: str = "cpu", backend: Backend = 
         return TorchPredictor(load_bundle(served.bundle_dir), device)
     if served.exports_dir is None:
         raise ConfigError(
-            f"backend {backend} needs the model's ONNX export ({ONNX_FILES[backend]} in an exports/ folder "
+            f"backend {backend} needs the model's ONNX export ({ONNX_BY_BACKEND[backend].name} in an exports/ folder "
             "beside models/), and this model came without one: run `dvc repro export` (a registry version "
             "has them when its push published them), or use backend torch"
         )

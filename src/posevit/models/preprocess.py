@@ -41,6 +41,8 @@ class EvalPreprocess:
             )
         self.squash = data_config["crop_mode"] == "squash"
         self.scale = (math.floor(self.height / crop_pct), math.floor(self.width / crop_pct))
+        if not self.squash and self.scale[0] != self.scale[1]:  # timm keeps the ratio there: not done here
+            raise ConfigError("crop_mode center with a non-square input: serve this model with backend torch")
         self.resample = RESAMPLING[data_config["interpolation"]]
         self.mean = np.asarray(data_config["mean"], dtype=np.float32)
         self.std = np.asarray(data_config["std"], dtype=np.float32)
@@ -49,8 +51,6 @@ class EvalPreprocess:
         """(width, height) after the resize: torchvision's `Resize` arithmetic."""
         if self.squash:
             return self.scale[1], self.scale[0]
-        if self.scale[0] != self.scale[1]:
-            raise ConfigError("crop_mode center with a non-square input: serve this model with backend torch")
         short, long = sorted((width, height))
         new_long = int(self.scale[0] * long / short)
         return (self.scale[0], new_long) if width <= height else (new_long, self.scale[0])
