@@ -24,6 +24,7 @@ CONFIG_NAME = "config"
 
 Fraction = Annotated[float, Field(gt=0.0, lt=1.0)]
 Backend = Literal["torch", "onnx", "onnx-int8"]  # what serves a model: PyTorch, or ONNX Runtime on an export
+Precision = Literal["auto", "bf16", "fp32"]  # what the torch backend computes in; auto: bf16 where native
 TrainingPrecision = Literal["bf16-mixed", "16-mixed", "32-true", "bf16-true", "64-true"]  # Lightning's names
 PositiveInt = Annotated[int, Field(ge=1)]
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
@@ -190,6 +191,9 @@ class ServeConfig(Schema):
     ] = "auto"
     device: Annotated[str, Field(pattern=r"^(cpu|cuda(:\d+)?|mps)$", description="cpu, cuda, cuda:N, mps")] = "cpu"
     backend: Annotated[Backend, Field(description="torch (bf16 where fast) or the ONNX exports")] = "torch"
+    precision: Annotated[
+        Precision, Field(description="backend torch: auto (bf16 where native), bf16, or fp32 (batch-exact)")
+    ] = "auto"
     max_batch_size: Annotated[int, Field(ge=1, le=1024, description="most images per forward pass")] = 16
     max_wait_ms: Annotated[float, Field(ge=0, le=1000, description="longest wait for a batch to fill")] = 5.0
     max_queue: Annotated[int, Field(ge=1, description="images waiting before requests get 503")] = 64

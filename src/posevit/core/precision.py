@@ -13,10 +13,14 @@ from typing import Literal
 
 import torch
 
-from posevit.core.config import TrainerConfig, TrainingPrecision
+from posevit.core.config import Precision, TrainerConfig, TrainingPrecision
 from posevit.core.errors import ConfigError
 
 InferencePrecision = Literal["bf16", "fp32"]
+# bf16's 8-bit significand rounds each stored value by up to 2**-8 (relative); a forward pass stacks a few
+# such roundings, so a probability in [0, 1] can sit up to 2**-6 from fp32's answer (measured: 0.005 on the
+# tests' random bundles), and two bf16 batches of the same image at most that apart from each other.
+BF16_PROBABILITY_TOLERANCE = 2**-6
 
 
 def usable_cores() -> int:
@@ -51,8 +55,14 @@ def resolve_fused_attention(trainer: TrainerConfig) -> bool:
     return trainer.accelerator in ("gpu", "cuda") or (trainer.accelerator == "auto" and torch.cuda.is_available())
 
 
-def inference_precision(device: torch.device | str) -> InferencePrecision:
-    """bf16 where the device computes it natively (bf16 CPUs, Ampere+ GPUs), else fp32."""
+def inference_precision(device: torch.device | str, requested: Precision = "auto") -> InferencePrecision:
+    """`auto`: bf16 where the device computes it natively (bf16 CPUs, Ampere+ GPUs), else fp32.
+
+    fp32 is exact to ~1e-6 whatever the batch; bf16 keeps 8 significant bits, so an image's probabilities
+    may move by up to BF16_PROBABILITY_TOLERANCE with what else is in its batch (GEMM blocking, and so
+    rounding, depends on the batch size and the CPU)."""
+    if requested != "auto":
+        return requested
     device = torch.device(device)
     if device.type == "cpu":
         return "bf16" if cpu_supports_bf16() else "fp32"
@@ -61,10 +71,10 @@ def inference_precision(device: torch.device | str) -> InferencePrecision:
     return "fp32"
 
 
-def autocast(device: torch.device | str) -> AbstractContextManager:
-    """Autocast to bf16 where `inference_precision` says so, else a no-op."""
+def autocast(device: torch.device | str, precision: InferencePrecision | None = None) -> AbstractContextManager:
+    """Autocast to bf16 where `precision` (default: `inference_precision(device)`) says so, else a no-op."""
     device = torch.device(device)
-    enabled = inference_precision(device) == "bf16"
+    enabled = (precision or inference_precision(device)) == "bf16"
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
 
 

@@ -50,7 +50,7 @@ def worker_count(text: str) -> int | None:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    from posevit.core.config import Backend
+    from posevit.core.config import Backend, Precision
 
     parser = argparse.ArgumentParser(
         prog="posevit predict",
@@ -67,6 +67,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=positive_int, default=32, metavar="N", help="images per forward pass")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps (default cpu)")
     parser.add_argument("--backend", choices=get_args(Backend), default="torch", help="default torch")
+    parser.add_argument(
+        "--precision",
+        choices=get_args(Precision),
+        default="auto",
+        help="backend torch: auto (bf16 where native, default), bf16, or fp32 (each answer exact whatever the batch)",
+    )
     parser.add_argument(
         "--workers", type=worker_count, default=None, metavar="N|auto", help="decoding processes (default: one a core)"
     )
@@ -104,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         if not expanded.inputs:
             raise ConfigError(f"no image files in {' '.join(args.paths)} (skipped {expanded.skipped} other files)")
         served = resolve(args.model, CACHE_DIR, registry_skip(args.backend))
-        predictor = load_predictor(served, args.device, args.backend)
+        predictor = load_predictor(served, args.device, args.backend, args.precision)
     except PosevitError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from posevit.core.config import Backend
+from posevit.core.config import Backend, Precision
 from posevit.core.errors import ConfigError
 from posevit.core.paths import ONNX_BY_BACKEND
 from posevit.infer.model_source import ServedModel
@@ -115,13 +115,21 @@ def check_device(device: str, backend: Backend, setting: str = "--device") -> No
         check_onnx_device(device, setting)
 
 
-def load_predictor(served: ServedModel, device: str = "cpu", backend: Backend = "torch") -> Predictor:
-    """The served model on `backend`: torch loads the weights; the ONNX ones read config.json and an export."""
+def load_predictor(
+    served: ServedModel, device: str = "cpu", backend: Backend = "torch", precision: Precision = "auto"
+) -> Predictor:
+    """The served model on `backend`: torch loads the weights (in `precision`); the ONNX ones read config.json
+    and an export, and compute in what that file holds."""
     if backend == "torch":
         from posevit.infer.torch_predictor import TorchPredictor
         from posevit.models.bundle import load_bundle
 
-        return TorchPredictor(load_bundle(served.bundle_dir), device)
+        return TorchPredictor(load_bundle(served.bundle_dir), device, precision)
+    if precision != "auto":
+        raise ConfigError(
+            f"precision {precision} is for backend torch; backend {backend} computes in what its ONNX file "
+            "holds (onnx: fp32, onnx-int8: int8): leave precision at auto, or use backend torch"
+        )
     if served.exports_dir is None:
         raise ConfigError(
             f"backend {backend} needs the model's ONNX export ({ONNX_BY_BACKEND[backend].name} in an exports/ folder "

@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from posevit.core.config import Precision
 from posevit.core.precision import autocast, inference_precision
 from posevit.infer.predictor import Predictor
 from posevit.models.bundle import Bundle
@@ -16,12 +17,13 @@ class TorchPredictor(Predictor):
     backend = "torch"
     explains = True
 
-    def __init__(self, bundle: Bundle, device: str | torch.device = "cpu") -> None:
+    def __init__(self, bundle: Bundle, device: str | torch.device = "cpu", precision: Precision = "auto") -> None:
         self.torch_device = torch.device(device)
         super().__init__(bundle.config, str(self.torch_device))
         self.model = bundle.model.to(self.torch_device).eval().to(memory_format=torch.channels_last)
         self.transform = bundle.eval_transform()  # timm's, exactly what evaluation used
-        self.precision = inference_precision(self.torch_device)
+        self.computes_in = inference_precision(self.torch_device, precision)
+        self.precision = self.computes_in
 
     def preprocess(self, image: Image.Image) -> np.ndarray:
         return self.transform(image.convert("RGB")).numpy()
@@ -29,7 +31,7 @@ class TorchPredictor(Predictor):
     @torch.inference_mode()
     def forward(self, pixels: np.ndarray) -> np.ndarray:
         batch = torch.from_numpy(pixels).to(self.torch_device, non_blocking=True)
-        with autocast(self.torch_device):
+        with autocast(self.torch_device, self.computes_in):
             logits = self.model(batch.contiguous(memory_format=torch.channels_last)).float().cpu()
         return torch.softmax(logits / self.temperature, dim=-1).numpy()
 
@@ -39,7 +41,7 @@ class TorchPredictor(Predictor):
         Returned at the size of the model's input crop; `overlay` maps it back onto the photo.
         """
         pixels = torch.from_numpy(self.preprocess(image)[None]).to(self.torch_device).requires_grad_(True)
-        with torch.enable_grad(), autocast(self.torch_device):
+        with torch.enable_grad(), autocast(self.torch_device, self.computes_in):
             logits = self.model(pixels).float()
             index = self.labels.index(label) if label else int(logits.argmax())
             logits[0, index].backward()

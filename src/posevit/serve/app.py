@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         keys = ApiKeys.load(settings.api_keys_file)
         check_device(settings.device, settings.backend, "serve.device")
         served = resolve(settings.model, CACHE_DIR, registry_skip(settings.backend))
-        predictor = load_predictor(served, settings.device, settings.backend)
+        predictor = load_predictor(served, settings.device, settings.backend, settings.precision)
     except PosevitError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
