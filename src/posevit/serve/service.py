@@ -21,7 +21,7 @@ from posevit.data.images import decode_rgb
 from posevit.infer.model_source import ServedModel
 from posevit.infer.predictor import Predictor
 from posevit.serve.batcher import MicroBatcher
-from posevit.serve.metrics import ServeMetrics
+from posevit.serve.telemetry import ServeMetrics
 
 
 @dataclass(frozen=True)
