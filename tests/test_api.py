@@ -186,6 +186,15 @@ def test_a_body_over_the_cap_is_refused_before_it_is_read(api):
         "/v1/predict", content=b"\0" * (30 * 2**20), headers={"content-type": "multipart/form-data; boundary=x"}
     )
     assert response.status_code == 413 and response.json()["error"]["code"] == "too_large"
+    reads: list[int] = []
+
+    async def receive():
+        reads.append(1)
+        return {"type": "http.request", "body": b"\0" * 2**20, "more_body": True}
+
+    declared = {b"content-length": str(30 * 2**20).encode(), b"content-type": b"multipart/form-data; boundary=x"}
+    messages = api.portal.call(call_asgi, api.app, "/v1/predict", receive, declared)
+    assert messages[0]["status"] == 413 and reads == []  # refused on the declared length: not one byte read
 
 
 def test_a_body_longer_than_it_declared_is_cut_off_at_the_cap(api):
@@ -201,7 +210,7 @@ def test_a_body_longer_than_it_declared_is_cut_off_at_the_cap(api):
         return {"type": "http.request", "body": body, "more_body": bool(chunks)}
 
     headers = {b"content-length": b"100", b"content-type": b"multipart/form-data; boundary=x"}
-    messages = asyncio.run(call_asgi(api.app, "/v1/predict", receive, headers))
+    messages = api.portal.call(call_asgi, api.app, "/v1/predict", receive, headers)
     assert messages[0]["status"] == 413 and b'"too_large"' in messages[1]["body"]
     assert len(received) <= limit // 2**20 + 2  # it stopped at the cap, not at the end of the stream
 
