@@ -1,4 +1,7 @@
-"""The Gradio app for real: `python app.py` on a free port, driven by gradio_client and headless Chromium."""
+"""`posevit serve` for real: `python app.py` on a free port (uvicorn, the page, the API together), driven by
+httpx, gradio_client and headless Chromium. What needs the process: batching under concurrent HTTP load,
+binding loopback, the page's login and uploads, the docs offline, credentials kept out of the real log, the
+command's exits. Each route's behaviour and errors are tested in-process in tests/test_api.py."""
 
 from __future__ import annotations
 
@@ -8,9 +11,11 @@ import os
 import socket
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError, AuthenticationError
@@ -19,6 +24,7 @@ from PIL import Image
 from posevit.core.labels import ACTION_CLASSES
 from posevit.devtools.local_s3 import free_port
 from tests.helpers import ROOT
+from tests.helpers.api import KEYS, photo
 from tests.helpers.bundles import tiny_bundle
 from tests.helpers.images import ODD_BUT_FINE, encode, exif_rotated_jpeg, png_with_declared_size
 from tests.helpers.server import RunningApp
@@ -39,7 +45,7 @@ TEST_METRICS = {
 def project(tmp_path_factory) -> Path:
     """A folder laid out like a project after `dvc repro`: models/ and metrics/test.json."""
     root = tmp_path_factory.mktemp("app")
-    tiny_bundle(root / "models")
+    tiny_bundle(root / "models", seed=3, head_scale=40.0)  # decisive answers: each image its own
     (root / "metrics").mkdir()
     (root / "metrics" / "test.json").write_text(json.dumps(TEST_METRICS))
     (root / "upload.png").write_bytes(encode(Image.new("RGB", (320, 240), (200, 120, 40)), "PNG"))
@@ -48,7 +54,9 @@ def project(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def app(project):
-    running = RunningApp(project, "--model", "models", "--max-file-mb", "1")
+    running = RunningApp(
+        project, "--model", "models", "--max-file-mb", "1", "--max-batch-size", "16", "--max-wait-ms", "50"
+    )
     yield running
     running.stop()
 
@@ -148,20 +156,6 @@ def test_the_docker_healthcheck_command(app):
     assert subprocess.run([*check, str(free_port())], timeout=60).returncode == 1
 
 
-def test_login_from_environment_variables(project):
-    running = RunningApp(project, "--model", "models", env={"POSEVIT_USER": "ana", "POSEVIT_PASSWORD": "s3cret-pw"})
-    try:
-        with pytest.raises(AuthenticationError, match="Please login"):
-            classify(Client(running.url, verbose=False), project / "upload.png")
-        healthcheck = [sys.executable, str(ROOT / "app.py"), "--healthcheck", "--port", str(running.port)]
-        assert subprocess.run(healthcheck, timeout=60).returncode == 0  # the login page counts as healthy
-        authed = Client(running.url, auth=("ana", "s3cret-pw"), verbose=False)
-        assert len(classify(authed, project / "upload.png", explain=False)[3]) == 15
-    finally:
-        running.stop()
-    assert "s3cret-pw" not in running.log.read_text()
-
-
 def test_no_model_anywhere_exits_with_how_to_get_one(tmp_path):
     result = subprocess.run(
         [sys.executable, str(ROOT / "app.py")],
@@ -183,9 +177,7 @@ def test_a_person_uploads_a_photo_in_chromium_and_sees_the_actions(app, project,
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, args=["--no-sandbox"] if os.geteuid() == 0 else []
-        )
+        browser = launch_chromium(playwright)
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 900})
             page.goto(app.url)
@@ -203,3 +195,123 @@ def test_a_person_uploads_a_photo_in_chromium_and_sees_the_actions(app, project,
             browser.close()
     assert any(label in shown for label in ACTION_CLASSES) and "%" in shown
     assert Image.open(tmp_path / "app.png").size[0] == 1280
+
+
+def launch_chromium(playwright):
+    return playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"] if os.geteuid() == 0 else [])
+
+
+def test_the_api_docs_render_with_the_network_off(app):
+    """Swagger UI's script and styles come from this server (fastapi-offline's files), not from a CDN."""
+    from playwright.sync_api import sync_playwright
+
+    outside: list[str] = []
+
+    def only_this_server(route) -> None:
+        if route.request.url.startswith(app.url):
+            route.continue_()
+        else:
+            outside.append(route.request.url)
+            route.abort()
+
+    with sync_playwright() as playwright:
+        browser = launch_chromium(playwright)
+        try:
+            page = browser.new_page()
+            page.route("**/*", only_this_server)
+            page.goto(app.url + "docs")
+            operations = page.locator(".opblock-summary-path")
+            operations.filter(has_text="/v1/predict/batch").wait_for(timeout=60_000)
+            shown = set(operations.all_inner_texts())
+        finally:
+            browser.close()
+    assert {"/v1/predict", "/v1/predict/batch", "/api/v1/pose_classifier", "/v1/model", "/metrics"} <= shown, shown
+    assert not [url for url in outside if url.endswith((".js", ".css"))], outside
+
+
+def post(server: RunningApp, data: bytes, route: str = "v1/predict", **kwargs) -> httpx.Response:
+    return httpx.post(server.url + route, files={"file": ("photo.png", data)}, timeout=60, **kwargs)
+
+
+def metric_value(server: RunningApp, name: str) -> float:
+    for line in httpx.get(server.url + "metrics").text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def test_concurrent_requests_are_batched_and_each_caller_gets_its_own_answer(app):
+    images = [photo(100 + i) for i in range(32)]
+
+    def ask(image: bytes) -> np.ndarray:
+        predictions = post(app, image, params={"top_k": 15}).json()["predictions"]
+        return np.array([p["probability"] for p in sorted(predictions, key=lambda p: p["label"])])
+
+    alone = [ask(image) for image in images]
+    distinct = min(np.abs(a - b).sum() for i, a in enumerate(alone) for b in alone[i + 1 :])
+    assert distinct > 1e-3, "the test images must get different answers"
+    before = metric_value(app, "posevit_batch_size_count")
+    with ThreadPoolExecutor(32) as pool:
+        together = list(pool.map(ask, images))
+    for i, answer in enumerate(together):
+        nearest = int(np.argmin([np.abs(answer - a).sum() for a in alone]))
+        assert nearest == i and np.abs(answer - alone[i]).max() < 1e-4, (i, nearest)
+        assert answer.argmax() == alone[i].argmax()
+    batches = metric_value(app, "posevit_batch_size_count") - before
+    assert batches < 32, f"32 concurrent requests ran in {batches} forward passes: no batching happened"
+
+
+def test_the_page_mount_leaves_the_api_its_errors(app):
+    """Behind the page's catch-all mount at /, a GET on an upload route is still the API's JSON 405."""
+    response = httpx.get(app.url + "v1/predict", timeout=30)
+    assert response.status_code == 405 and "POST" in response.headers["allow"]
+    assert response.json()["error"]["code"] == "http_405"
+    assert httpx.get(app.url + "health/ready", timeout=30).json()["status"] == "ready"
+
+
+def test_keys_and_a_login_guard_the_api_and_the_page_and_stay_out_of_the_log(project):
+    first, second = KEYS.split(",")
+    login = {"POSEVIT_USER": "ana", "POSEVIT_PASSWORD": "s3cret-pw"}
+    running = RunningApp(project, "--model", "models", env={"POSEVIT_API_KEYS": KEYS, **login})
+    try:
+        assert post(running, photo(1)).status_code == 401
+        wrong = post(running, photo(1), headers={"Authorization": "Bearer not-a-key"})
+        assert wrong.status_code == 401 and wrong.headers["www-authenticate"] == "Bearer"
+        assert post(running, photo(1), route=f"v1/predict?api_key={first}").status_code == 401  # only the header counts
+        for key in (first, second):
+            assert post(running, photo(1), headers={"Authorization": f"Bearer {key}"}).status_code == 200
+        assert httpx.get(running.url + "health/ready").status_code == 200
+        assert httpx.get(running.url + "metrics").status_code == 200
+        with pytest.raises(AuthenticationError, match="Please login"):
+            classify(Client(running.url, verbose=False), project / "upload.png")
+        healthcheck = [sys.executable, str(ROOT / "app.py"), "--healthcheck", "--port", str(running.port)]
+        assert subprocess.run(healthcheck, timeout=60).returncode == 0  # the login page counts as healthy
+        by_key = Client(running.url, auth=("anyone", second), verbose=False)  # any user name, a key as password
+        assert by_key.view_api(return_format="dict", print_info=False)
+        authed = Client(running.url, auth=("ana", "s3cret-pw"), verbose=False)
+        assert len(classify(authed, project / "upload.png", explain=False)[3]) == 15
+    finally:
+        running.stop()
+    log = running.log.read_text()
+    assert first not in log and second not in log and "s3cret-pw" not in log
+    assert "/v1/predict?api_key=[redacted]" in log, log  # the refused request was logged, without its key
+
+
+def test_bad_settings_fail_before_serving_naming_the_key(project):
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "app.py"), "--max-batch-size", "0"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2 and "serve.max_batch_size = '0' is invalid" in result.stderr, result.stderr
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "app.py")],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "POSEVIT_PORT": "99999"},
+    )
+    assert result.returncode == 2 and "serve.port" in result.stderr

@@ -30,8 +30,10 @@ DISPLAY_SIZE = 288
 
 @dataclass(frozen=True)
 class Prediction:
+    """One image's calibrated probabilities: what `predict` returns, and what the server's batches answer."""
+
     probabilities: dict[str, float]  # every label, in the bundle's order
-    seconds: float
+    seconds: float  # the transform and forward pass (`predict`), or the wait for a batch and its pass (the server)
 
     def top(self, k: int) -> list[tuple[str, float]]:
         return sorted(self.probabilities.items(), key=lambda item: item[1], reverse=True)[:k]

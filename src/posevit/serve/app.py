@@ -117,7 +117,16 @@ def main(argv: list[str] | None = None) -> int:
         settings.port,
         f"{len(keys)} API key(s) required" if keys.enabled else "no API keys: open to anyone who can connect",
     )
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info", timeout_graceful_shutdown=5)
+    from posevit.serve.access_log import log_config
+
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level="info",
+        log_config=log_config(),  # no credentials from a URL's query in the access log
+        timeout_graceful_shutdown=5,
+    )
     return 0
 
 

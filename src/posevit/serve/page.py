@@ -93,16 +93,16 @@ def build_page(service: InferenceService, examples: list[str]) -> gr.Blocks:
     async def classify(upload: str | bytes | None, explain: bool) -> tuple[Any, ...]:
         data = read_upload_bytes(upload, service.limits)
         try:
-            result = await service.classify(data)
+            image, result = await service.classify(data)
             explained = explain and predictor.explains
-            overlay = await service.heat_map_overlay(result.image, result.top(1)[0][0]) if explained else None
+            overlay = await service.heat_map_overlay(image, result.top(1)[0][0]) if explained else None
         except ImageError as exc:
             raise gr.Error(f"Cannot use this file: {exc}.") from None
         except PosevitError as exc:  # overloaded or timed out: say so, keep serving
             raise gr.Error(str(exc)) from None
         timing = (
-            f"Inference **{result.inference_ms:.0f} ms** ({predictor.precision}, {predictor.device}, "
-            f"batched) · image {result.image.width}×{result.image.height}"
+            f"Inference **{result.seconds * 1000:.0f} ms** ({predictor.precision}, {predictor.device}, "
+            f"batched) · image {image.width}×{image.height}"
         )
         return result.probabilities, overlay, timing, result.probabilities
 

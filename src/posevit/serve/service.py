@@ -19,9 +19,9 @@ from posevit.core.config import ServeConfig
 from posevit.core.errors import ImageError, ImageTooLarge
 from posevit.data.images import decode_rgb
 from posevit.infer.model_source import ServedModel
-from posevit.infer.predictor import Predictor
+from posevit.infer.predictor import Prediction, Predictor
 from posevit.serve.batcher import MicroBatcher
-from posevit.serve.metrics import ServeMetrics
+from posevit.serve.telemetry import ServeMetrics
 
 
 @dataclass(frozen=True)
@@ -32,16 +32,6 @@ class Limits:
     @classmethod
     def of(cls, settings: ServeConfig) -> Limits:
         return cls(max_pixels=settings.max_pixels, max_file_bytes=int(settings.max_file_mb * 2**20))
-
-
-@dataclass(frozen=True)
-class Classification:
-    probabilities: dict[str, float]  # every label, in the bundle's order
-    inference_ms: float  # waiting for the batch + the forward pass
-    image: Image.Image  # upright RGB, as the model saw it before the transform
-
-    def top(self, k: int) -> list[tuple[str, float]]:
-        return sorted(self.probabilities.items(), key=lambda item: item[1], reverse=True)[:k]
 
 
 class InferenceService:
@@ -87,8 +77,12 @@ class InferenceService:
         image = decode_rgb(data, self.limits.max_pixels, limit_name="serve.max_pixels")
         return image, self.predictor.preprocess(image)
 
-    async def classify(self, data: bytes) -> Classification:
-        """Decode `data` off the event loop, then classify it in the next batch (ImageError if it is no image)."""
+    async def classify(self, data: bytes) -> tuple[Image.Image, Prediction]:
+        """Decode `data` off the event loop, then classify it in the next batch (ImageError if it is no image).
+
+        Returns the decoded image (upright RGB, as the model saw it before the transform) beside its
+        prediction, whose `seconds` are the wait for the batch and the forward pass.
+        """
         self.check_size(len(data))
         image, pixels = await asyncio.to_thread(self._decode, data)
         started = time.perf_counter()
@@ -98,7 +92,7 @@ class InferenceService:
         finally:
             self.metrics.queue_depth.set(self.batcher.queue_depth)
         probabilities = dict(zip(self.predictor.labels, row.tolist(), strict=True))
-        return Classification(probabilities, (time.perf_counter() - started) * 1000, image)
+        return image, Prediction(probabilities, time.perf_counter() - started)
 
     async def heat_map_overlay(self, image: Image.Image, label: str) -> Image.Image:
         """Where the model looked, over the crop it saw (a gradient pass, on the model's own thread)."""
