@@ -146,7 +146,13 @@ def write_result(name: str, payload: dict[str, object]) -> Path | None:
         "command": _command_line(),
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "commit": _git_commit(),
-        "machine": {"cpu_model": _cpu_model(), "cores": len(os.sched_getaffinity(0)), **machine()},
+        "machine": {
+            "cpu_model": _cpu_model(),
+            "cores": len(os.sched_getaffinity(0)),
+            # Other work on the machine while it ran (a shared VM's neighbours slow the absolute figures).
+            "load_average_1min": round(os.getloadavg()[0], 2),
+            **machine(),
+        },
         "source": "measured by the command above",
         "result": payload,
     }

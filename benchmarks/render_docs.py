@@ -54,7 +54,8 @@ def _levels(levels: list[dict[str, Any]] | None) -> str:
 
 def _train(r: dict[str, Any]) -> list[str]:
     ours = _say(r, ("{} img/s", "stage_images_per_s"), ("{}", "precision"), ("MFU {}", "stage_mfu"))
-    ours += _say(r, ("; compiled {} img/s", "compiled_stage_images_per_s"), (" ({}x)", "compile_speedup"))
+    compiled = _say(r, ("compiled {} img/s", "compiled_stage_images_per_s"), ("{}x the eager stage", "compile_speedup"))
+    ours += f"; {compiled}" if compiled else ""
     ratio = _say(r, ("{}x", "speedup"), ("ceiling {}x", "speedup_ceiling_at_bf16_peak"))
     return [ours, _say(r, ("fp32 eager loop {} img/s", "fp32_loop_images_per_s")), ratio, _targets(r)]
 
@@ -147,13 +148,18 @@ HEADLINES: dict[str, Callable[[dict[str, Any]], list[str]]] = {
 
 
 def load_results(directory: Path = RESULTS_DIR) -> list[dict[str, Any]]:
-    return [json.loads(path.read_text(encoding="utf-8")) for path in sorted(directory.glob("*.json"))]
+    """Every result, in the order of HEADLINES (training first, serving after), then by name."""
+    records = [json.loads(path.read_text(encoding="utf-8")) for path in directory.glob("*.json")]
+    order = list(HEADLINES)
+    return sorted(records, key=lambda r: (order.index(r["result"]["benchmark"]), r["name"]))
 
 
 def _provenance(record: dict[str, Any]) -> str:
     if record.get("date"):
         machine = record.get("machine", {})
         where = f"{machine.get('cpu_model', '?')}, {machine.get('cores', '?')} cores"
+        if "load_average_1min" in machine:
+            where += f", load average {machine['load_average_1min']} at the end of the run"
         return f"measured {record['date']} at commit `{record.get('commit')}` on {where}"
     return f"{record['source']} (machine: {record.get('machine', {}).get('description', 'not recorded')})"
 

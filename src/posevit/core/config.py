@@ -384,6 +384,12 @@ def load_params(path: Path = PARAMS_FILE) -> PipelineConfig:
 
 def params_command(overrides: list[str]) -> int:
     """`posevit params [override ...]`: regenerate params.yaml from conf/ and validate it."""
+    if overrides[:1] in (["-h"], ["--help"]):  # not a Hydra override: answer it rather than fail to parse it
+        print(
+            "usage: posevit params [override ...]\n\ncompose conf/ (+ Hydra overrides, e.g. experiment=seed_repro) "
+            f"into {PARAMS_FILE} and validate it"
+        )
+        return 0
     try:
         write_params(overrides)
         load_params()
