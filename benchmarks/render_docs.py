@@ -175,8 +175,8 @@ def summary_table(records: list[dict[str, Any]]) -> str:
     ]
     for record in records:
         headline = HEADLINES[record["result"]["benchmark"]](record["result"])
-        first = f"[`{record['command']}`](#{record['name']})"
-        measured = "this command, " + record["date"][:10] if record.get("date") else "carried over (see below)"
+        first = f"[{record['name']}](#{record['name']})"  # the command and its provenance are in its section
+        measured = "measured " + record["date"][:10] if record.get("date") else "carried over"
         lines.append("| " + " | ".join(_cell(c) for c in [first, *headline, measured]) + " |")
     return "\n".join(lines)
 
@@ -245,16 +245,17 @@ def render(results: Path = RESULTS_DIR, template: Path = TEMPLATE, metrics: Path
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="only compare; exit 1 when docs/benchmarks.md is stale")
+    parser.add_argument("--output", type=Path, default=PAGE, help="the page to write (default docs/benchmarks.md)")
+    parser.add_argument("--check", action="store_true", help="only compare; exit 1 when the page is stale")
     args = parser.parse_args(argv)
     page = render()
     if args.check:
-        if not PAGE.exists() or PAGE.read_text(encoding="utf-8") != page:
-            print(f"{PAGE.relative_to(ROOT)} is stale: run `python -m benchmarks.render_docs`", file=sys.stderr)
+        if not args.output.exists() or args.output.read_text(encoding="utf-8") != page:
+            print(f"{args.output} is stale: run `python -m benchmarks.render_docs`", file=sys.stderr)
             return 1
         return 0
-    PAGE.write_text(page, encoding="utf-8")
-    print(f"wrote {PAGE.relative_to(ROOT)}")
+    args.output.write_text(page, encoding="utf-8")
+    print(f"wrote {args.output}")
     return 0
 
 

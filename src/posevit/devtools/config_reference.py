@@ -180,7 +180,7 @@ def _header_comment(path: Path) -> str:
             break
         if "@package" not in line:
             words.append(line.lstrip("#").strip())
-    return " ".join(words)
+    return " ".join(words).replace("*", "\\*")  # globs in a comment are text, not Markdown emphasis
 
 
 def compose_defaults(config_dir: Path) -> dict[str, str]:
