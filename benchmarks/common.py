@@ -131,7 +131,7 @@ def _command_line() -> str:
     return " ".join([program, *(shlex.quote(arg) for arg in sys.argv[1:])])
 
 
-def write_result(name: str, payload: dict[str, object]) -> Path | None:
+def write_result(name: str, payload: dict[str, object], source: str = "measured by the command above") -> Path | None:
     """Write one benchmark run as benchmarks/results/<name>.json: the machine, date, commit, command and figures.
 
     A run that measured nothing (its payload says "skipped") keeps the previous result.
@@ -153,7 +153,7 @@ def write_result(name: str, payload: dict[str, object]) -> Path | None:
             "load_average_1min": round(os.getloadavg()[0], 2),
             **machine(),
         },
-        "source": "measured by the command above",
+        "source": source,
         "result": payload,
     }
     path = directory / f"{name}.json"
