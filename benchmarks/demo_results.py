@@ -26,7 +26,7 @@ def main() -> None:
     write_result(
         "demo_pipeline",
         {"benchmark": "demo_pipeline", **metrics},
-        source="the committed metrics/*.json of the demo pipeline (`make demo`), as they were at the commit above",
+        source="the metrics/*.json that the demo pipeline (`make demo`) wrote, as committed",
     )
 
 

@@ -212,7 +212,7 @@ def demo_results(records: list[dict[str, Any]]) -> str:
     level = round(test["confidence_level"] * 100)
     return "\n".join(
         [
-            f"Snapshot of {_cell(_provenance(demo))}.",
+            f"Taken {demo['date'][:10]} at commit `{demo['commit']}` from {demo['source']}.",
             "",
             "| metric | value |",
             "| --- | --- |",
