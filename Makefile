@@ -73,6 +73,7 @@ lint: setup
 	ruff format --check .
 	find src -name '*.pyi' -delete
 	mypy
+	NO_MKDOCS_2_WARNING=1 mkdocs build --strict
 
 format: setup
 	ruff check --fix .

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from benchmarks.common import VIT_B16, machine, matmul_peak_tflops, percentiles, random_bundle
+from benchmarks.common import VIT_B16, machine, matmul_peak_tflops, percentiles, random_bundle, write_result
 from posevit.infer.torch_predictor import TorchPredictor
 
 MODEL = VIT_B16
@@ -56,7 +56,7 @@ def main() -> None:
     bf16_peak, fp32_peak = matmul_peak_tflops(torch.bfloat16), matmul_peak_tflops(torch.float32)
     print(
         json.dumps(
-            {
+            report := {
                 "benchmark": "app_latency",
                 "model": MODEL.name,
                 "runs": args.runs,
@@ -73,6 +73,7 @@ def main() -> None:
             indent=2,
         )
     )
+    write_result("app_latency", report)
 
 
 if __name__ == "__main__":

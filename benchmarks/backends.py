@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.common import VIT_B16, machine, matmul_peak_tflops, write_random_bundle
+from benchmarks.common import VIT_B16, machine, matmul_peak_tflops, write_random_bundle, write_result
 from posevit.core.paths import EXPORTS_DIR, MODELS_DIR
 from posevit.core.precision import cpu_supports_bf16
 from posevit.export.onnx import FP32_FILE, INT8_FILE, export_onnx, quantize_int8
@@ -163,6 +163,7 @@ def main() -> None:
     if not args.skip_vit_b:
         report["vit_b16"] = vit_b16(args)
     print(json.dumps(report, indent=2))
+    write_result("backends-demo" if args.skip_vit_b else "backends", report)
 
 
 if __name__ == "__main__":

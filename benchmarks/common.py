@@ -1,9 +1,17 @@
-"""Shared measuring tools for the benchmarks: the machine's bf16 matmul peak, timing, a random-weights bundle."""
+"""Shared measuring tools for the benchmarks: the machine's bf16 matmul peak, timing, a random-weights bundle,
+and the one place a result is written (benchmarks/results/<name>.json, committed; docs/benchmarks.md is
+rendered from those files by `python -m benchmarks.render_docs`)."""
 
 from __future__ import annotations
 
+import datetime
 import io
+import json
+import os
 import platform
+import shlex
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -87,3 +95,68 @@ def machine(device: str = "cpu") -> dict[str, object]:
     if device == "cuda":
         facts["gpu"] = torch.cuda.get_device_name()
     return facts
+
+
+RESULTS_DIR = Path(__file__).parent / "results"
+# Tests point this elsewhere, so a toy-sized run never replaces a committed result.
+RESULTS_DIR_ENV = "POSEVIT_BENCHMARK_RESULTS"
+
+
+def _cpu_model() -> str:
+    try:
+        lines = Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return platform.processor() or platform.machine()
+    names = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
+    return names[0] if names else platform.machine()
+
+
+def _git_commit() -> str | None:
+    """The checkout's commit, marked `-dirty` when tracked files differ from it (what was measured)."""
+    root = Path(__file__).parent.parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True)
+    except OSError:
+        return None
+    if commit.returncode:
+        return None
+    return commit.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+
+
+def _command_line() -> str:
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    program = f"python -m {spec.name}" if spec is not None else f"python {sys.argv[0]}"
+    return " ".join([program, *(shlex.quote(arg) for arg in sys.argv[1:])])
+
+
+def write_result(name: str, payload: dict[str, object], source: str = "measured by the command above") -> Path | None:
+    """Write one benchmark run as benchmarks/results/<name>.json: the machine, date, commit, command and figures.
+
+    A run that measured nothing (its payload says "skipped") keeps the previous result.
+    """
+    if "skipped" in payload:
+        print(f"nothing measured ({payload['skipped']}): benchmarks/results/{name}.json kept", file=sys.stderr)
+        return None
+    directory = Path(os.environ.get(RESULTS_DIR_ENV) or RESULTS_DIR)
+    directory.mkdir(parents=True, exist_ok=True)
+    record = {
+        "name": name,
+        "command": _command_line(),
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "commit": _git_commit(),
+        "machine": {
+            "cpu_model": _cpu_model(),
+            "cores": len(os.sched_getaffinity(0)),
+            # Other work on the machine while it ran (a shared VM's neighbours slow the absolute figures).
+            "load_average_1min": round(os.getloadavg()[0], 2),
+            **machine(),
+        },
+        "source": source,
+        "result": payload,
+    }
+    path = directory / f"{name}.json"
+    path.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    print(f"wrote {path}", file=sys.stderr)
+    return path

@@ -18,7 +18,7 @@ import torch
 from PIL import Image
 from torch.utils.flop_counter import FlopCounterMode
 
-from benchmarks.common import VIT_B16, machine, matmul_peak_tflops, random_bundle
+from benchmarks.common import VIT_B16, machine, matmul_peak_tflops, random_bundle, write_result
 from posevit.core.labels import ACTION_CLASSES
 from posevit.evaluate.predict import predict
 
@@ -73,7 +73,7 @@ def main() -> None:
     peak = matmul_peak_tflops(torch.bfloat16)
     print(
         json.dumps(
-            {
+            report := {
                 "benchmark": "eval_throughput",
                 "model": MODEL.name,
                 "images": len(split),
@@ -94,6 +94,7 @@ def main() -> None:
             indent=2,
         )
     )
+    write_result("eval_throughput", report)
 
 
 def load_bundle_fp32(bundle):

@@ -20,7 +20,7 @@ import time
 import torch
 from torch.utils.data import DataLoader
 
-from benchmarks.common import machine
+from benchmarks.common import machine, write_result
 from posevit.core.config import ModelConfig, load_params
 from posevit.core.precision import autocast, usable_cores
 from posevit.data.store import LABELS, load_split, with_pixels
@@ -86,7 +86,7 @@ def main() -> None:
     best = max(rates, key=lambda w: rates[w])
     print(
         json.dumps(
-            {
+            report := {
                 "benchmark": "loader_throughput",
                 "machine": {**machine(), "cores": cores},
                 "model": args.model or cfg.model.name,
@@ -104,6 +104,7 @@ def main() -> None:
             indent=2,
         )
     )
+    write_result(f"loader_throughput-{args.model or cfg.model.name}", report)
 
 
 if __name__ == "__main__":

@@ -30,7 +30,15 @@ import httpx
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from benchmarks.common import VIT_B16, machine, matmul_peak_tflops, percentiles, photo_jpeg, write_random_bundle
+from benchmarks.common import (
+    VIT_B16,
+    machine,
+    matmul_peak_tflops,
+    percentiles,
+    photo_jpeg,
+    write_random_bundle,
+    write_result,
+)
 from posevit.core.config import ModelConfig
 from posevit.data.images import decode_rgb
 from posevit.devtools.local_s3 import free_port
@@ -213,6 +221,7 @@ def main() -> None:
         summary["posevit_c8_share_of_bf16_peak"] = round(ours[8]["requests_per_s"] * flops / 1e12 / peak_bf16, 3)
     results["summary"] = summary
     print(json.dumps(results, indent=2))
+    write_result("serve_load" if args.backend == "torch" else f"serve_load-{args.backend}", results)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from torch.utils.flop_counter import FlopCounterMode
 
-from benchmarks.common import machine, matmul_peak_tflops, synchronize
+from benchmarks.common import machine, matmul_peak_tflops, synchronize, write_result
 from posevit.core.config import ModelConfig, TrainConfig, TrainerConfig
 from posevit.core.precision import resolve_fused_attention, resolve_precision
 from posevit.models.factory import create_model, set_fused_attention
@@ -190,6 +190,7 @@ def main() -> None:
         "speedup_ceiling_at_bf16_peak": round(peak / (baseline * flops_per_image / 1e12), 2),
     }
     print(json.dumps(report, indent=2))
+    write_result(f"train_throughput-{args.device}", report)
 
 
 if __name__ == "__main__":

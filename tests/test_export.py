@@ -119,7 +119,7 @@ def test_an_onnx_backend_without_exports_says_how_to_make_them(tmp_path):
 
 
 def test_the_readme_onnx_snippet_classifies_like_posevit(project):
-    """The README's ten lines (onnxruntime, PIL, numpy only) give the label posevit's own int8 path gives."""
+    """The deployment page's ten lines (onnxruntime, PIL, numpy only) give the label posevit's own int8 path gives."""
     import re
 
     from PIL import Image
@@ -128,7 +128,9 @@ def test_the_readme_onnx_snippet_classifies_like_posevit(project):
     from posevit.models.bundle_config import read_bundle_config
     from tests.helpers import ROOT
 
-    snippet = re.search(r"Deploying without Python.*?```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+    snippet = re.search(
+        r"Deploying without Python.*?```python\n(.*?)```", (ROOT / "docs/deployment.md").read_text(), re.S
+    )
     assert snippet and len(snippet.group(1).strip().splitlines()) <= 10
     predictor = OnnxPredictor(read_bundle_config(project / "models"), project / "exports", "onnx-int8")
     for seed, size in ((0, (640, 480)), (1, (333, 500))):

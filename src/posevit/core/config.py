@@ -44,43 +44,67 @@ BatchLimit = Annotated[int | float, AfterValidator(_batch_limit)]
 
 
 class Schema(BaseModel):
-    # Unknown keys are typos until proven otherwise.
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Unknown keys are typos until proven otherwise. The docstring under each field is its description
+    # (the configuration reference in docs/ is generated from them); an explicit Field(description=...) wins.
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
 
 class DemoDataConfig(Schema):
     images_per_class: Annotated[int, Field(ge=3, le=100_000)] = 400
+    """Demo dataset size per class."""
     image_size: Annotated[int, Field(ge=32, le=1024)] = 96
+    """Demo image side in pixels."""
     seed: int = 0
+    """Demo generator seed (same seed, byte-identical images)."""
 
 
 class DataConfig(Schema):
     name: Annotated[str, Field(min_length=1)]
+    """`demo`, a hub dataset id, or a local directory (hub-format copy, image folder, `save_to_disk`)."""
     revision: str | None = None
+    """Hub revision (tag or commit) to pin a hub dataset."""
     image_column: str = "image"
+    """Column holding the images."""
     label_column: str = "labels"
+    """Column holding the class (ClassLabel or strings); `label` for image folders."""
     test_size: Fraction = 0.2
+    """Share of train re-sampled as test (when the source has no usable test split)."""
     validation_size: Fraction = 0.2
+    """Share of the remaining train used for validation."""
     seed: int = 42
+    """Seed of both stratified splits."""
     max_image_pixels: Annotated[int, Field(ge=1)] = 40_000_000
+    """Larger images are dropped and listed (decompression-bomb guard)."""
     num_proc: PositiveInt = 2
+    """Processes decoding images."""
     demo: DemoDataConfig = DemoDataConfig()
+    """The procedural demo dataset (`data.name=demo`)."""
 
 
 class ModelConfig(Schema):
     name: Annotated[str, Field(min_length=1)]
+    """timm model name (any timm ViT; `vit_convstem_tiny` is registered by posevit)."""
     pretrained: bool = False
+    """Load pretrained weights from the hub."""
     weights: str | None = None
+    """Load pretrained weights from a local safetensors file instead (offline clusters)."""
     freeze_blocks: Annotated[int, Field(ge=0)] = 0
+    """Freeze the patch and position embedding, the class token and the first N blocks (0 trains everything)."""
     drop_path_rate: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
+    """Stochastic depth rate."""
 
 
 class AugmentConfig(Schema):
     scale: tuple[Annotated[float, Field(gt=0.0, le=1.0)], Annotated[float, Field(gt=0.0, le=1.0)]] = (0.7, 1.0)
+    """Random-resized-crop area range [low, high]."""
     hflip: Annotated[float, Field(ge=0.0, le=1.0)] = 0.5
+    """Horizontal flip probability."""
     color_jitter: Annotated[float, Field(ge=0.0, le=1.0)] = 0.0
+    """Colour jitter strength."""
     auto_augment: Annotated[str, Field(pattern=AUTO_AUGMENT)] | None = None
-    re_prob: Probability = 0.0  # random erasing
+    """timm policy, e.g. `rand-m9-mstd0.5-inc1` (RandAugment), `trivialaugment`, `augmix-m5-w4-d2`."""
+    re_prob: Probability = 0.0
+    """Random erasing probability."""
 
     @model_validator(mode="after")
     def _scale_ordered(self) -> AugmentConfig:
@@ -91,24 +115,43 @@ class AugmentConfig(Schema):
 
 class TrainConfig(Schema):
     seed: int = 0
+    """Training seed."""
     epochs: PositiveInt = 16
+    """Epochs."""
     batch_size: PositiveInt = 32
+    """Batch size per device."""
     lr: Annotated[float, Field(gt=0.0, lt=1.0)] = 5e-4
+    """AdamW peak learning rate."""
     weight_decay: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.05
+    """AdamW weight decay."""
     warmup_epochs: Annotated[int, Field(ge=0)] = 1
+    """Linear warm-up epochs before the cosine decay."""
     label_smoothing: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.1
+    """Cross-entropy label smoothing."""
     num_workers: Annotated[int, Field(ge=0)] | Literal["auto"] = 2
+    """Data-loader worker processes per device; `auto` = the cores each device's process may use."""
     augment: AugmentConfig = AugmentConfig()
+    """Training augmentation (timm's `create_transform`)."""
     layer_decay: Annotated[float, Field(gt=0.0, le=1.0)] | None = None
+    """Layer-wise LR decay: block i learns at lr x decay^(depth - i), embeddings lowest, head at lr."""
     mixup: Annotated[float, Field(ge=0.0)] = 0.0  # Beta(alpha, alpha); 0 = off
+    """mixup alpha, Beta(alpha, alpha); 0 = off (the batch size must then be even)."""
     cutmix: Annotated[float, Field(ge=0.0)] = 0.0
+    """CutMix alpha; 0 = off (the batch size must then be even)."""
     mixup_prob: Probability = 1.0
+    """Share of batches mixed."""
     mixup_switch_prob: Probability = 0.5
+    """Share of mixed batches that use CutMix instead of mixup."""
     ema_decay: Annotated[float, Field(gt=0.0, lt=1.0)] | None = None
+    """Validate and ship an exponential moving average of the weights (timm's ModelEmaV3)."""
     ema_warmup: bool = True
+    """Ramp the EMA decay up from 0 (timm's warm-up)."""
     early_stopping_patience: PositiveInt | None = None
+    """Stop after this many epochs without a better `val/acc`."""
     grad_clip: Annotated[float, Field(gt=0.0)] | None = None
+    """Clip the gradient norm to this value."""
     accumulate_grad_batches: PositiveInt = 1
+    """Optimiser step every N batches."""
 
     @property
     def mixes(self) -> bool:
@@ -126,32 +169,51 @@ class TrainConfig(Schema):
 
 class TrainerConfig(Schema):
     accelerator: Literal["auto", "cpu", "gpu", "cuda", "mps", "tpu"] = "cpu"
+    """Lightning accelerator."""
     devices: PositiveInt | Literal["auto"] = 1
+    """Devices per node."""
     strategy: str = "auto"
+    """Lightning strategy (`ddp` in `trainer=ddp`)."""
     num_nodes: PositiveInt = 1
+    """Nodes."""
     precision: Literal["auto"] | TrainingPrecision = "auto"
+    """`auto` = bf16-mixed where the CPU or GPU has native bf16, else 32-true."""
     compile: bool = False
+    """`torch.compile` the model (in place: the bundle's parameter names do not change)."""
     fused_attention: bool | Literal["auto"] = "auto"
+    """The fused SDPA attention kernel (`true`) or explicit matmuls (`false`); `auto`: the kernel on GPUs,
+    matmuls on CPUs, where the kernel's backward is slow."""
     limit_train_batches: BatchLimit = 1.0
+    """A fraction (float) or a number (int) of training batches per epoch: dry-run a recipe."""
     limit_val_batches: BatchLimit = 1.0
+    """A fraction (float) or a number (int) of validation batches per epoch."""
 
 
 class EvaluateConfig(Schema):
     batch_size: PositiveInt = 128
+    """Evaluation batch size."""
     confidence_level: Fraction = 0.95
+    """Level of the accuracy confidence interval (Wilson)."""
 
 
 class ExportConfig(Schema):
     opset: Annotated[int, Field(ge=17, le=23)] = 18
+    """ONNX opset of the export."""
     int8: bool = True
+    """Also export a dynamically quantized int8 model."""
     batch_size: PositiveInt = 64
+    """Batch size of the parity check."""
     min_top1_agreement: Annotated[float, Field(ge=0.0, le=1.0)] = 0.995
+    """fp32 ONNX must agree with PyTorch's top-1 on at least this share of the test split."""
     max_int8_accuracy_drop: Annotated[float, Field(ge=0.0, le=1.0)] = 0.01
+    """int8 may lose at most this much test accuracy."""
 
 
 class PushCondition(Schema):
     metric: Annotated[str, Field(min_length=1)]
+    """A key of `metrics/test.json`."""
     threshold: float
+    """The condition holds when the metric is >= this."""
 
     @field_validator("metric")
     @classmethod
@@ -163,13 +225,21 @@ class PushCondition(Schema):
 
 class PushConfig(Schema):
     bucket: Annotated[str, Field(min_length=3, max_length=63, pattern=r"^[a-z0-9][a-z0-9.-]+[a-z0-9]$")]
+    """S3 bucket where models are published."""
     prefix: str = "registry"
+    """Key prefix in the bucket."""
     model_name: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9._-]+$")] = "posevit"
+    """Model name in the registry."""
     endpoint_url: str | None = None
+    """S3 endpoint; null = AWS (or the endpoint your AWS profile names)."""
     region: str = "us-east-1"
+    """S3 region."""
     conditions: list[PushCondition]
+    """List of {metric, threshold}: all must hold on `metrics/test.json` to publish."""
     always: bool = False  # an empty `conditions` publishes every model only when this says so
+    """With an empty `conditions`: publish every model (otherwise an empty list is an error)."""
     from_experiments: bool = False
+    """Whether a DVC experiment (`dvc exp run`, the queue) may publish."""
 
     @model_validator(mode="after")
     def _a_bar_or_always(self) -> PushConfig:
@@ -208,13 +278,21 @@ class ServeConfig(Schema):
 
 class PipelineConfig(Schema):
     data: DataConfig
+    """Where the images come from and how they are split (`preprocess`)."""
     model: ModelConfig
+    """The network (`train`)."""
     train: TrainConfig
+    """The training recipe (`train`)."""
     trainer: TrainerConfig
+    """Lightning's trainer: hardware, precision, scale-out (`train`)."""
     evaluate: EvaluateConfig
+    """The test-split evaluation (`evaluate`)."""
     export: ExportConfig
+    """ONNX export and its parity check (`export`)."""
     push: PushConfig
+    """Publishing to the S3 model registry (`push`)."""
     serve: ServeConfig
+    """`posevit serve` settings."""
 
 
 def _allowed_range(loc: tuple[Any, ...]) -> str:
@@ -245,7 +323,7 @@ def _describe(errors: list[ErrorDetails]) -> str:
     error = errors[0]
     key = ".".join(str(part) for part in _field_path(error["loc"])) or "<root>"
     if error["type"] == "extra_forbidden":
-        return f"{key}: unknown key (misspelt? see the config reference in README.md)"
+        return f"{key}: unknown key (misspelt? see the configuration reference, docs/configuration.md)"
     if error["type"] == "missing":
         return f"{key}: missing (set it in conf/ or override it with {key}=...)"
     problem = "; or ".join(e["msg"].removeprefix("Value error, ") for e in errors)
@@ -310,6 +388,12 @@ def load_params(path: Path = PARAMS_FILE) -> PipelineConfig:
 
 def params_command(overrides: list[str]) -> int:
     """`posevit params [override ...]`: regenerate params.yaml from conf/ and validate it."""
+    if overrides[:1] in (["-h"], ["--help"]):  # not a Hydra override: answer it rather than fail to parse it
+        print(
+            "usage: posevit params [override ...]\n\ncompose conf/ (+ Hydra overrides, e.g. experiment=seed_repro) "
+            f"into {PARAMS_FILE} and validate it"
+        )
+        return 0
     try:
         write_params(overrides)
         load_params()

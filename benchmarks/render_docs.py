@@ -1,0 +1,267 @@
+"""Render docs/benchmarks.md from benchmarks/results/*.json and the page's prose (benchmarks/page.md).
+
+    python -m benchmarks.render_docs            # rewrite docs/benchmarks.md
+    python -m benchmarks.render_docs --check    # exit 1 when the committed page is stale
+
+Figures are never typed into the docs: each benchmark writes its result (`write_result` in benchmarks/common.py),
+the prose around them lives in benchmarks/page.md, and tests/test_docs.py fails when the page is stale.
+Reads JSON only, so it needs neither torch nor the benchmarks' own imports.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).parent.parent
+RESULTS_DIR = ROOT / "benchmarks" / "results"
+TEMPLATE = ROOT / "benchmarks" / "page.md"
+PAGE = ROOT / "docs" / "benchmarks.md"
+DEMO = "demo_pipeline"  # the demo's metrics (benchmarks/demo_results.py): a table of their own, not a benchmark row
+
+
+def _get(record: dict[str, Any], path: str) -> Any:
+    value: Any = record
+    for part in path.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return None
+        value = value[part]
+    return value
+
+
+def _say(record: dict[str, Any], *parts: tuple[str, str]) -> str:
+    """Join 'template with {}' for each (template, key) whose key is in the record; absent figures are left out."""
+    return ", ".join(template.format(_get(record, key)) for template, key in parts if _get(record, key) is not None)
+
+
+def _levels(levels: list[dict[str, Any]] | None) -> str:
+    said = []
+    for level in levels or []:
+        figures = _say(
+            level,
+            ("{} req/s", "requests_per_s"),
+            ("p50 {} ms", "p50_ms"),
+            ("p95 {} ms", "p95_ms"),
+            ("{} errors", "errors"),
+        )
+        said.append(f"c={level['concurrency']}: {figures}")
+    return "; ".join(said)
+
+
+def _train(r: dict[str, Any]) -> list[str]:
+    ours = _say(r, ("{} img/s", "stage_images_per_s"), ("{}", "precision"), ("MFU {}", "stage_mfu"))
+    compiled = _say(r, ("compiled {} img/s", "compiled_stage_images_per_s"), ("{}x the eager stage", "compile_speedup"))
+    ours += f"; {compiled}" if compiled else ""
+    ratio = _say(r, ("{}x", "speedup"), ("ceiling {}x", "speedup_ceiling_at_bf16_peak"))
+    return [ours, _say(r, ("fp32 eager loop {} img/s", "fp32_loop_images_per_s")), ratio, _targets(r)]
+
+
+def _eval(r: dict[str, Any]) -> list[str]:
+    ours = _say(r, ("{} img/s", "evaluate_images_per_s"), ("MFU {}", "evaluate_mfu"))
+    base = _say(r, ("per-image fp32 loop {} img/s", "per_image_fp32_images_per_s"))
+    return [ours, base, _say(r, ("{}x", "speedup")), _targets(r)]
+
+
+def _app(r: dict[str, Any]) -> list[str]:
+    ours = _say(r, ("p50 {} ms", "app_predict.p50_ms"), ("p95 {} ms", "app_predict.p95_ms"))
+    base = _say(r, ("fp32 per-image call p50 {} ms", "fp32_per_image.p50_ms"), ("p95 {} ms", "fp32_per_image.p95_ms"))
+    ratio = _say(r, ("p50 ratio {}", "p50_ratio"), ("floor from the GEMM peaks {}", "p50_ratio_floor_from_gemm_peaks"))
+    return [ours, base, ratio, _say(r, ("p50 ratio <= {}", "target_p50_ratio"))]
+
+
+def _serve(r: dict[str, Any]) -> list[str]:
+    ours = _levels(r.get("posevit")) + _say(
+        r, ("; old page path in process p50 {} ms", "old_page_path_in_process.p50_ms")
+    )
+    ratio = _say(
+        r,
+        ("c=8: {}x req/s", "summary.c8_throughput_ratio"),
+        ("p95 ratio {}", "summary.c8_p95_ratio"),
+        ("c=1 p50 {}x the old page path", "summary.c1_p50_vs_old_page_path"),
+    )
+    target = _say(r, ("c=8: {}", "summary.c8_targets"), ("c=1: {}", "summary.c1_target"))
+    return [f"{r.get('posevit_backend', 'torch')} backend: {ours}", _levels(r.get("baseline")), ratio, target]
+
+
+def _backends(r: dict[str, Any]) -> list[str]:
+    if "vit_b16" in r:
+        v = r["vit_b16"]
+        speeds = "; ".join(
+            f"{name} "
+            + _say(v, ("p50 {} ms", f"{name}.batch1_p50_ms"), ("{} img/s at batch 32", f"{name}.batch32_images_per_s"))
+            for name in ("onnx_int8", "onnx_fp32")
+            if name in v
+        )
+        base = "; ".join(
+            f"{name} " + _say(v, ("p50 {} ms", f"{name}.batch1_p50_ms"), ("{} img/s", f"{name}.batch32_images_per_s"))
+            for name in ("torch_bf16", "torch_fp32")
+            if name in v
+        )
+        ratio = _say(
+            v,
+            ("int8 p50 {}x bf16", "ratios.int8_p50_vs_torch_bf16"),
+            ("{}x fp32", "ratios.int8_p50_vs_torch_fp32"),
+            ("batch 32: {}x bf16", "ratios.int8_batch32_speedup_vs_torch_bf16"),
+        )
+        target = _say(v, ("int8 p50 <= {}x bf16", "target_int8_p50_vs_torch_bf16"), ("met: {}", "target_met"))
+        return [speeds, base, ratio, target]
+    d = r.get("demo", {})
+    accuracy = ", ".join(f"{k} {v}" for k, v in d.get("accuracy", {}).items() if k.startswith(("onnx", "torch")))
+    ours = f"accuracy on {_get(d, 'accuracy.n_test')} test images: {accuracy}; " + _say(
+        d, ("ONNX fp32 p50 {} ms", "onnx_fp32.batch1_p50_ms"), ("{} img/s", "onnx_fp32.batch32_images_per_s")
+    )
+    base = _say(
+        d,
+        ("PyTorch fp32 {}", "accuracy.pytorch"),
+        ("p50 {} ms", "torch_fp32.batch1_p50_ms"),
+        ("{} img/s", "torch_fp32.batch32_images_per_s"),
+    )
+    target = _say(d, ("drop <= {}", "target_int8_accuracy_drop"), ("met: {}", "target_met"))
+    return [ours, base, _say(d, ("int8 drop {}", "accuracy.int8_accuracy_drop")), target]
+
+
+def _loader(r: dict[str, Any]) -> list[str]:
+    rates = r.get("loader_images_per_s", {})
+    ours = " / ".join(f"{rate:g}" for rate in rates.values()) + f" img/s with {' / '.join(rates)} workers"
+    ours += _say(r, (" at {} px", "input_size"))
+    base = _say(r, ("training {} img/s here", "training_images_per_s_here"))
+    ratio = _say(r, ("a GPU at {} img/s", "gpu_images_per_s"), ("needs {} workers", "workers_needed_for_gpu"))
+    return [ours, base, ratio, ""]
+
+
+def _targets(r: dict[str, Any]) -> str:
+    return _say(r, ("MFU {}", "target_mfu"), ("{}x", "target_speedup"))
+
+
+HEADLINES: dict[str, Callable[[dict[str, Any]], list[str]]] = {
+    "train_throughput": _train,
+    "eval_throughput": _eval,
+    "app_latency": _app,
+    "serve_load": _serve,
+    "backends": _backends,
+    "loader_throughput": _loader,
+}
+
+
+def load_results(directory: Path = RESULTS_DIR) -> list[dict[str, Any]]:
+    """Every result, in the order of HEADLINES (training first, serving after), then by name."""
+    records = [json.loads(path.read_text(encoding="utf-8")) for path in directory.glob("*.json")]
+    order = [*HEADLINES, DEMO]
+    return sorted(records, key=lambda r: (order.index(r["result"]["benchmark"]), r["name"]))
+
+
+def _provenance(record: dict[str, Any]) -> str:
+    if record.get("date"):
+        machine = record.get("machine", {})
+        where = f"{machine.get('cpu_model', '?')}, {machine.get('cores', '?')} cores"
+        if "load_average_1min" in machine:
+            where += f", load average {machine['load_average_1min']} at the end of the run"
+        return f"measured {record['date']} at commit `{record.get('commit')}` on {where}"
+    return f"{record['source']} (machine: {record.get('machine', {}).get('description', 'not recorded')})"
+
+
+def _cell(text: object) -> str:
+    return " ".join(str(text).split()).replace("|", "\\|")
+
+
+def summary_table(records: list[dict[str, Any]]) -> str:
+    lines = [
+        "| benchmark | ours | baseline in the same run | ratio | target | figures from |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for record in records:
+        headline = HEADLINES[record["result"]["benchmark"]](record["result"])
+        first = f"[{record['name']}](#{record['name']})"  # the command and its provenance are in its section
+        measured = "measured " + record["date"][:10] if record.get("date") else "carried over"
+        lines.append("| " + " | ".join(_cell(c) for c in [first, *headline, measured]) + " |")
+    return "\n".join(lines)
+
+
+def _flatten(value: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            yield from _flatten(inner, f"{prefix}.{key}" if prefix else str(key))
+    elif isinstance(value, list) and value and all(isinstance(item, dict) for item in value):
+        for index, item in enumerate(value):
+            yield from _flatten(item, f"{prefix}[{index}]")
+    else:
+        yield prefix, json.dumps(value)
+
+
+def details(records: list[dict[str, Any]]) -> str:
+    sections = []
+    for record in records:
+        rows = "\n".join(f"    | `{key}` | {_cell(value)} |" for key, value in _flatten(record["result"]))
+        sections.append(
+            f"### {record['name']}\n\n`{record['command']}`: {_cell(_provenance(record))}.\n\n"
+            f'??? note "All figures of `{record["name"]}.json`"\n\n    | key | value |\n    | --- | --- |\n{rows}\n'
+        )
+    return "\n".join(sections)
+
+
+def demo_results(records: list[dict[str, Any]]) -> str:
+    """The demo pipeline's metrics, as `python -m benchmarks.demo_results` last snapshotted them."""
+    demo = next((r for r in records if r["result"]["benchmark"] == DEMO), None)
+    if demo is None:
+        return "No snapshot yet: run `make demo`, then `python -m benchmarks.demo_results`."
+    test, train, export = (demo["result"][name] for name in ("test", "train", "export"))
+    level = round(test["confidence_level"] * 100)
+    return "\n".join(
+        [
+            f"Taken {demo['date'][:10]} at commit `{demo['commit']}` from {demo['source']}.",
+            "",
+            "| metric | value |",
+            "| --- | --- |",
+            f"| best val accuracy (epoch {train['best_epoch']} of {train['epochs']}) | {train['best_val_acc']:.3f} |",
+            f"| test accuracy ({level}% CI) | **{test['accuracy']:.3f}** ({test['accuracy_ci_low']:.3f}-"
+            f"{test['accuracy_ci_high']:.3f}), n = {test['n_test']:,} |",
+            f"| F1 weighted / macro | {test['f1_weighted']:.3f} / {test['f1_macro']:.3f} |",
+            f"| top-5 accuracy | {test['top5_accuracy']:.3f} |",
+            f"| ECE uncalibrated -> calibrated (T = {test['temperature']:.2f}) | {test['ece_uncalibrated']:.3f} -> "
+            f"{test['ece']:.3f} |",
+            f"| train stage | {train['wall_time_s']:.0f} s at {train['train_images_per_s']:.0f} images/s, "
+            f"{train['precision']}, {train['trainable_params']:,} trainable parameters |",
+            f"| export: ONNX fp32 top-1 agreement, max logit diff | {export['onnx']['top1_agreement']:.3f}, "
+            f"{export['onnx']['max_abs_logit_diff']:g} |",
+            f"| export: int8 accuracy, top-1 agreement, drop | {export['onnx_int8']['accuracy']:.4f}, "
+            f"{export['onnx_int8']['top1_agreement']:.4f}, {export['int8_accuracy_drop']:.4f} |",
+            f"| PyTorch fp32 accuracy (export parity run) | {export['pytorch_accuracy']:.4f} |",
+        ]
+    )
+
+
+def render(results: Path = RESULTS_DIR, template: Path = TEMPLATE) -> str:
+    records = load_results(results)
+    benchmarks = [record for record in records if record["result"]["benchmark"] != DEMO]
+    page = template.read_text(encoding="utf-8")
+    for marker, text in {
+        "{{ summary }}": summary_table(benchmarks),
+        "{{ demo_results }}": demo_results(records),
+        "{{ details }}": details(benchmarks),
+    }.items():
+        page = page.replace(marker, text)
+    return page
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--output", type=Path, default=PAGE, help="the page to write (default docs/benchmarks.md)")
+    parser.add_argument("--check", action="store_true", help="only compare; exit 1 when the page is stale")
+    args = parser.parse_args(argv)
+    page = render()
+    if args.check:
+        if not args.output.exists() or args.output.read_text(encoding="utf-8") != page:
+            print(f"{args.output} is stale: run `python -m benchmarks.render_docs`", file=sys.stderr)
+            return 1
+        return 0
+    args.output.write_text(page, encoding="utf-8")
+    print(f"wrote {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
