@@ -33,7 +33,7 @@ from posevit.models.factory import create_model, set_fused_attention
 from posevit.models.freeze import count_parameters, freeze_blocks, model_depth
 from posevit.models.transforms import eval_transform, model_data_config
 from posevit.train.augment import train_transform
-from posevit.train.calibrate import fit_temperature, split_logits
+from posevit.train.calibrate import calibrated_temperature, split_logits
 from posevit.train.datamodule import ActionDataModule
 from posevit.train.lightning_module import ActionClassifier
 
@@ -241,17 +241,8 @@ def load_best_weights(model: nn.Module, best: BestWeights) -> dict:
 
 def calibrate(network: Network, data: Path, batch_size: int) -> float:
     """The temperature of `network.model` fitted on the validation split, rounded as the bundle stores it."""
-    logits, labels = split_logits(
-        network.model, load_split("val", data), eval_transform(network.data_config), batch_size
-    )
-    temperature = round(fit_temperature(logits, labels), 4)
-    log.info(
-        "temperature %.4f fitted on the validation split (NLL %.4f -> %.4f)",
-        temperature,
-        float(torch.nn.functional.cross_entropy(logits, labels)),
-        float(torch.nn.functional.cross_entropy(logits / temperature, labels)),
-    )
-    return temperature
+    val = load_split("val", data)
+    return calibrated_temperature(*split_logits(network.model, val, eval_transform(network.data_config), batch_size))
 
 
 def bundle_config(
