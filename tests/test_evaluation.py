@@ -12,14 +12,14 @@ import torch
 from sklearn import metrics as sk
 
 from posevit.core.labels import ACTION_CLASSES
-from posevit.evaluate.metrics import (
+from posevit.evaluate.predict import Predictions, check_labels
+from posevit.evaluate.scores import (
     compute_metrics,
     confusion_matrix,
     hardest_confusions,
     per_class_metrics,
     wilson_interval,
 )
-from posevit.evaluate.predict import Predictions, check_labels
 from posevit.evaluate.workbook import write_report
 from posevit.models.bundle import Bundle
 from posevit.models.bundle_config import BundleConfig, BundleError, DataConfig

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import xlsxwriter
 
-from posevit.core.metrics import TestMetrics
+from posevit.core.evaluation_record import TestMetrics
 from posevit.evaluate.predict import Predictions
 
 _HEAT = {"type": "3_color_scale", "min_color": "#F8696B", "mid_color": "#FFEB84", "max_color": "#63BE7B"}
