@@ -160,6 +160,16 @@ def test_no_two_modules_of_a_package_import_each_other_even_lazily():
     assert not cycles, "modules that import each other:\n" + "\n".join(" <-> ".join(c) for c in cycles)
 
 
+def test_every_workbook_is_written_through_the_one_workbook_helper():
+    """Reproducible bytes and one style live in posevit.evaluate.xlsx; no other module opens xlsxwriter."""
+    writers = sorted(
+        str(module.relative_to(ROOT))
+        for module in PACKAGE.rglob("*.py")
+        if any(name.split(".")[0] == "xlsxwriter" for name in imported_names(ast.parse(module.read_text())))
+    )
+    assert writers == ["src/posevit/evaluate/xlsx.py"], writers
+
+
 def test_the_top_level_stays_small_and_every_subpackage_says_what_it_owns():
     top = sorted(p.name for p in PACKAGE.glob("*.py"))
     assert len(top) <= 8, top
