@@ -159,7 +159,7 @@ def test_a_perfectly_separated_split_or_a_temperature_at_a_bound_says_it_is_no_f
     assert 0.05 <= temperature < 0.5  # the free minimum is at T -> 0
     assert "every validation image is right" in calibration_warning(temperature, logits, labels)
     logits[:6] = logits[:6].roll(1, dims=1)  # 90% right
-    assert "every validation image is right" in calibration_warning(0.05, logits, labels)
+    assert "lower bound 0.05" in calibration_warning(0.05, logits, labels)
     assert "upper bound 20" in calibration_warning(20.0, logits, labels)
     assert calibration_warning(1.3, logits, labels) is None
 

@@ -80,11 +80,16 @@ def calibration_warning(
             f"temperature scaling cannot help: T hit its upper bound {bounds[1]:g}, so the logits carry almost no "
             "signal on the validation split and the served probabilities are near uniform"
         )
-    if accuracy == 1.0 or temperature <= bounds[0]:
+    if accuracy == 1.0:
         return (
-            f"temperature scaling cannot help: T={temperature:g} is no fit, since every validation image is right "
-            "by a wide margin and nothing limits how sharp the probabilities may be (a larger or harder validation "
+            f"temperature scaling cannot help: every validation image is right, so nothing limits how sharp the "
+            f"probabilities may be and T={temperature:g} is where the fit stopped (a larger or harder validation "
             "split would calibrate)"
+        )
+    if temperature <= bounds[0]:
+        return (
+            f"temperature scaling cannot help: T hit its lower bound {bounds[0]:g}, so the validation split asks for "
+            "sharper probabilities than a sane temperature gives (a larger or harder validation split would calibrate)"
         )
     return None
 
