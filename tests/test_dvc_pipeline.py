@@ -48,3 +48,19 @@ def test_exp_run_set_param_recomposes_params_yaml(project):
     assert summary["splits"]["test"]["total"] == 45
     shown = json.loads(project.dvc("exp", "show", "--json").stdout)
     assert "0.25" in json.dumps(shown)
+
+
+def test_exp_show_leads_with_the_test_scores_and_leaves_the_data_counts_out(project):
+    """The collapsed table shows the first metric column only: it must be test accuracy, not a class count."""
+    header = project.dvc("exp", "show", "--csv").stdout.splitlines()[0].split(",")
+    first_metric = header[header.index("parent") + 1]
+    assert first_metric == "accuracy", header[:10]
+    assert not [name for name in header if name.startswith(("splits.", "image_size.", "dropped."))], header
+    assert "uri" not in header and "best_val_acc" in header and "onnx_int8.accuracy" in header
+    assert "per_class" in project.dvc("metrics", "show", "metrics/data.json").stdout  # still there when asked
+
+
+def test_dvc_plots_show_leaves_git_clean(project):
+    project.dvc("plots", "show")
+    assert (project.root / "dvc_plots/index.html").is_file()
+    assert "dvc_plots" not in project.run("git", "status", "--porcelain", "--untracked-files=all").stdout

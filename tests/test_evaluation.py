@@ -12,14 +12,14 @@ import torch
 from sklearn import metrics as sk
 
 from posevit.core.labels import ACTION_CLASSES
-from posevit.evaluate.metrics import (
+from posevit.evaluate.predict import Predictions, check_labels
+from posevit.evaluate.scores import (
     compute_metrics,
     confusion_matrix,
     hardest_confusions,
     per_class_metrics,
     wilson_interval,
 )
-from posevit.evaluate.predict import Predictions, check_labels
 from posevit.evaluate.workbook import write_report
 from posevit.models.bundle import Bundle
 from posevit.models.bundle_config import BundleConfig, BundleError, DataConfig
@@ -97,6 +97,71 @@ def test_temperature_scaling_recovers_the_overconfidence_and_lowers_the_ece(tmp_
     assert float((np.abs(confidence - accuracy) * counts).sum() / counts.sum()) == pytest.approx(after["ece"], abs=1e-4)
     plot_reliability(predictions.probabilities, predictions.uncalibrated, labels, temperature, tmp_path / "r.png", 15)
     assert (tmp_path / "r.png").stat().st_size > 10_000
+
+
+def scipy_bounded_temperature(logits: torch.Tensor, labels: torch.Tensor, low: float, high: float) -> float:
+    """The reference: SciPy's bounded minimisation of the NLL over log T, in float64."""
+    import math
+
+    from scipy.optimize import minimize_scalar
+
+    def nll(log_t: float) -> float:
+        return float(torch.nn.functional.cross_entropy(logits.double() / math.exp(log_t), labels))
+
+    found = minimize_scalar(nll, bounds=(math.log(low), math.log(high)), method="bounded", options={"xatol": 1e-9})
+    return math.exp(found.x)
+
+
+def test_a_model_at_chance_gets_the_upper_bound_and_one_warning_line(caplog):
+    """The smoke run's case: confident logits that say nothing (accuracy at chance) once fitted T = 4193.9."""
+    import logging
+
+    from posevit.train.calibrate import TEMPERATURE_RANGE, calibrated_temperature
+
+    generator = torch.Generator().manual_seed(0)
+    logits = 6 * torch.randn(960, 15, generator=generator)
+    labels = torch.randint(0, 15, (960,), generator=generator)
+    with caplog.at_level(logging.INFO, logger="posevit"):
+        temperature = calibrated_temperature(logits, labels)
+    assert temperature == TEMPERATURE_RANGE[1] == 20.0
+    assert temperature == pytest.approx(scipy_bounded_temperature(logits, labels, *TEMPERATURE_RANGE), rel=1e-3)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "\n" not in warnings[0], warnings
+    assert "cannot help" in warnings[0] and "near chance (0.067)" in warnings[0] and "T=20" in warnings[0]
+
+
+def test_confident_logits_are_calibrated_inside_the_range_without_a_warning(caplog):
+    import logging
+
+    from posevit.train.calibrate import TEMPERATURE_RANGE, calibrated_temperature, fit_temperature
+
+    rng = np.random.default_rng(1)
+    z = rng.normal(scale=4.0, size=(960, 15))
+    p = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+    labels = torch.from_numpy(np.array([rng.choice(15, p=row) for row in p]))
+    logits = torch.from_numpy(2.5 * z).float()  # right most of the time, 2.5 times too sure
+    assert float((logits.argmax(1) == labels).float().mean()) > 0.6
+    with caplog.at_level(logging.INFO, logger="posevit"):
+        temperature = calibrated_temperature(logits, labels)
+    assert temperature == pytest.approx(2.5, rel=0.1)
+    reference = scipy_bounded_temperature(logits, labels, *TEMPERATURE_RANGE)
+    assert fit_temperature(logits, labels) == pytest.approx(reference, rel=1e-3)
+    assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
+    assert "temperature 2." in caplog.text and "NLL" in caplog.text
+
+
+def test_a_perfectly_separated_split_or_a_temperature_at_a_bound_says_it_is_no_fit():
+    from posevit.train.calibrate import calibration_warning, fit_temperature
+
+    labels = torch.arange(60) % 15
+    logits = torch.nn.functional.one_hot(labels, 15).float() * 3  # every image right by the same margin
+    temperature = fit_temperature(logits, labels)
+    assert 0.05 <= temperature < 0.5  # the free minimum is at T -> 0
+    assert "every validation image is right" in calibration_warning(temperature, logits, labels)
+    logits[:6] = logits[:6].roll(1, dims=1)  # 90% right
+    assert "lower bound 0.05" in calibration_warning(0.05, logits, labels)
+    assert "upper bound 20" in calibration_warning(20.0, logits, labels)
+    assert calibration_warning(1.3, logits, labels) is None
 
 
 def test_a_bundles_temperature_calibrates_what_the_predictor_serves(tmp_path):

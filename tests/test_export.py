@@ -185,3 +185,27 @@ def test_posevit_predict_runs_the_onnx_backends_with_the_same_answers(project):
         for path, probabilities in answers[backend].items():
             reference = answers["torch"][path]
             assert max(abs(probabilities[label] - reference[label]) for label in reference) < 0.05, (backend, path)
+
+
+def test_two_exports_of_one_bundle_are_byte_identical_and_name_no_path_of_the_machine(project):
+    """exports/ is a DVC output whose hash must follow from the bundle alone: the exporter's debug metadata
+    named the checkout's and the environment's absolute paths, so a fresh clone elsewhere exported other bytes
+    and could not find the committed exports in any cache."""
+    import hashlib
+
+    import onnx
+
+    from tests.helpers import ROOT
+
+    again = ExportPaths(models=project / "models", data=project / "data/processed", exports=project / "again")
+    export(ExportConfig(), again)
+    digests = [
+        {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.iterdir()}
+        for folder in (project / "exports", again.exports)
+    ]
+    assert digests[0] == digests[1] and len(digests[0]) == 3
+    for name in ("model.onnx", "model.int8.onnx"):
+        data = (project / "exports" / name).read_bytes()
+        for local in (ROOT, Path(sys.prefix), Path(onnx.__file__).parents[1], project):
+            assert str(local).encode() not in data, f"{name} names {local}"
+    assert "+" not in onnx.load(project / "exports/model.onnx").producer_version  # no wheel tag (+cpu, +cu130)

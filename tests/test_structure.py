@@ -80,6 +80,96 @@ def test_imports_point_one_way_along_the_pipeline():
     assert not wrong, "imports against the pipeline's direction:\n" + "\n".join(wrong)
 
 
+def module_name(path: Path, root: Path = PACKAGE) -> str:
+    """posevit.infer.predictor for src/posevit/infer/predictor.py, posevit.infer for its __init__.py."""
+    parts = ("posevit", *path.relative_to(root).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imported_modules(tree: ast.AST, known: set[str]) -> set[str]:
+    """The modules of `known` this source imports anywhere, in functions too: `import a.b`, `from a.b import c`
+    and `from a import b` (b a module) all count."""
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+            found |= {f"{node.module}.{alias.name}" for alias in node.names}
+    return found & known
+
+
+def import_cycles(sources: dict[str, str]) -> list[list[str]]:
+    """Every set of modules of one subpackage that import each other in a ring ({module name: source})."""
+    graph = {name: imported_modules(ast.parse(text), set(sources)) - {name} for name, text in sources.items()}
+
+    def package(name: str) -> str:
+        return ".".join(name.split(".")[:2])
+
+    for name, targets in graph.items():
+        graph[name] = {target for target in targets if package(target) == package(name)}
+    # Tarjan's strongly connected components: a component of two or more modules is a cycle.
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    cycles = []
+
+    def visit(name: str) -> None:
+        index[name] = low[name] = len(index)
+        stack.append(name)
+        for target in sorted(graph[name]):
+            if target not in index:
+                visit(target)
+                low[name] = min(low[name], low[target])
+            elif target in stack:
+                low[name] = min(low[name], index[target])
+        if low[name] == index[name]:
+            component = []
+            while True:
+                member = stack.pop()
+                component.append(member)
+                if member == name:
+                    break
+            if len(component) > 1:
+                cycles.append(sorted(component))
+
+    for name in sorted(graph):
+        if name not in index:
+            visit(name)
+    return sorted(cycles)
+
+
+def test_the_cycle_check_sees_lazy_imports_and_every_import_form():
+    def cycle(a: str, b: str) -> list[list[str]]:
+        return import_cycles({"posevit.pkg.a": a, "posevit.pkg.b": b, "posevit.pkg.c": "import json"})
+
+    assert cycle("from posevit.pkg.b import B", "def f():\n    from posevit.pkg.a import A") == [
+        ["posevit.pkg.a", "posevit.pkg.b"]
+    ]
+    assert cycle("import posevit.pkg.b", "from posevit.pkg import a") == [["posevit.pkg.a", "posevit.pkg.b"]]
+    assert cycle("from posevit.pkg.b import B", "import json") == []
+    # Across subpackages the ranks decide, not this check.
+    assert import_cycles({"posevit.one.a": "import posevit.two.b", "posevit.two.b": "import posevit.one.a"}) == []
+
+
+def test_no_two_modules_of_a_package_import_each_other_even_lazily():
+    """A lazy import inside a function hides a cycle from the interpreter, not from the design: a module
+    that a module it imports imports back belongs with it, or the shared part belongs below both."""
+    sources = {module_name(path): path.read_text() for path in sorted(PACKAGE.rglob("*.py"))}
+    cycles = import_cycles(sources)
+    assert not cycles, "modules that import each other:\n" + "\n".join(" <-> ".join(c) for c in cycles)
+
+
+def test_every_workbook_is_written_through_the_one_workbook_helper():
+    """Reproducible bytes and one style live in posevit.evaluate.xlsx; no other module opens xlsxwriter."""
+    writers = sorted(
+        str(module.relative_to(ROOT))
+        for module in PACKAGE.rglob("*.py")
+        if any(name.split(".")[0] == "xlsxwriter" for name in imported_names(ast.parse(module.read_text())))
+    )
+    assert writers == ["src/posevit/evaluate/xlsx.py"], writers
+
+
 def test_the_top_level_stays_small_and_every_subpackage_says_what_it_owns():
     top = sorted(p.name for p in PACKAGE.glob("*.py"))
     assert len(top) <= 8, top

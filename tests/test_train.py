@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from posevit.core import metrics as metrics_record
+from posevit.core import evaluation_record
 from posevit.core.config import load_params
 from posevit.core.hashing import hash_directory
 from posevit.models.bundle import load_bundle
@@ -46,7 +46,7 @@ def test_repro_trains_a_bundle_and_a_second_repro_does_nothing(project):
 
 def test_evaluate_writes_metrics_plots_and_a_matching_workbook(project):
     metrics = json.loads((project.root / "metrics/test.json").read_text())
-    assert list(metrics) == list(metrics_record.TestMetrics.__annotations__) and metrics["n_test"] == 36
+    assert list(metrics) == list(evaluation_record.TestMetrics.__annotations__) and metrics["n_test"] == 36
     check_workbook(project.root / "metrics/report.xlsx", metrics)
     rows = (project.root / "plots/predictions.csv").read_text().splitlines()
     assert rows[0] == "id,true,predicted,confidence" and len(rows) == 37

@@ -17,7 +17,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from pydantic_core import ErrorDetails
 
 from posevit.core.errors import ConfigError
-from posevit.core.metrics import TEST_METRIC_KEYS
+from posevit.core.evaluation_record import TEST_METRIC_KEYS
 from posevit.core.paths import CONFIG_DIR, PARAMS_FILE
 
 CONFIG_NAME = "config"

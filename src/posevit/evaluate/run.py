@@ -11,12 +11,12 @@ from pathlib import Path
 from posevit.core import paths as default_paths
 from posevit.core.config import PipelineConfig
 from posevit.core.entrypoint import write_json
+from posevit.core.evaluation_record import TestMetrics
 from posevit.core.hashing import hash_directory
-from posevit.core.metrics import TestMetrics
 from posevit.data.store import load_split
-from posevit.evaluate.metrics import ECE_BINS, compute_metrics, confusion_matrix, hardest_confusions, per_class_metrics
 from posevit.evaluate.plots import plot_confusion_matrix, plot_per_class_accuracy, plot_reliability
 from posevit.evaluate.predict import predict, write_predictions
+from posevit.evaluate.scores import ECE_BINS, compute_metrics, confusion_matrix, hardest_confusions, per_class_metrics
 from posevit.evaluate.workbook import write_report
 from posevit.models.bundle import load_bundle
 

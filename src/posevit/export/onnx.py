@@ -41,8 +41,24 @@ def export_onnx(bundle: Bundle, path: Path, opset: int) -> Path:
     )
     if program is None:
         raise RuntimeError("torch.onnx.export returned no program")
+    drop_build_details(program)
     program.save(str(path))
     return path
+
+
+def drop_build_details(program: torch.onnx.ONNXProgram) -> None:
+    """Remove what the exporter records about where it ran, so one bundle exports to the same bytes anywhere.
+
+    Each node carries debug metadata whose stack traces name the absolute paths of this checkout and its
+    virtual environment, and the producer version carries the torch wheel's local tag (`+cpu`, `+cu130`):
+    neither changes what the model computes, but both would change the export's hash from machine to machine.
+    """
+    model = program.model
+    model.producer_version = torch.__version__.split("+")[0]
+    model.metadata_props.clear()
+    model.graph.metadata_props.clear()
+    for node in model.graph.all_nodes():
+        node.metadata_props.clear()
 
 
 def quantize_int8(source: Path, target: Path) -> Path:

@@ -17,8 +17,8 @@ from pathlib import Path
 
 from posevit.core.config import Backend
 from posevit.core.errors import PosevitError
+from posevit.core.evaluation_record import TestMetrics
 from posevit.core.hashing import hash_directory
-from posevit.core.metrics import TestMetrics
 from posevit.core.paths import EXPORTS_DIR, MODELS_DIR, ONNX_BY_BACKEND, TEST_METRICS
 from posevit.models.bundle_config import CONFIG_FILE, WEIGHTS_FILE, read_bundle_config
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from posevit.core.config import PushCondition
 from posevit.core.errors import ConfigError
-from posevit.core.metrics import TestMetrics
+from posevit.core.evaluation_record import TestMetrics
 
 
 @dataclass(frozen=True)

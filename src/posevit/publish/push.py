@@ -16,8 +16,8 @@ from typing import NotRequired, TypedDict
 from posevit.core import paths as default_paths
 from posevit.core.config import PushConfig
 from posevit.core.errors import ConfigError
+from posevit.core.evaluation_record import TestMetrics
 from posevit.core.hashing import hash_directory
-from posevit.core.metrics import TestMetrics
 from posevit.models.bundle_config import read_bundle_config
 from posevit.publish.gate import evaluate_conditions
 from posevit.publish.registry import LATEST_FILE, ModelAddress, publish

@@ -299,31 +299,30 @@ def plot_sweep(settings: list[Setting], path: Path, level: float = 0.95) -> None
 def write_workbook(settings: list[Setting], path: Path, level: float = 0.95) -> None:
     """Runs (one row each), Settings (one row per arm; best highlighted; overlap and p-value against the best),
     a chart."""
-    from posevit.evaluate.workbook import reproducible_workbook
+    from posevit.evaluate.xlsx import column_series, reproducible_workbook, write_table
 
-    workbook = reproducible_workbook(path)
-    bold = workbook.add_format({"bold": True, "bg_color": "#DDEBF7", "border": 1})
-    number = workbook.add_format({"num_format": "0.0000"})
-    best_format = workbook.add_format({"bg_color": "#C6EFCE", "bold": True})
+    workbook, styles = reproducible_workbook(path)
     keys = list(settings[0].values)
+    params = range(1, len(keys) + 1)  # parameter values stay as the config writes them (lr 1e-05, not 0.0000)
 
     runs = workbook.add_worksheet("Runs")
     headers = ["run", *keys, "seed", *METRICS, "best_val_acc", "train_wall_time_s"]
-    runs.write_row(0, 0, headers, bold)
-    row = 1
-    for setting in settings:
-        for run in setting.runs:
-            runs.write_row(row, 0, [run.name, *(cell_value(run.params[key]) for key in keys), run.seed])
-            col = len(keys) + 2
-            for offset, name in enumerate(METRICS):
-                runs.write_number(row, col + offset, run.metrics[name], number)
-            col += len(METRICS)
-            runs.write(row, col, run.best_val_acc if run.best_val_acc is not None else "", number)
-            runs.write(row, col + 1, run.wall_time_s if run.wall_time_s is not None else "")
-            row += 1
+    rows = [
+        [
+            run.name,
+            *(cell_value(run.params[key]) for key in keys),
+            run.seed,
+            *(run.metrics[name] for name in METRICS),
+            run.best_val_acc if run.best_val_acc is not None else "",
+            run.wall_time_s if run.wall_time_s is not None else "",
+        ]
+        for setting in settings
+        for run in setting.runs
+    ]
+    last = write_table(runs, styles, headers, rows, plain_columns={*params, len(headers) - 1})
     runs.set_column(0, 0, 48)
     runs.set_column(1, len(headers), 14)
-    runs.autofilter(0, 0, row - 1, len(headers) - 1)
+    runs.autofilter(0, 0, last, len(headers) - 1)
     runs.freeze_panes(1, 0)
 
     sheet = workbook.add_worksheet("Settings")
@@ -332,25 +331,27 @@ def write_workbook(settings: list[Setting], path: Path, level: float = 0.95) -> 
     for name in METRICS:
         headers += [f"{name}_mean", f"{name}_ci_low", f"{name}_ci_high"]
     headers += ["p_vs_best (Welch)", "p_vs_best (Holm)", "train_wall_time_s", "best", "interval overlaps best"]
-    sheet.write_row(0, 0, headers, bold)
-    for row, setting in enumerate(settings, start=1):
-        style = best_format if setting.best else None
-        sheet.write_row(row, 0, [setting.label, *(cell_value(v) for v in setting.values.values()), setting.n], style)
-        col = metric_col
-        for name in METRICS:
-            interval = setting.intervals[name]
-            for value in (interval.mean, interval.low, interval.high):
-                if math.isnan(value):
-                    sheet.write_string(row, col, "n/a (1 seed)", style)
-                else:
-                    sheet.write_number(row, col, value, best_format if setting.best else number)
-                col += 1
-        for p in (setting.p_vs_best, setting.p_holm):
-            sheet.write(row, col, "" if math.isnan(p) else p, style)
-            col += 1
-        sheet.write(row, col, setting.wall_time_s if setting.wall_time_s is not None else "", style)
-        sheet.write(row, col + 1, "best" if setting.best else "", style)
-        sheet.write(row, col + 2, "yes" if setting.overlaps_best else "no", style)
+    rows = [
+        [
+            setting.label,
+            *(cell_value(v) for v in setting.values.values()),
+            setting.n,
+            *(
+                "n/a (1 seed)" if math.isnan(value) else value
+                for name in METRICS
+                for value in (setting.intervals[name].mean, setting.intervals[name].low, setting.intervals[name].high)
+            ),
+            *("" if math.isnan(p) else p for p in (setting.p_vs_best, setting.p_holm)),
+            setting.wall_time_s if setting.wall_time_s is not None else "",
+            "best" if setting.best else "",
+            "yes" if setting.overlaps_best else "no",
+        ]
+        for setting in settings
+    ]
+    p_col = metric_col + 3 * len(METRICS)
+    plain = {*params, p_col, p_col + 1, p_col + 2}  # p-values at full precision, seconds as measured
+    best = {i for i, setting in enumerate(settings) if setting.best}
+    write_table(sheet, styles, headers, rows, plain_columns=plain, highlighted=best)
     sheet.set_column(0, 0, 32)
     sheet.set_column(1, len(headers), 16)
     sheet.freeze_panes(1, 1)
@@ -364,14 +365,7 @@ def write_workbook(settings: list[Setting], path: Path, level: float = 0.95) -> 
     )
     chart = workbook.add_chart({"type": "line"})
     for name, marker, col in (("accuracy", "circle", metric_col), ("f1_weighted", "square", metric_col + 3)):
-        chart.add_series(
-            {
-                "name": f"{name} (mean)",
-                "categories": ["Settings", 1, 0, len(settings), 0],
-                "values": ["Settings", 1, col, len(settings), col],
-                "marker": {"type": marker},
-            }
-        )
+        chart.add_series(column_series("Settings", col, len(settings), name=f"{name} (mean)", marker={"type": marker}))
     chart.set_title({"name": f"Test score per arm ({swept_names(settings)})"})
     chart.set_x_axis({"name": "arm"})
     sheet.insert_chart(note + 2, 0, chart)

@@ -17,22 +17,23 @@ import safetensors.torch
 import torch
 from dvclive.lightning import DVCLiveLogger
 from pytorch_lightning.callbacks import Callback, EarlyStopping, ModelCheckpoint, TQDMProgressBar
+from torch import nn
 
 import posevit
 from posevit.core import paths as default_paths
-from posevit.core.config import PipelineConfig
+from posevit.core.config import PipelineConfig, TrainingPrecision
 from posevit.core.entrypoint import write_json
 from posevit.core.errors import ConfigError
 from posevit.core.hashing import hash_directory
 from posevit.core.precision import check_hardware, resolve_fused_attention, resolve_precision, usable_cores
 from posevit.data.store import LABELS, class_names, load_split
 from posevit.models.bundle import save_bundle
-from posevit.models.bundle_config import BundleConfig, TrainingSummary
+from posevit.models.bundle_config import BundleConfig, DataConfig, TrainingSummary
 from posevit.models.factory import create_model, set_fused_attention
 from posevit.models.freeze import count_parameters, freeze_blocks, model_depth
 from posevit.models.transforms import eval_transform, model_data_config
 from posevit.train.augment import train_transform
-from posevit.train.calibrate import fit_temperature, split_logits
+from posevit.train.calibrate import calibrated_temperature, split_logits
 from posevit.train.datamodule import ActionDataModule
 from posevit.train.lightning_module import ActionClassifier
 
@@ -147,53 +148,56 @@ def loader_workers(cfg: PipelineConfig) -> int:
     return max(1, cores // devices)
 
 
-def train(cfg: PipelineConfig, paths: TrainPaths = TrainPaths()) -> TrainMetrics | None:
-    """Fit, keep the best epoch by val/acc as the bundle; returns metrics/train.json's content on rank 0."""
-    check_hardware(cfg.trainer)
-    pl.seed_everything(cfg.train.seed, workers=True)
-    names = class_names(load_split("train", paths.data))
-    model = create_model(cfg.model, num_classes=len(names))
+@dataclass(frozen=True)
+class Network:
+    """The model to train, as built for this run, and what the run reports about it."""
+
+    model: nn.Module
+    frozen: list[nn.Module]
+    trainable: int
+    total: int
+    fused_attention: bool
+    data_config: DataConfig
+
+
+def build_network(cfg: PipelineConfig, num_classes: int) -> Network:
+    """The configured timm model with its frozen blocks, channels-last memory and attention kernel."""
+    model = create_model(cfg.model, num_classes=num_classes)
     frozen = freeze_blocks(model, cfg.model.freeze_blocks)
     trainable, total = count_parameters(model)
     model = model.to(memory_format=torch.channels_last)  # ~25% faster convolutions on CPU
     fused_attention = resolve_fused_attention(cfg.trainer)
     set_fused_attention(model, fused_attention)
-    data_config = model_data_config(model)
-    precision = resolve_precision(cfg.trainer.precision, cfg.trainer.accelerator)
+    return Network(model, frozen, trainable, total, fused_attention, model_data_config(model))
+
+
+def log_setup(cfg: PipelineConfig, network: Network, precision: TrainingPrecision) -> None:
     log.info(
         "precision %s; attention %s; %s of %s parameters trainable (%d of %d blocks frozen)",
         precision,
-        "fused kernel" if fused_attention else "matmuls",
-        f"{trainable:,}",
-        f"{total:,}",
+        "fused kernel" if network.fused_attention else "matmuls",
+        f"{network.trainable:,}",
+        f"{network.total:,}",
         cfg.model.freeze_blocks,
-        model_depth(model),
+        model_depth(network.model),
     )
 
-    datamodule = ActionDataModule(
+
+def build_datamodule(cfg: PipelineConfig, data_config: DataConfig, data: Path) -> ActionDataModule:
+    return ActionDataModule(
         train_transform(data_config, cfg.train.augment),
         eval_transform(data_config),
         cfg.train.batch_size,
         loader_workers(cfg),
-        paths.data,
+        data,
         drop_last=cfg.train.mixes,
     )
-    module = ActionClassifier(model, len(names), cfg.train, frozen)
-    if cfg.trainer.compile:
-        model.compile()  # in place: parameter names (and so the bundle) stay those of the plain model
-    resume = resumable_checkpoint(paths.checkpoints, run_fingerprint(cfg, paths.data))
-    if resume:
-        log.info("resuming the interrupted run from %s", resume)
-    best = BestWeights(paths.checkpoints)
-    # The whole training state of the latest epoch, overwritten each epoch, for resuming a killed run.
-    resume_state = ModelCheckpoint(
-        dirpath=paths.checkpoints, filename="last", monitor=None, save_top_k=1, enable_version_counter=False
-    )
-    throughput = ImagesPerSecond()
-    callbacks: list[Callback] = [best, resume_state, throughput, TQDMProgressBar(refresh_rate=10)]
-    if cfg.train.early_stopping_patience is not None:
-        callbacks.append(EarlyStopping("val/acc", mode="max", patience=cfg.train.early_stopping_patience))
-    trainer = pl.Trainer(
+
+
+def build_trainer(
+    cfg: PipelineConfig, precision: TrainingPrecision, paths: TrainPaths, resume: Path | None, callbacks: list[Callback]
+) -> pl.Trainer:
+    return pl.Trainer(
         accelerator=cfg.trainer.accelerator,
         devices=cfg.trainer.devices,
         strategy=cfg.trainer.strategy,
@@ -210,26 +214,87 @@ def train(cfg: PipelineConfig, paths: TrainPaths = TrainPaths()) -> TrainMetrics
         enable_model_summary=False,
         log_every_n_steps=10,
     )
+
+
+def training_callbacks(
+    cfg: PipelineConfig, checkpoints: Path, best: BestWeights, throughput: ImagesPerSecond
+) -> list[Callback]:
+    """The best weights, the resume state, throughput, the progress bar and (if configured) early stopping."""
+    # The whole training state of the latest epoch, overwritten each epoch, for resuming a killed run.
+    resume_state = ModelCheckpoint(
+        dirpath=checkpoints, filename="last", monitor=None, save_top_k=1, enable_version_counter=False
+    )
+    callbacks: list[Callback] = [best, resume_state, throughput, TQDMProgressBar(refresh_rate=10)]
+    if cfg.train.early_stopping_patience is not None:
+        callbacks.append(EarlyStopping("val/acc", mode="max", patience=cfg.train.early_stopping_patience))
+    return callbacks
+
+
+def load_best_weights(model: nn.Module, best: BestWeights) -> dict:
+    """Put the best epoch's weights (the EMA's, when it was on) into `model`; returns that epoch's record."""
+    record = best.best()
+    if record is None:
+        raise ConfigError("training ran no validation epoch, so there is no best model: check trainer/train settings")
+    model.load_state_dict(safetensors.torch.load_file(str(best.weights)))
+    return record
+
+
+def calibrate(network: Network, data: Path, batch_size: int) -> float:
+    """The temperature of `network.model` fitted on the validation split, rounded as the bundle stores it."""
+    val = load_split("val", data)
+    return calibrated_temperature(*split_logits(network.model, val, eval_transform(network.data_config), batch_size))
+
+
+def bundle_config(
+    cfg: PipelineConfig, names: list[str], data_config: DataConfig, temperature: float, metrics: TrainMetrics
+) -> BundleConfig:
+    return BundleConfig(
+        model_name=cfg.model.name,
+        labels=names,
+        data_config=data_config,
+        freeze_blocks=cfg.model.freeze_blocks,
+        ema_decay=cfg.train.ema_decay,
+        temperature=temperature,
+        params=cfg.model_dump(include={"model", "train", "trainer"}, mode="json"),
+        # Timings stay out: they vary run to run, and the bundle's bytes name its registry version.
+        metrics=TrainingSummary(
+            best_val_acc=metrics["best_val_acc"], best_epoch=metrics["best_epoch"], epochs=metrics["epochs"]
+        ),
+        versions={"posevit": posevit.__version__, "timm": version("timm"), "torch": torch.__version__},
+    )
+
+
+def remove_checkpoints(checkpoints: Path) -> None:
+    shutil.rmtree(checkpoints, ignore_errors=True)
+    _stamp(checkpoints).unlink(missing_ok=True)
+
+
+def train(cfg: PipelineConfig, paths: TrainPaths = TrainPaths()) -> TrainMetrics | None:
+    """Fit, keep the best epoch by val/acc as the bundle; returns metrics/train.json's content on rank 0."""
+    check_hardware(cfg.trainer)
+    pl.seed_everything(cfg.train.seed, workers=True)
+    names = class_names(load_split("train", paths.data))
+    network = build_network(cfg, len(names))
+    precision = resolve_precision(cfg.trainer.precision, cfg.trainer.accelerator)
+    log_setup(cfg, network, precision)
+    datamodule = build_datamodule(cfg, network.data_config, paths.data)
+    module = ActionClassifier(network.model, len(names), cfg.train, network.frozen)
+    if cfg.trainer.compile:
+        network.model.compile()  # in place: parameter names (and so the bundle) stay those of the plain model
+    resume = resumable_checkpoint(paths.checkpoints, run_fingerprint(cfg, paths.data))
+    if resume:
+        log.info("resuming the interrupted run from %s", resume)
+    best, throughput = BestWeights(paths.checkpoints), ImagesPerSecond()
+    callbacks = training_callbacks(cfg, paths.checkpoints, best, throughput)
+    trainer = build_trainer(cfg, precision, paths, resume, callbacks)
     started = time.perf_counter()
     trainer.fit(module, datamodule=datamodule, ckpt_path=resume)
     wall_time = time.perf_counter() - started
     if not trainer.is_global_zero:
         return None
 
-    record = best.best()
-    if record is None:
-        raise ConfigError("training ran no validation epoch, so there is no best model: check trainer/train settings")
-    model.load_state_dict(safetensors.torch.load_file(str(best.weights)))  # the EMA's, when it was on
-    logits, labels = split_logits(
-        model, load_split("val", paths.data), eval_transform(data_config), cfg.train.batch_size
-    )
-    temperature = round(fit_temperature(logits, labels), 4)
-    log.info(
-        "temperature %.4f fitted on the validation split (NLL %.4f -> %.4f)",
-        temperature,
-        float(torch.nn.functional.cross_entropy(logits, labels)),
-        float(torch.nn.functional.cross_entropy(logits / temperature, labels)),
-    )
+    record = load_best_weights(network.model, best)
+    temperature = calibrate(network, paths.data, cfg.train.batch_size)
     metrics = TrainMetrics(
         best_val_acc=round(record["val_acc"], 6),
         best_epoch=record["epoch"] + 1,
@@ -237,27 +302,9 @@ def train(cfg: PipelineConfig, paths: TrainPaths = TrainPaths()) -> TrainMetrics
         wall_time_s=round(wall_time, 1),
         train_images_per_s=round(throughput.rate, 1),
         precision=precision,
-        trainable_params=trainable,
-        total_params=total,
+        trainable_params=network.trainable,
+        total_params=network.total,
     )
-    save_bundle(
-        paths.models,
-        model,
-        BundleConfig(
-            model_name=cfg.model.name,
-            labels=names,
-            data_config=data_config,
-            freeze_blocks=cfg.model.freeze_blocks,
-            ema_decay=cfg.train.ema_decay,
-            temperature=temperature,
-            params=cfg.model_dump(include={"model", "train", "trainer"}, mode="json"),
-            # Timings stay out: they vary run to run, and the bundle's bytes name its registry version.
-            metrics=TrainingSummary(
-                best_val_acc=metrics["best_val_acc"], best_epoch=metrics["best_epoch"], epochs=metrics["epochs"]
-            ),
-            versions={"posevit": posevit.__version__, "timm": version("timm"), "torch": torch.__version__},
-        ),
-    )
-    shutil.rmtree(paths.checkpoints, ignore_errors=True)
-    _stamp(paths.checkpoints).unlink(missing_ok=True)
+    save_bundle(paths.models, network.model, bundle_config(cfg, names, network.data_config, temperature, metrics))
+    remove_checkpoints(paths.checkpoints)
     return metrics

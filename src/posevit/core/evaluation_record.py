@@ -1,7 +1,7 @@
 """The test metrics record (`metrics/test.json`): written by evaluate, read by the push gate, the app and the API.
 
 Defined here, below every stage, so the config schema can check `push.conditions` against it
-without importing evaluation code; `posevit.evaluate.metrics.compute_metrics` builds exactly
+without importing evaluation code; `posevit.evaluate.scores.compute_metrics` builds exactly
 this type (the type checker holds the two together).
 """
 

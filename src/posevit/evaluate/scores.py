@@ -16,7 +16,7 @@ from torchmetrics.functional.classification import (
     multiclass_recall,
 )
 
-from posevit.core.metrics import TestMetrics
+from posevit.core.evaluation_record import TestMetrics
 from posevit.evaluate.predict import Predictions
 
 ECE_BINS = 15  # confidence bins of the expected calibration error and the reliability diagram
