@@ -14,7 +14,7 @@ from PIL import Image
 
 from posevit.core.precision import BF16_PROBABILITY_TOLERANCE
 from posevit.data.images import decode_rgb
-from posevit.infer.folders import expand_inputs
+from posevit.infer.inputs import expand_inputs
 from posevit.infer.torch_predictor import TorchPredictor
 from posevit.models.bundle import load_bundle
 from tests.helpers.bundles import tiny_bundle
@@ -198,7 +198,7 @@ def test_when_nothing_could_be_classified_it_exits_1_and_says_so(photos):
         (["photos", "--model", "models", "-o", "out.txt"], "must end in one of .csv, .jsonl, .parquet"),
         (["photos", "--model", "nowhere"], "nowhere holds no model bundle"),
         (["photos", "--model", "models", "--device", "cuda"], "needs a CUDA GPU"),
-        (["photos", "--model", "models", "--top-k", "0"], "0 must be at least 1"),
+        (["photos", "--model", "models", "--top-k", "0"], "predict.top_k = '0' is invalid: Input should be greater than or equal to 1"),
         (
             ["photos", "--model", "models", "--backend", "onnx", "--precision", "bf16"],
             "precision bf16 is for backend torch",
