@@ -162,3 +162,40 @@ def test_the_pool_keeps_input_order_and_decodes_ahead_of_the_forward_pass(tmp_pa
     widths = [int(d.pixels[0, 0, 0]) for d in [*first, *rest] if d.pixels is not None]
     assert widths == [50 + 5 * index for index in range(12)]
     assert rest[-1] == Decoded(None, "missing") and all(name.startswith("decode") for name in started)
+
+
+def test_an_s3_prefix_is_classified_like_the_same_files_on_disk(tmp_path, model, s3_server, bucket):
+    """Objects under s3://bucket/shoot/ read through the project's client, with the endpoint and keys from
+    AWS_ENDPOINT_URL_S3 and AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (boto3's chain, no profile); rows keep
+    the s3:// URIs; a missing object is a row, not a failure; a missing bucket stops the run."""
+    root = make_shoot(tmp_path, pipe=False)
+    client = s3_server.client()
+    for path in sorted((root / "shoot").iterdir()):
+        client.put_object(Bucket=bucket, Key=f"shoot/{path.name}", Body=path.read_bytes())
+    client.put_object(Bucket=bucket, Key="shoot/notes.txt", Body=b"not an image")
+    key, secret = s3_server.credentials()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env |= {
+        "AWS_ACCESS_KEY_ID": key,
+        "AWS_SECRET_ACCESS_KEY": secret,
+        "AWS_ENDPOINT_URL_S3": s3_server.endpoint,
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
+    local = subprocess.run(predict_args(model, "local.jsonl"), cwd=root, capture_output=True, text=True)
+    assert local.returncode == 0, local.stderr
+    args = predict_args(model, "s3.jsonl")
+    args[args.index("shoot/*.jpg")] = f"s3://{bucket}/shoot/"
+    remote = subprocess.run(
+        [*args, f"s3://{bucket}/nope.jpg"], cwd=root, env=env, capture_output=True, text=True, timeout=240
+    )
+    assert remote.returncode == 0, remote.stderr
+    assert "1 non-image file(s) skipped" in remote.stderr
+    rows, expected = rows_in_order(root / "s3.jsonl"), rows_in_order(root / "local.jsonl")
+    assert rows[-1] == (f"s3://{bucket}/nope.jpg", {}, "cannot read: no such object")
+    assert [name for name, _, _ in rows[:-1]] == [f"s3://{bucket}/{name}" for name, _, _ in expected]
+    for (name, top, error), (_, expected_top, expected_error) in zip(rows[:-1], expected, strict=True):
+        assert error == expected_error and top == pytest.approx(expected_top, abs=1e-6), name
+
+    args[args.index(f"s3://{bucket}/shoot/")] = "s3://no-such-bucket-here/shoot/"
+    missing = subprocess.run(args, cwd=root, env=env, capture_output=True, text=True, timeout=240)
+    assert missing.returncode == 2 and "bucket 'no-such-bucket-here' does not exist" in missing.stderr, missing.stderr

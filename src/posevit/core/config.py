@@ -235,13 +235,13 @@ class ServeConfig(InferenceSettings):
 
 
 class Shard(NamedTuple):
-    """Shard `index` of `count`: the inputs whose path hashes to `index` modulo `count`."""
+    """Shard `number` of `total` (from 0): the inputs whose path hashes to `number` modulo `total`."""
 
-    index: int
-    count: int
+    number: int
+    total: int
 
     def __str__(self) -> str:
-        return f"{self.index}/{self.count}"
+        return f"{self.number}/{self.total}"
 
 
 def _parse_shard(value: object) -> object:

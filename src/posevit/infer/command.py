@@ -53,7 +53,7 @@ def parse_args(argv: list[str] | None) -> tuple[list[str], bool, PredictConfig]:
     )
     add_setting_flags(parser, PredictConfig, PredictConfig.section, short={"output": "-o"})
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)  # paths may follow flags: `predict -o x.csv a/ b/`
     try:
         return args.paths, args.quiet, load_settings(PredictConfig, PredictConfig.section, vars(args))
     except ConfigError as exc:

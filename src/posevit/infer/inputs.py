@@ -149,7 +149,7 @@ def select_shard(inputs: Sequence[Input], shard: Shard | None) -> list[Input]:
     """The inputs of `shard` (all when None), in their order."""
     if shard is None:
         return list(inputs)
-    return [item for item in inputs if shard_of(item.path, shard.count) == shard.index]
+    return [item for item in inputs if shard_of(item.path, shard.total) == shard.number]
 
 
 def read_input(path: str, s3: S3Objects | None) -> bytes:
