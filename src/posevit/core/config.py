@@ -262,7 +262,10 @@ class PredictConfig(InferenceSettings):
     batch_size: Annotated[int, Field(ge=1, description="images per forward pass")] = 32
     workers: Annotated[
         Annotated[int, Field(ge=0)] | Literal["auto"],
-        Field(description="decoding threads: auto (one a core, at most 8), or 0 (decode between forward passes)"),
+        Field(
+            description="decoding threads: auto (one a core, at most 8; more hide S3's latency), or 0 (decode "
+            "between forward passes)"
+        ),
     ] = "auto"
     output: Annotated[
         Path | None, Field(description="FILE.csv, FILE.jsonl or FILE.parquet (default: CSV on stdout)")

@@ -47,9 +47,11 @@ def metavar(field: FieldInfo) -> str:
             parts.append("{" + ",".join(map(str, get_args(option))) + "}")
         elif option is int or get_origin(option) is Annotated and get_args(option)[0] is int:
             parts.append("N")
+        elif option is Path:
+            parts.append("FILE")
         elif option is not type(None):
             parts.append("VALUE")
-    return "|".join(parts).replace("{auto}", "auto") if "VALUE" not in parts else "VALUE"
+    return "VALUE" if "VALUE" in parts else "|".join(parts).replace("{auto}", "auto")
 
 
 def add_setting_flags(

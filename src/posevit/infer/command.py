@@ -80,6 +80,11 @@ def predict(paths: list[str], settings: PredictConfig, quiet: bool = False) -> i
     inputs = select_shard(expanded.inputs, settings.shard)
     served, predictor = open_model(settings)
     kept = kept_rows(output, settings.top_k) if settings.resume and output else []
+    answers = min(settings.top_k, len(predictor.labels))
+    if any(len(row.top) != answers for row in kept if row.error is None):
+        raise ConfigError(
+            f"--resume: {output} holds rows of another --top-k than {settings.top_k}: resume with that one"
+        )
     done = {row.path for row in kept}
     todo = [item for item in inputs if item.path not in done]
     log.info(
