@@ -352,15 +352,6 @@ def validate_config(raw: object) -> PipelineConfig:
         raise ConfigError("invalid config:\n  " + "\n  ".join(_describe_all(exc.errors()))) from None
 
 
-def validate_serve(raw: object) -> ServeConfig:
-    """Validate the `serve` group alone (the server needs nothing else), naming keys as `serve.<key>`."""
-    try:
-        return ServeConfig.model_validate(raw)
-    except ValidationError as exc:
-        lines = _describe_all([{**error, "loc": ("serve", *error["loc"])} for error in exc.errors()])
-        raise ConfigError("invalid serve settings:\n  " + "\n  ".join(lines)) from None
-
-
 def compose_config(overrides: list[str] | tuple[str, ...] = (), config_dir: Path = CONFIG_DIR) -> dict[str, Any]:
     """Compose `conf/` with Hydra overrides into a plain resolved mapping (no validation)."""
     from hydra import compose, initialize_config_dir

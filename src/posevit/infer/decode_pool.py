@@ -2,8 +2,10 @@
 
 Threads by default: PIL releases the GIL while it decodes and resizes, and NumPy while it normalises, so
 threads decode in parallel, share the predictor's transform as it is and hand back arrays without pickling
-them (`benchmarks/predict_throughput.py` measures them against processes and the DataLoader it replaced).
-`depth` batches are submitted ahead of the one the caller holds, so they decode while its forward pass runs.
+them (`benchmarks/predict_throughput.py` measures them against processes and the DataLoader it replaced). The
+process pool (fork) is for measuring, with torch-free transforms: a forked child that runs torch ops after its
+parent's torch thread pool did can hang. `depth` batches are submitted ahead of the one the caller holds, so
+they decode while its forward pass runs.
 """
 
 from __future__ import annotations
