@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -192,7 +193,7 @@ def main() -> None:
                     passes[name].append(images_per_second(pipelines[name], inputs))
             results[folder] = {name: round(statistics.median(w for w, _ in rates), 1) for name, rates in passes.items()}
             steady[folder] = {name: round(statistics.median(s for _, s in rates), 1) for name, rates in passes.items()}
-            print(f"{folder}: {results[folder]} img/s (after the first batch: {steady[folder]})", flush=True)
+            print(f"{folder}: {results[folder]} img/s (after the first batch: {steady[folder]})", file=sys.stderr)
     print(
         json.dumps(
             {
