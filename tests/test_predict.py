@@ -14,7 +14,7 @@ from PIL import Image
 
 from posevit.core.precision import BF16_PROBABILITY_TOLERANCE
 from posevit.data.images import decode_rgb
-from posevit.infer.folders import expand_inputs
+from posevit.infer.inputs import expand_inputs
 from posevit.infer.torch_predictor import TorchPredictor
 from posevit.models.bundle import load_bundle
 from tests.helpers.bundles import tiny_bundle
@@ -198,7 +198,10 @@ def test_when_nothing_could_be_classified_it_exits_1_and_says_so(photos):
         (["photos", "--model", "models", "-o", "out.txt"], "must end in one of .csv, .jsonl, .parquet"),
         (["photos", "--model", "nowhere"], "nowhere holds no model bundle"),
         (["photos", "--model", "models", "--device", "cuda"], "needs a CUDA GPU"),
-        (["photos", "--model", "models", "--top-k", "0"], "0 must be at least 1"),
+        (
+            ["photos", "--model", "models", "--top-k", "0"],
+            "predict.top_k = '0' is invalid: Input should be greater than or equal to 1",
+        ),
         (
             ["photos", "--model", "models", "--backend", "onnx", "--precision", "bf16"],
             "precision bf16 is for backend torch",
@@ -222,17 +225,61 @@ def test_globs_recurse_and_a_pattern_or_path_that_matches_nothing_becomes_a_row(
     assert len(paths) == len(set(paths)) == 3 + len(ODD) - 1  # animated.gif once, though named twice
 
 
-def test_without_torch_it_says_what_to_install_instead_of_a_traceback(photos):
-    """The serving image's install (requirements/serve.txt) serves, but cannot run the folder classifier."""
+@pytest.fixture(scope="module")
+def exported(photos) -> Path:
+    """The export stage's ONNX files for photos/'s bundle, in exports/ beside models/ (as in a project)."""
+    from posevit.core.config import ExportConfig
+    from posevit.export.run import ExportPaths, export
+    from tests.helpers.images import action_dataset, balanced_labels
+
+    test = action_dataset(balanced_labels(2), seed=1)
+    test.add_column("id", [f"test/{i}" for i in range(len(test))]).save_to_disk(str(photos / "data/processed/test"))
+    export(
+        ExportConfig(),
+        ExportPaths(models=photos / "models", data=photos / "data/processed", exports=photos / "exports"),
+    )
+    return photos
+
+
+def run_slim(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`posevit predict` seeing only the serving install's packages (requirements/serve.txt: no torch, timm,
+    pyarrow)."""
     from tests.helpers.slim import serve_only_env
 
-    result = subprocess.run(
-        [sys.executable, "-m", "posevit.cli", "predict", "photos", "--backend", "onnx-int8"],
-        cwd=photos,
-        env={**os.environ, **serve_only_env(photos / "slim")},
+    return subprocess.run(
+        [sys.executable, "-m", "posevit.cli", "predict", "--quiet", *args],
+        cwd=cwd,
+        env={**os.environ, **serve_only_env(cwd / "slim")},
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=240,
     )
+
+
+def test_the_serving_install_classifies_a_folder_without_torch(exported):
+    """The serving image's install (no torch, no pyarrow) runs the folder classifier on the ONNX exports:
+    every row as the full install gives it, fp32 ONNX answers within ONNX's rounding of torch's fp32 ones."""
+    int8, fp32 = exported / "slim-int8.csv", exported / "slim-fp32.jsonl"
+    result = run_slim(exported, "photos", "--model", "models", "--backend", "onnx-int8", "-o", str(int8))
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    rows = read_rows(int8)
+    assert len(rows) == 40 + len(ODD) + len(BROKEN) and sum(not error for _, error in rows.values()) == 40 + len(ODD)
+    assert "empty" in rows["photos/empty.png"][1] and all(len(top) == 5 for top, error in rows.values() if not error)
+
+    result = run_slim(
+        exported, "photos", "--model", "models", "--backend", "onnx", "--top-k", "15", "--batch-size", "8",
+        "-o", str(fp32),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    rows = read_rows(fp32)
+    for path, probabilities in single_image_answers(exported, rows, "fp32").items():
+        assert dict(rows[path][0]) == pytest.approx(probabilities, abs=1e-4), path
+
+
+def test_the_serving_install_asked_for_backend_torch_says_which_backends_it_has(exported):
+    result = run_slim(exported, "photos", "--model", "models")
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
-    assert "torch is not installed" in result.stderr and "/v1/predict/batch" in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("error: backend torch needs PyTorch")
+    assert "onnx-int8" in result.stderr
+    parquet = run_slim(exported, "photos", "--model", "models", "--backend", "onnx", "-o", "out.parquet")
+    assert parquet.returncode == 2 and "Parquet needs pyarrow" in parquet.stderr, parquet.stderr

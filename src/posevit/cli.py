@@ -10,9 +10,11 @@ from __future__ import annotations
 import argparse
 import sys
 
+from posevit.core.entrypoint import CommandParser
+
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="posevit", description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

@@ -10,10 +10,19 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal, NamedTuple
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import ErrorDetails
 
 from posevit.core.errors import ConfigError
@@ -251,29 +260,100 @@ class PushConfig(Schema):
         return self
 
 
-class ServeConfig(Schema):
+class InferenceSettings(Schema):
+    """What every command that runs a model shares (`posevit serve`, `posevit predict`): which model, on what,
+    in what precision, and the limits on what it reads and answers."""
+
+    model: Annotated[
+        str,
+        Field(
+            min_length=1,
+            description="auto (the registry's latest, else models/) | registry[:version] | dvc:<rev> | <bundle folder>",
+        ),
+    ] = "auto"
+    device: Annotated[str, Field(pattern=r"^(cpu|cuda(:\d+)?|mps)$", description="cpu, cuda, cuda:N or mps")] = "cpu"
+    backend: Annotated[
+        Backend, Field(description="torch (bf16 where fast), or onnx / onnx-int8 (the export stage's files, no torch)")
+    ] = "torch"
+    precision: Annotated[
+        Precision,
+        Field(description="backend torch: auto (bf16 where native), bf16, or fp32 (answers exact whatever the batch)"),
+    ] = "auto"
+    max_pixels: Annotated[
+        int, Field(ge=1, description="largest image, read from its header before decoding (decompression bombs)")
+    ] = 40_000_000
+    top_k: Annotated[int, Field(ge=1, description="labels per image, most probable first (the API's default)")] = 5
+
+
+class ServeConfig(InferenceSettings):
     """`posevit serve`: where it listens, which model, how it batches, what it accepts."""
+
+    section: ClassVar[str] = "serve"
 
     host: Annotated[str, Field(min_length=1, description="interface to bind (0.0.0.0 exposes it)")] = "127.0.0.1"
     port: Annotated[int, Field(ge=1, le=65535, description="TCP port")] = 7860
-    model: Annotated[
-        str, Field(min_length=1, description="auto | registry[:version] | dvc:<rev> | <bundle folder>")
-    ] = "auto"
-    device: Annotated[str, Field(pattern=r"^(cpu|cuda(:\d+)?|mps)$", description="cpu, cuda, cuda:N, mps")] = "cpu"
-    backend: Annotated[Backend, Field(description="torch (bf16 where fast) or the ONNX exports")] = "torch"
-    precision: Annotated[
-        Precision, Field(description="backend torch: auto (bf16 where native), bf16, or fp32 (batch-exact)")
-    ] = "auto"
     max_batch_size: Annotated[int, Field(ge=1, le=1024, description="most images per forward pass")] = 16
     max_wait_ms: Annotated[float, Field(ge=0, le=1000, description="longest wait for a batch to fill")] = 5.0
     max_queue: Annotated[int, Field(ge=1, description="images waiting before requests get 503")] = 64
     timeout_s: Annotated[float, Field(gt=0, description="a request waiting longer gets 504")] = 30.0
-    max_file_mb: Annotated[float, Field(gt=0, description="largest upload, per file")] = 20.0
-    max_pixels: Annotated[int, Field(ge=1, description="largest image, from its header, before decoding")] = 40_000_000
+    max_file_mb: Annotated[float, Field(gt=0, description="largest upload, per file (bigger bodies get 413)")] = 20.0
     max_files: Annotated[int, Field(ge=1, le=256, description="most files in one /v1/predict/batch request")] = 16
-    top_k: Annotated[int, Field(ge=1, description="labels returned by default")] = 5
-    api_keys_file: Annotated[str | None, Field(description="file of API keys, one per line")] = None
+    api_keys_file: Annotated[
+        str | None, Field(description="file of API keys, one per line (with keys, the API and the page need one)")
+    ] = None
     metrics_require_key: Annotated[bool, Field(description="whether /metrics needs an API key too")] = False
+
+
+class Shard(NamedTuple):
+    """Shard `number` of `total` (from 0): the inputs whose path hashes to `number` modulo `total`."""
+
+    number: int
+    total: int
+
+    def __str__(self) -> str:
+        return f"{self.number}/{self.total}"
+
+
+def _parse_shard(value: object) -> object:
+    if not isinstance(value, str):
+        return value
+    index, slash, count = value.partition("/")
+    if not (slash and index.isdigit() and count.isdigit() and int(index) < int(count)):
+        raise ValueError("must be I/N with 0 <= I < N (shard I of N, counted from 0), e.g. 0/4")
+    return Shard(int(index), int(count))
+
+
+class PredictConfig(InferenceSettings):
+    """`posevit predict`: how many images per forward pass, how many decode at once, where the rows go,
+    and which part of the inputs this process takes."""
+
+    section: ClassVar[str] = "predict"
+
+    batch_size: Annotated[int, Field(ge=1, description="images per forward pass")] = 32
+    workers: Annotated[
+        Annotated[int, Field(ge=0)] | Literal["auto"],
+        Field(
+            description="decoding threads: auto (one a core, at most 8; more hide S3's latency), or 0 (decode "
+            "between forward passes)"
+        ),
+    ] = "auto"
+    output: Annotated[
+        Path | None, Field(description="FILE.csv, FILE.jsonl or FILE.parquet (default: CSV on stdout)")
+    ] = None
+    shard: Annotated[
+        Annotated[Shard, BeforeValidator(_parse_shard)] | None,
+        Field(
+            description="I/N: only the inputs whose path hashes to I modulo N, for array jobs "
+            "(e.g. $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT)"
+        ),
+    ] = None
+    resume: Annotated[
+        bool,
+        Field(
+            description="skip the inputs already in --output (or its .partial) and append the rest",
+            json_schema_extra={"switch": True},
+        ),
+    ] = False
 
 
 class PipelineConfig(Schema):
@@ -350,15 +430,6 @@ def validate_config(raw: object) -> PipelineConfig:
         raise ConfigError("invalid config:\n  " + "\n  ".join(_describe_all(exc.errors()))) from None
 
 
-def validate_serve(raw: object) -> ServeConfig:
-    """Validate the `serve` group alone (the server needs nothing else), naming keys as `serve.<key>`."""
-    try:
-        return ServeConfig.model_validate(raw)
-    except ValidationError as exc:
-        lines = _describe_all([{**error, "loc": ("serve", *error["loc"])} for error in exc.errors()])
-        raise ConfigError("invalid serve settings:\n  " + "\n  ".join(lines)) from None
-
-
 def compose_config(overrides: list[str] | tuple[str, ...] = (), config_dir: Path = CONFIG_DIR) -> dict[str, Any]:
     """Compose `conf/` with Hydra overrides into a plain resolved mapping (no validation)."""
     from hydra import compose, initialize_config_dir
@@ -388,6 +459,8 @@ def load_params(path: Path = PARAMS_FILE) -> PipelineConfig:
 
 def params_command(overrides: list[str]) -> int:
     """`posevit params [override ...]`: regenerate params.yaml from conf/ and validate it."""
+    from posevit.core.entrypoint import fail
+
     if overrides[:1] in (["-h"], ["--help"]):  # not a Hydra override: answer it rather than fail to parse it
         print(
             "usage: posevit params [override ...]\n\ncompose conf/ (+ Hydra overrides, e.g. experiment=seed_repro) "
@@ -398,8 +471,7 @@ def params_command(overrides: list[str]) -> int:
         write_params(overrides)
         load_params()
     except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        fail(str(exc))
     print(f"wrote {PARAMS_FILE} from {CONFIG_DIR}/ {' '.join(overrides)}".rstrip())
     return 0
 

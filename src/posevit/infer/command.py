@@ -1,13 +1,20 @@
-"""Classify image files and folders from the command line (`posevit predict`).
+"""Classify image files, folders and S3 prefixes from the command line (`posevit predict`).
 
     posevit predict photos/                          every image under photos/, CSV on stdout
     posevit predict 'shoots/**/*.jpg' -o preds.parquet
-    posevit predict a.jpg b.png --top-k 3 --backend onnx-int8 -o preds.jsonl
+    posevit predict s3://bucket/shoots/ --backend onnx-int8 -o preds.jsonl
+    posevit predict a.jpg b.png --top-k 3 -o preds.csv
 
-The model is found as `posevit serve` finds it (--model auto|registry[:version]|dvc:<rev>|<folder>).
-Files are decoded in DataLoader workers and classified in batches (bf16 where the hardware has
-it, or an ONNX backend). Every input gets one row: its top-k labels and probabilities, or why it
-could not be read; unreadable files never stop the run.
+The model is found as `posevit serve` finds it (--model auto|registry[:version]|dvc:<rev>|<folder>), and
+both commands share their settings (flags, POSEVIT_<KEY> variables). Files are decoded in a pool of
+threads ahead of batched forward passes (bf16 where the hardware has it, or an ONNX backend: the
+serving install, without torch, predicts too). Every input gets one row: its top-k labels and
+probabilities, or why it could not be read; unreadable files never stop the run.
+
+Many machines: `--shard I/N` keeps the inputs whose path hashes to I modulo N, the same split in every
+task however the inputs were listed: SLURM arrays `--shard $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT`
+(with --array=0-(N-1)), Kubernetes indexed jobs `--shard $JOB_COMPLETION_INDEX/<completions>`, each with
+its own --output. `--resume` after a killed run (or with new inputs) skips what the output holds.
 
 Exit codes: 0 when at least one image was classified, 1 when none was, 2 for a bad flag or model.
 """
@@ -18,121 +25,122 @@ import argparse
 import logging
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import get_args
+from typing import TYPE_CHECKING
 
-from posevit.core.entrypoint import setup_logging
-from posevit.core.errors import ConfigError, PosevitError
+from posevit.core.config import PredictConfig
+from posevit.core.entrypoint import CommandParser, fail, run_command, setup_logging
+from posevit.core.errors import ConfigError
+from posevit.core.settings import add_setting_flags, load_settings
+
+if TYPE_CHECKING:
+    from posevit.infer.folders import Row
 
 log = logging.getLogger("posevit.predict")
 
 
-def _whole_number(text: str, minimum: int, not_a_number: str, too_small: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} {not_a_number}") from None
-    if value < minimum:
-        raise argparse.ArgumentTypeError(f"{value} {too_small}")
-    return value
-
-
-def positive_int(text: str) -> int:
-    return _whole_number(text, 1, "is not a whole number", "must be at least 1")
-
-
-def worker_count(text: str) -> int | None:
-    if text == "auto":
-        return None
-    return _whole_number(
-        text, 0, "is neither a whole number nor 'auto'", "must be 0 (decode in the main process) or more"
-    )
-
-
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    from posevit.core.config import Backend, Precision
-
-    parser = argparse.ArgumentParser(
+def parse_args(argv: list[str] | None) -> tuple[list[str], bool, PredictConfig]:
+    """(paths, quiet, settings); a bad flag or value stops here through `fail`."""
+    parser = CommandParser(
         prog="posevit predict",
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="\n\n".join(__doc__.split("\n\n")[1:]),
     )
-    parser.add_argument("paths", nargs="+", metavar="PATH", help="image files, folders (recursive) or quoted globs")
-    parser.add_argument("--model", default="auto", help="auto | registry[:version] | dvc:<rev> | <bundle folder>")
     parser.add_argument(
-        "-o", "--output", type=Path, help="FILE.csv, FILE.jsonl or FILE.parquet (default: CSV on stdout)"
+        "paths", nargs="+", metavar="PATH", help="image files, folders (recursive), quoted globs, s3://"
     )
-    parser.add_argument("--top-k", type=positive_int, default=5, metavar="K", help="labels per image (default 5)")
-    parser.add_argument("--batch-size", type=positive_int, default=32, metavar="N", help="images per forward pass")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps (default cpu)")
-    parser.add_argument("--backend", choices=get_args(Backend), default="torch", help="default torch")
-    parser.add_argument(
-        "--precision",
-        choices=get_args(Precision),
-        default="auto",
-        help="backend torch: auto (bf16 where native, default), bf16, or fp32 (each answer exact whatever the batch)",
-    )
-    parser.add_argument(
-        "--workers", type=worker_count, default=None, metavar="N|auto", help="decoding processes (default: one a core)"
-    )
-    parser.add_argument(
-        "--max-pixels", type=positive_int, default=40_000_000, metavar="N", help="largest image, read from its header"
-    )
+    add_setting_flags(parser, PredictConfig, PredictConfig.section, short={"output": "-o"})
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    return parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)  # paths may follow flags: `predict -o x.csv a/ b/`
+    try:
+        return args.paths, args.quiet, load_settings(PredictConfig, PredictConfig.section, vars(args))
+    except ConfigError as exc:
+        fail(str(exc))
 
 
 def main(argv: list[str] | None = None) -> int:
     setup_logging()
-    args = parse_args(argv)
-    from tqdm import tqdm
-    from tqdm.contrib.logging import logging_redirect_tqdm
+    paths, quiet, settings = parse_args(argv)
+    return run_command(lambda: predict(paths, settings, quiet))
 
-    try:
-        from posevit.infer.folders import classify_files, expand_inputs
-    except ModuleNotFoundError as exc:  # the serving image's install (requirements/serve.txt) has no torch
-        print(
-            f"error: posevit predict decodes in parallel with PyTorch's DataLoader, and {exc.name} is not installed "
-            "here (requirements/serve.txt serves without it): install the full stack (`pip install -r "
-            "requirements/lock.txt`), or post the files to a server's /v1/predict/batch",
-            file=sys.stderr,
+
+def predict(paths: list[str], settings: PredictConfig, quiet: bool = False) -> int:
+    from posevit.infer.inputs import S3Objects, expand_inputs, select_shard
+    from posevit.infer.loading import open_model
+    from posevit.infer.outputs import check_output, kept_rows
+
+    output = settings.output
+    check_output(output, settings.resume)
+    s3 = S3Objects()
+    expanded = expand_inputs(paths, s3)
+    if not expanded.inputs:
+        raise ConfigError(f"no image files in {' '.join(paths)} (skipped {expanded.skipped} other files)")
+    inputs = select_shard(expanded.inputs, settings.shard)
+    served, predictor = open_model(settings)
+    kept = kept_rows(output, settings.top_k) if settings.resume and output else []
+    answers = min(settings.top_k, len(predictor.labels))
+    if any(len(row.top) != answers for row in kept if row.error is None):
+        raise ConfigError(
+            f"--resume: {output} holds rows of another --top-k than {settings.top_k}: resume with that one"
         )
-        return 2
-    from posevit.infer.model_source import CACHE_DIR, registry_skip, resolve
-    from posevit.infer.outputs import check_output, finish, open_writer, partial_path
-    from posevit.infer.predictor import check_device, load_predictor
-
-    try:
-        check_output(args.output)
-        check_device(args.device, args.backend)
-        expanded = expand_inputs(args.paths)
-        if not expanded.inputs:
-            raise ConfigError(f"no image files in {' '.join(args.paths)} (skipped {expanded.skipped} other files)")
-        served = resolve(args.model, CACHE_DIR, registry_skip(args.backend))
-        predictor = load_predictor(served, args.device, args.backend, args.precision)
-    except PosevitError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    done = {row.path for row in kept}
+    todo = [item for item in inputs if item.path not in done]
     log.info(
-        "%d input(s)%s; model %s version %s from %s, %s on %s",
-        len(expanded.inputs),
+        "%d input(s)%s%s%s; model %s version %s from %s, %s on %s",
+        len(inputs),
+        f" in shard {settings.shard} of {len(expanded.inputs)}" if settings.shard else "",
         f" ({expanded.skipped} non-image file(s) skipped)" if expanded.skipped else "",
+        f"; resuming: {len(inputs) - len(todo)} already in {output}" if settings.resume else "",
         predictor.model_name,
         served.version,
         served.source,
         predictor.precision,
         predictor.device,
     )
-    classified = failed = 0
+    from posevit.infer.folders import classify_files
+
     started = time.perf_counter()
-    writer = open_writer(args.output, args.top_k)
+    batches = classify_files(
+        todo, predictor, settings.batch_size, settings.top_k, workers_of(settings), settings.max_pixels, s3
+    )
+    classified, failed = write_rows(batches, len(todo), output, settings, quiet)
+    seconds = time.perf_counter() - started
+    log.info(
+        "classified %d of %d input(s) in %.1f s (%.1f img/s)%s%s",
+        classified,
+        len(todo),
+        seconds,
+        classified / seconds if seconds else 0.0,
+        f"; {failed} could not be read" if failed else "",
+        f"; wrote {output}" if output else "",
+    )
+    if classified + sum(row.error is None for row in kept) == 0:
+        print(f"error: none of the {len(inputs)} input(s) could be classified (see above)", file=sys.stderr)
+        return 1
+    return 0
+
+
+def workers_of(settings: PredictConfig) -> int | None:
+    return None if settings.workers == "auto" else settings.workers
+
+
+def write_rows(
+    batches: Iterator[list[Row]], total: int, output: Path | None, settings: PredictConfig, quiet: bool
+) -> tuple[int, int]:
+    """Stream the rows to the output as they come; (classified, unreadable)."""
+    from tqdm import tqdm
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    from posevit.infer.outputs import finish, open_writer, partial_path
+
+    classified = failed = 0
+    writer = open_writer(output, settings.top_k, append=settings.resume)
     try:
-        bar = tqdm(total=len(expanded.inputs), unit="img", disable=args.quiet, desc="predict")
+        bar = tqdm(total=total, unit="img", disable=quiet, desc="predict")
         with bar, logging_redirect_tqdm():  # warnings print above the bar, not through it
-            for rows in classify_files(
-                expanded.inputs, predictor, args.batch_size, args.top_k, args.workers, args.max_pixels
-            ):
+            for rows in batches:
                 writer.write(rows)
                 for row in rows:
                     if row.error:
@@ -143,24 +151,11 @@ def main(argv: list[str] | None = None) -> int:
         writer.close()
     except BaseException:
         writer.close()
-        if args.output is not None:
-            log.error("interrupted: the rows so far are in %s", partial_path(args.output))
+        if output is not None:
+            log.error("interrupted: the rows so far are in %s (--resume continues it)", partial_path(output))
         raise
-    finish(args.output)
-    seconds = time.perf_counter() - started
-    log.info(
-        "classified %d of %d input(s) in %.1f s (%.1f img/s)%s%s",
-        classified,
-        len(expanded.inputs),
-        seconds,
-        classified / seconds if seconds else 0.0,
-        f"; {failed} could not be read" if failed else "",
-        f"; wrote {args.output}" if args.output else "",
-    )
-    if classified == 0:
-        print(f"error: none of the {len(expanded.inputs)} input(s) could be classified (see above)", file=sys.stderr)
-        return 1
-    return 0
+    finish(output, settings.top_k)
+    return classified, failed
 
 
 if __name__ == "__main__":

@@ -22,8 +22,8 @@ import sys
 import urllib.error
 import urllib.request
 
-from posevit.core.entrypoint import setup_logging
-from posevit.core.errors import ConfigError, PosevitError
+from posevit.core.config import ServeConfig
+from posevit.core.entrypoint import CommandParser, run_command, setup_logging
 from posevit.serve.settings import add_setting_flags, load_settings
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no phoning home (and no internet here)
@@ -31,8 +31,9 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no phoning home (a
 log = logging.getLogger("posevit.serve")
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
+def parse_args(argv: list[str] | None = None) -> tuple[bool, ServeConfig]:
+    """(healthcheck, settings); a bad flag or setting stops here with one line, exit 2."""
+    parser = CommandParser(
         prog="posevit serve",
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -44,7 +45,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="exit 0 if the server on 127.0.0.1:PORT is ready (/health/ready), else 1 (the Docker HEALTHCHECK)",
     )
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    return args.healthcheck, load_settings(vars(args))
 
 
 def healthcheck(port: int) -> int:
@@ -57,26 +59,19 @@ def healthcheck(port: int) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     setup_logging()
-    args = parse_args(argv)
-    try:
-        settings = load_settings(vars(args))
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    if args.healthcheck:
-        return healthcheck(settings.port)
-    try:
-        from posevit.infer.model_source import CACHE_DIR, registry_skip, resolve
-        from posevit.infer.predictor import check_device, load_predictor
-        from posevit.serve.api import ApiKeys
+    return run_command(lambda: serve(argv))
 
-        keys = ApiKeys.load(settings.api_keys_file)
-        check_device(settings.device, settings.backend, "serve.device")
-        served = resolve(settings.model, CACHE_DIR, registry_skip(settings.backend))
-        predictor = load_predictor(served, settings.device, settings.backend, settings.precision)
-    except PosevitError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+
+def serve(argv: list[str] | None) -> int:
+    check_only, settings = parse_args(argv)
+    if check_only:
+        return healthcheck(settings.port)
+    from posevit.infer.loading import open_model
+    from posevit.infer.model_source import CACHE_DIR
+    from posevit.serve.api import ApiKeys
+
+    keys = ApiKeys.load(settings.api_keys_file)
+    served, predictor = open_model(settings, "serve.device")
 
     import gradio as gr
     import uvicorn

@@ -1,0 +1,27 @@
+"""The predict throughput benchmark runs end to end at a toy size and reports every pipeline on both folders
+(figures are the benchmark's job, not a test's: nothing here is timed)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from tests.helpers import ROOT
+
+
+def test_predict_throughput_compares_the_dataloader_with_both_pools_on_both_folders():
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.predict_throughput", "--images", "6", "--rounds", "1", "--batch-size", "4"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=True,
+    )
+    report = json.loads(done.stdout)
+    folders = {"demo_96px_png", "photo_640x480_jpeg"}
+    assert set(report["images_per_s"]) == folders and report["transform"].endswith("(vit_base_patch16_224, 224 px)")
+    for rates in report["images_per_s"].values():
+        assert set(rates) == {"dataloader", "threads", "processes"} and min(rates.values()) > 0
+    assert set(report["threads_vs_dataloader"]) == set(report["processes_vs_dataloader"]) == folders
