@@ -12,7 +12,7 @@ import numpy as np
 from PIL import Image
 from starlette.testclient import TestClient
 
-from posevit.core.config import validate_serve
+from posevit.core.config import ServeConfig
 from posevit.infer.model_source import ServedModel, from_folder
 from posevit.infer.predictor import Predictor, load_predictor
 from posevit.serve.api import ApiKeys, create_api
@@ -61,7 +61,7 @@ def api_client(
     """A started API on the `loaded` model with these `serve` settings; with `gate`, its batches wait on a `Gate`
     (`service.batcher.forward`), released on the way out whatever happened."""
     predictor, served = loaded
-    service = InferenceService(predictor, served, validate_serve(settings))
+    service = InferenceService(predictor, served, ServeConfig.model_validate(settings))
     if gate:
         service.batcher.forward = Gate(predictor.forward)
     app = create_api(service, keys or ApiKeys([]))
