@@ -89,15 +89,17 @@ serve: setup s3
 
 app: serve
 
+# The three locks, one per install (pyproject's extras), at one set of versions: uv keeps what each file already
+# pins (--upgrade-package NAME moves one); the smaller ones are constrained to the full lock.
+UV_COMPILE = uv pip compile pyproject.toml --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
+	--annotation-style line
 lock:
-	uv pip compile pyproject.toml --extra dev --extra onnx --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
-		-c requirements/pins.txt -o requirements/lock.txt --annotation-style line
-	# The full serving stack (torch backend; the Dockerfile's REQUIREMENTS build arg), at the same versions.
-	uv pip compile pyproject.toml --extra onnx --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
-		-c requirements/lock.txt -o requirements/runtime.txt --annotation-style line
-	# The default image's packages: ONNX Runtime, the page and the API, no torch (requirements/serve.in).
-	uv pip compile requirements/serve.in --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
-		-c requirements/lock.txt -o requirements/serve.txt --annotation-style line
+	# Everything `make setup` installs: the pipeline and the tools (torch pinned in pins.txt).
+	$(UV_COMPILE) --extra pipeline --extra dev -c requirements/pins.txt -o requirements/lock.txt
+	# posevit[serve]: the default image and the slim install (ONNX Runtime, the page, the API; no torch).
+	$(UV_COMPILE) --extra serve -c requirements/lock.txt -o requirements/serve.txt
+	# posevit[serve,torch]: serving with the torch backend (the Dockerfile's REQUIREMENTS build arg).
+	$(UV_COMPILE) --extra serve --extra torch -c requirements/lock.txt -o requirements/runtime.txt
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 CONFIG_DIR = Path("conf")
@@ -44,3 +45,13 @@ PUSH_RECEIPT = Path("metrics/push.json")
 # sweeps
 SWEEP_PLOT = Path("plots/sweep.png")
 SWEEP_WORKBOOK = Path("reports/sweep.xlsx")
+
+
+def cache_root() -> Path:
+    """Where every fetched thing is kept (registry versions, DVC revisions, the page's examples), outside any
+    project: POSEVIT_CACHE, else $XDG_CACHE_HOME/posevit, else ~/.cache/posevit. Read at each call, so a
+    process (or a test) that sets the variable later is obeyed."""
+    if os.environ.get("POSEVIT_CACHE"):
+        return Path(os.environ["POSEVIT_CACHE"]).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "posevit"

@@ -99,9 +99,9 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    from posevit.infer.model_source import CACHE_DIR, registry_skip, resolve
+    from posevit.infer.backends import check_device, load_predictor
+    from posevit.infer.model_source import resolve
     from posevit.infer.outputs import check_output, finish, open_writer, partial_path
-    from posevit.infer.predictor import check_device, load_predictor
 
     try:
         check_output(args.output)
@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         expanded = expand_inputs(args.paths)
         if not expanded.inputs:
             raise ConfigError(f"no image files in {' '.join(args.paths)} (skipped {expanded.skipped} other files)")
-        served = resolve(args.model, CACHE_DIR, registry_skip(args.backend))
+        served = resolve(args.model, args.backend)
         predictor = load_predictor(served, args.device, args.backend, args.precision)
     except PosevitError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -66,13 +66,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.healthcheck:
         return healthcheck(settings.port)
     try:
-        from posevit.infer.model_source import CACHE_DIR, registry_skip, resolve
-        from posevit.infer.predictor import check_device, load_predictor
+        from posevit.core.paths import cache_root
+        from posevit.infer.backends import check_device, load_predictor
+        from posevit.infer.model_source import resolve
         from posevit.serve.api import ApiKeys
 
         keys = ApiKeys.load(settings.api_keys_file)
         check_device(settings.device, settings.backend, "serve.device")
-        served = resolve(settings.model, CACHE_DIR, registry_skip(settings.backend))
+        served = resolve(settings.model, settings.backend)
         predictor = load_predictor(served, settings.device, settings.backend, settings.precision)
     except PosevitError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -87,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     from posevit.serve.service import InferenceService
 
     service = InferenceService(predictor, served, settings)
-    examples_dir = CACHE_DIR / "examples"
+    examples_dir = cache_root() / "examples"
     examples = write_examples(examples_dir, image_size=predictor.input_size[0])
     page = build_page(service, examples).queue(default_concurrency_limit=settings.max_batch_size)
     user, password = os.environ.get("POSEVIT_USER"), os.environ.get("POSEVIT_PASSWORD")
