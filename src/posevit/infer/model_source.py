@@ -16,10 +16,10 @@ import json
 import logging
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import yaml
-from pydantic import ValidationError
+from pydantic import ValidationError, create_model
 
 from posevit.core.config import Backend, PushConfig
 from posevit.core.errors import ConfigError, PosevitError
@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 
 __all__ = ["ModelSourceError", "ServedModel", "from_folder", "parse_s3_uri", "resolve"]
 
+REGISTRY_KEYS = ("bucket", "prefix", "model_name", "endpoint_url", "region")
 URI_FORMS = "s3://BUCKET/PREFIX/NAME:latest or s3://BUCKET/PREFIX/NAME@VERSION"
 HOW_TO_GET_ONE = (
     "get a model first, one of: `make demo` (trains and publishes to the local S3), "
@@ -91,8 +92,16 @@ def parse_s3_uri(uri: str) -> tuple[ModelAddress, str]:
     return ModelAddress(bucket, prefix, name), version
 
 
-def project_push(params: Path = PARAMS_FILE) -> PushConfig:
-    """The project's push.* (where its pushes publish), read from params.yaml alone: nothing else is validated."""
+# Where a project's pushes publish: push.*'s own fields and rules, without the publishing conditions.
+_LOCATION_FIELDS: dict[str, Any] = {
+    name: (PushConfig.model_fields[name].annotation, PushConfig.model_fields[name]) for name in REGISTRY_KEYS
+}
+RegistryLocation = create_model("RegistryLocation", **_LOCATION_FIELDS)
+
+
+def project_push(params: Path = PARAMS_FILE) -> Any:
+    """The project's push.{bucket,prefix,model_name,endpoint_url,region}, read from params.yaml: nothing else
+    (no stage's config, not even push's conditions) is validated."""
     if not params.is_file():
         raise ModelSourceError(
             f"`registry` is the project's push.* in {params}, and there is no {params} in this directory "
@@ -100,7 +109,7 @@ def project_push(params: Path = PARAMS_FILE) -> PushConfig:
         )
     raw = (yaml.safe_load(params.read_text(encoding="utf-8")) or {}).get("push")
     try:
-        return PushConfig.model_validate(raw)
+        return RegistryLocation.model_validate(raw)
     except ValidationError as exc:
         problem = exc.errors()[0]
         where = ".".join(str(part) for part in ("push", *problem["loc"]))
@@ -138,9 +147,8 @@ def from_registry(
 
 
 def from_dvc(rev: str, backend: Backend) -> ServedModel:
-    """The files `backend` runs (and metrics/test.json) as of git revision `rev`, through DVC (cache or remote).
-
-    Only those: a revision whose exports/ never reached a cache or remote still serves with backend torch."""
+    """The bundle, the file `backend` runs and metrics/test.json as of git revision `rev`, through DVC (cache or
+    remote). Only those: a revision whose exports/ never reached a cache or remote still serves with backend torch."""
     try:
         from dvc.api import DVCFileSystem
     except ModuleNotFoundError:  # the serving install (posevit[serve]) has no DVC
@@ -153,9 +161,11 @@ def from_dvc(rev: str, backend: Backend) -> ServedModel:
     shutil.rmtree(partial, ignore_errors=True)
     try:
         fs = DVCFileSystem(".", rev=rev)
+        fs.isdir(MODELS_DIR.as_posix())  # a bad revision, or no DVC project, shows here
     except Exception as exc:  # DVC raises many kinds: bad rev, not a DVC repo
         raise ModelSourceError(f"cannot get models/ at revision {rev!r} through DVC: {exc}. {HOW_TO_GET_ONE}") from None
-    for path in BACKEND_FILES[backend]:
+    # The whole bundle as well: its bytes are its version (a registry fetch has the manifest to say it).
+    for path in dict.fromkeys([*BACKEND_FILES["torch"], *BACKEND_FILES[backend]]):
         (partial / path).parent.mkdir(parents=True, exist_ok=True)
         try:
             fs.get(path.as_posix(), str(partial / path))
