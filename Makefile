@@ -10,7 +10,7 @@ BIN := $(abspath $(VENV))/bin
 # Stage commands in dvc.yaml say `python`: make it the project's interpreter.
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup demo test lint format params s3 s3-stop app serve browser container-tools image-test lock clean help
+.PHONY: setup serve-venv demo test lint format params s3 s3-stop app serve browser container-tools image-test lock clean help
 
 help:
 	@echo "make demo   set up and run the whole pipeline on the embedded demo data (offline)"
@@ -22,16 +22,30 @@ help:
 	@echo "make serve  serve the published model (else models/): page, JSON API (/docs), metrics on http://127.0.0.1:7860"
 	@echo "make app    the same (old name)"
 	@echo "make image-test  build the server image (ONNX, no torch) with podman, run it, wait for its healthcheck, post a photo"
-	@echo "make lock   re-resolve requirements/*.txt from pyproject.toml and requirements/serve.in (needs uv)"
+	@echo "make serve-venv  the serving install alone (requirements/serve.txt: posevit[serve], no torch) in .venv-serve"
+	@echo "make lock   re-resolve requirements/*.txt from pyproject.toml's extras (needs uv)"
 
-# The venv is rebuilt from the lock whenever the lock or pyproject changes.
+PIP_QUIET := --quiet --disable-pip-version-check
+# The venv is rebuilt from the lock whenever the lock or pyproject changes: the locked stack first, then the
+# project with the extras that lock was made from (pip checks they are all there at the locked versions).
 $(VENV)/.installed: pyproject.toml requirements/lock.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements/lock.txt
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	$(BIN)/python -m pip install $(PIP_QUIET) -r requirements/lock.txt
+	$(BIN)/python -m pip install $(PIP_QUIET) -c requirements/lock.txt -e ".[pipeline,dev]"
 	touch $@
 
 setup: $(VENV)/.installed
+
+# The serving install alone, as a user's `pip install posevit[serve]` or the image has it (no torch, no DVC);
+# the slim-install tests run `posevit serve` and `posevit predict` from it. Built once, rebuilt when its lock changes.
+SERVE_VENV ?= .venv-serve
+$(SERVE_VENV)/.installed: pyproject.toml requirements/serve.txt
+	test -x $(SERVE_VENV)/bin/python || $(PYTHON) -m venv $(SERVE_VENV)
+	$(SERVE_VENV)/bin/python -m pip install $(PIP_QUIET) -r requirements/serve.txt
+	$(SERVE_VENV)/bin/python -m pip install $(PIP_QUIET) -c requirements/serve.txt -e ".[serve]"
+	touch $@
+
+serve-venv: $(SERVE_VENV)/.installed
 
 params: setup
 	python -m posevit.core.config
@@ -78,7 +92,7 @@ format: setup
 	ruff check --fix .
 	ruff format .
 
-test: setup browser lint
+test: setup serve-venv browser lint
 	python -m pytest
 
 # The server (page + API); SERVE_ARGS="--model registry:<version>" (or dvc:<rev>, a bundle folder,
@@ -102,4 +116,4 @@ lock:
 	$(UV_COMPILE) --extra serve --extra torch -c requirements/lock.txt -o requirements/runtime.txt
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) $(SERVE_VENV) .pytest_cache
