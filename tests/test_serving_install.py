@@ -19,7 +19,10 @@ from tests.helpers.server import RunningApp
 from tests.helpers.slim import SERVE_REQUIREMENTS, serving_env
 
 PIPELINE_ONLY = {"torch", "torchvision", "timm", "pytorch-lightning", "lightning", "torchmetrics", "datasets", "dvc"}
-LISTING = "import importlib.metadata as m, json; print(json.dumps({d.metadata['Name']: d.version for d in m.distributions()}))"
+LISTING = (
+    "import importlib.metadata as m, json; "
+    "print(json.dumps({d.metadata['Name']: d.version for d in m.distributions()}))"
+)
 
 
 def normal(name: str) -> str:
