@@ -95,8 +95,8 @@ format: setup
 test: setup serve-venv browser lint
 	python -m pytest
 
-# The server (page + API); SERVE_ARGS="--model registry:<version>" (or dvc:<rev>, a bundle folder,
-# --max-batch-size 32, ...) changes it; `posevit serve --help` lists every setting.
+# The server (page + API); SERVE_ARGS="--model registry:<version>" (or s3://bucket/prefix/name@<version>,
+# dvc:<rev>, a bundle folder, --max-batch-size 32, ...) changes it; `posevit serve --help` lists every setting.
 SERVE_ARGS ?= $(APP_ARGS)
 serve: setup s3
 	source .s3/env && posevit serve $(SERVE_ARGS)

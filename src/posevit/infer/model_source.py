@@ -99,9 +99,11 @@ _LOCATION_FIELDS: dict[str, Any] = {
 RegistryLocation = create_model("RegistryLocation", **_LOCATION_FIELDS)
 
 
-def project_push(params: Path = PARAMS_FILE) -> Any:
-    """The project's push.{bucket,prefix,model_name,endpoint_url,region}, read from params.yaml: nothing else
-    (no stage's config, not even push's conditions) is validated."""
+def project_registry(params: Path = PARAMS_FILE) -> tuple[ModelAddress, str | None, str]:
+    """Where the project's pushes publish, (address, endpoint_url, region), from params.yaml's push.* alone:
+    nothing else (no stage's config, not even push's conditions) is validated."""
+    from posevit.publish.registry import ModelAddress
+
     if not params.is_file():
         raise ModelSourceError(
             f"`registry` is the project's push.* in {params}, and there is no {params} in this directory "
@@ -109,11 +111,12 @@ def project_push(params: Path = PARAMS_FILE) -> Any:
         )
     raw = (yaml.safe_load(params.read_text(encoding="utf-8")) or {}).get("push")
     try:
-        return RegistryLocation.model_validate(raw)
+        push = RegistryLocation.model_validate(raw).model_dump()
     except ValidationError as exc:
         problem = exc.errors()[0]
         where = ".".join(str(part) for part in ("push", *problem["loc"]))
         raise ConfigError(f"{params}: {where}: {problem['msg']} (fix conf/push/, then `make params`)") from None
+    return ModelAddress(push["bucket"], push["prefix"], push["model_name"]), push["endpoint_url"], push["region"]
 
 
 def from_registry(
@@ -186,12 +189,8 @@ def from_dvc(rev: str, backend: Backend) -> ServedModel:
 
 
 def _from_project_registry(version: str, backend: Backend) -> ServedModel:
-    from posevit.publish.registry import ModelAddress
-
-    push = project_push()
-    return from_registry(
-        ModelAddress(push.bucket, push.prefix, push.model_name), version, backend, push.endpoint_url, push.region
-    )
+    address, endpoint_url, region = project_registry()
+    return from_registry(address, version, backend, endpoint_url, region)
 
 
 def _auto(backend: Backend) -> ServedModel:
@@ -202,7 +201,7 @@ def _auto(backend: Backend) -> ServedModel:
             return from_folder(MODELS_DIR)
         raise ModelSourceError(
             f"no model to serve: this directory is no posevit project (no {PARAMS_FILE}, no {MODELS_DIR}/): "
-            f"name one with --model {URI_FORMS}, a bundle folder, or dvc:<rev>"
+            f"name one with --model {URI_FORMS} or a bundle folder; in the project, {HOW_TO_GET_ONE}"
         )
     try:
         return _from_project_registry("latest", backend)
