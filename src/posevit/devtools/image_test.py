@@ -189,7 +189,7 @@ def run_and_predict(s3: LocalS3) -> dict:
         if response.status_code != 200:
             raise ImageTestError(f"/v1/predict answered {response.status_code}: {response.text}")
         card = httpx.get(f"http://127.0.0.1:{port}/v1/model", timeout=10).json()
-        return {"model": {name: card.get(name) for name in ("version", "source", "backend")}, **response.json()}
+        return {**response.json(), "served": {name: card.get(name) for name in ("version", "source", "backend")}}
     finally:
         podman("rm", "-f", container, check=False)
 
@@ -212,8 +212,8 @@ def main(argv: list[str] | None = None) -> int:
                 answer = run_and_predict(s3)
             finally:
                 s3.stop()
-        if answer["model"]["version"] != version:
-            raise ImageTestError(f"the image served {answer['model']}, not the published version {version}")
+        if answer["served"]["version"] != version:
+            raise ImageTestError(f"the image served {answer['served']}, not the published version {version}")
     except (PosevitError, subprocess.CalledProcessError) as exc:
         print(f"image test failed: {exc}", file=sys.stderr)
         return 1
@@ -224,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps(answer))
     print(
         f"image test passed in {time.monotonic() - started:.0f} s: built {IMAGE} ({size}, no torch, no params.yaml), "
-        f"healthy, served {answer['model']['source']}, /v1/predict answered {answer['predictions'][0]['label']}"
+        f"healthy, served {answer['served']['source']}, /v1/predict answered {answer['predictions'][0]['label']}"
     )
     return 0
 
