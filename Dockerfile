@@ -27,6 +27,8 @@ ENV PATH=/opt/venv/bin:$PATH
 COPY pyproject.toml README.md ./
 COPY src/ src/
 RUN pip install -c requirements.txt ".[${EXTRAS}]" && rm -rf src && useradd --create-home --uid 10001 posevit
+# `python app.py` is `posevit serve` (kept for the HEALTHCHECK and old habits).
+COPY app.py ./
 
 USER posevit
 # Inside a container the server must listen on all interfaces; publish the port on 127.0.0.1 (compose does).
@@ -34,5 +36,5 @@ ENV POSEVIT_HOST=0.0.0.0 POSEVIT_PORT=7860 POSEVIT_MODEL=s3://posevit-models/reg
     POSEVIT_BACKEND=${BACKEND} POSEVIT_CACHE=/home/posevit/.cache/posevit
 EXPOSE 7860
 # Ready = the model is loaded and warmed up (GET /health/ready).
-HEALTHCHECK --interval=30s --timeout=10s --start-period=120s --retries=3 CMD ["posevit", "serve", "--healthcheck"]
-CMD ["posevit", "serve"]
+HEALTHCHECK --interval=30s --timeout=10s --start-period=120s --retries=3 CMD ["python", "app.py", "--healthcheck"]
+CMD ["python", "app.py"]
