@@ -1,4 +1,5 @@
-"""Every path the pipeline reads or writes, relative to the project root, named once.
+"""Every path the pipeline reads or writes, relative to the project root, named once; and `cache_root()`,
+the one place outside any project where fetched models are kept.
 
 `dvc.yaml` declares the same paths as stage outputs; a test checks that the two agree.
 """
