@@ -10,7 +10,7 @@ BIN := $(abspath $(VENV))/bin
 # Stage commands in dvc.yaml say `python`: make it the project's interpreter.
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup demo test lint format params s3 s3-stop app serve browser container-tools image-test lock clean help
+.PHONY: setup serve-venv demo test lint format params s3 s3-stop app serve browser container-tools image-test lock clean help
 
 help:
 	@echo "make demo   set up and run the whole pipeline on the embedded demo data (offline)"
@@ -22,16 +22,30 @@ help:
 	@echo "make serve  serve the published model (else models/): page, JSON API (/docs), metrics on http://127.0.0.1:7860"
 	@echo "make app    the same (old name)"
 	@echo "make image-test  build the server image (ONNX, no torch) with podman, run it, wait for its healthcheck, post a photo"
-	@echo "make lock   re-resolve requirements/*.txt from pyproject.toml and requirements/serve.in (needs uv)"
+	@echo "make serve-venv  the serving install alone (requirements/serve.txt: posevit[serve], no torch) in .venv-serve"
+	@echo "make lock   re-resolve requirements/*.txt from pyproject.toml's extras (needs uv)"
 
-# The venv is rebuilt from the lock whenever the lock or pyproject changes.
+PIP_QUIET := --quiet --disable-pip-version-check
+# The venv is rebuilt from the lock whenever the lock or pyproject changes: the locked stack first, then the
+# project with the extras that lock was made from (pip checks they are all there at the locked versions).
 $(VENV)/.installed: pyproject.toml requirements/lock.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements/lock.txt
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	$(BIN)/python -m pip install $(PIP_QUIET) -r requirements/lock.txt
+	$(BIN)/python -m pip install $(PIP_QUIET) -c requirements/lock.txt -e ".[pipeline,dev]"
 	touch $@
 
 setup: $(VENV)/.installed
+
+# The serving install alone, as a user's `pip install posevit[serve]` or the image has it (no torch, no DVC);
+# the slim-install tests run `posevit serve` and `posevit predict` from it. Built once, rebuilt when its lock changes.
+SERVE_VENV ?= .venv-serve
+$(SERVE_VENV)/.installed: pyproject.toml requirements/serve.txt
+	test -x $(SERVE_VENV)/bin/python || $(PYTHON) -m venv $(SERVE_VENV)
+	$(SERVE_VENV)/bin/python -m pip install $(PIP_QUIET) -r requirements/serve.txt
+	$(SERVE_VENV)/bin/python -m pip install $(PIP_QUIET) -c requirements/serve.txt -e ".[serve]"
+	touch $@
+
+serve-venv: $(SERVE_VENV)/.installed
 
 params: setup
 	python -m posevit.core.config
@@ -79,26 +93,28 @@ format: setup
 	ruff check --fix .
 	ruff format .
 
-test: setup browser lint
+test: setup serve-venv browser lint
 	python -m pytest
 
-# The server (page + API); SERVE_ARGS="--model registry:<version>" (or dvc:<rev>, a bundle folder,
-# --max-batch-size 32, ...) changes it; `posevit serve --help` lists every setting.
+# The server (page + API); SERVE_ARGS="--model registry:<version>" (or s3://bucket/prefix/name@<version>,
+# dvc:<rev>, a bundle folder, --max-batch-size 32, ...) changes it; `posevit serve --help` lists every setting.
 SERVE_ARGS ?= $(APP_ARGS)
 serve: setup s3
 	source .s3/env && posevit serve $(SERVE_ARGS)
 
 app: serve
 
+# The three locks, one per install (pyproject's extras), at one set of versions: uv keeps what each file already
+# pins (--upgrade-package NAME moves one); the smaller ones are constrained to the full lock.
+UV_COMPILE = uv pip compile pyproject.toml --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
+	--annotation-style line
 lock:
-	uv pip compile pyproject.toml --extra dev --extra onnx --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
-		-c requirements/pins.txt -o requirements/lock.txt --annotation-style line
-	# The full serving stack (torch backend; the Dockerfile's REQUIREMENTS build arg), at the same versions.
-	uv pip compile pyproject.toml --extra onnx --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
-		-c requirements/lock.txt -o requirements/runtime.txt --annotation-style line
-	# The default image's packages: ONNX Runtime, the page and the API, no torch (requirements/serve.in).
-	uv pip compile requirements/serve.in --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
-		-c requirements/lock.txt -o requirements/serve.txt --annotation-style line
+	# Everything `make setup` installs: the pipeline and the tools (torch pinned in pins.txt).
+	$(UV_COMPILE) --extra pipeline --extra dev -c requirements/pins.txt -o requirements/lock.txt
+	# posevit[serve]: the default image and the slim install (ONNX Runtime, the page, the API; no torch).
+	$(UV_COMPILE) --extra serve -c requirements/lock.txt -o requirements/serve.txt
+	# posevit[serve,torch]: serving with the torch backend (the Dockerfile's REQUIREMENTS build arg).
+	$(UV_COMPILE) --extra serve --extra torch -c requirements/lock.txt -o requirements/runtime.txt
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) $(SERVE_VENV) .pytest_cache

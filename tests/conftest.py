@@ -71,3 +71,11 @@ def bucket(s3_server) -> str:
     name = f"test-{os.getpid()}-{next(_bucket_count)}"
     s3_server.create_buckets([name])
     return name
+
+
+@pytest.fixture(scope="session")
+def serving_venv() -> Path:
+    """The serving install alone (`make serve-venv`: requirements/serve.txt, no torch), built once and kept."""
+    from tests.helpers.slim import serving_venv as build
+
+    return build()

@@ -4,7 +4,6 @@ and the server running the exports through ONNX Runtime with the same API."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -18,7 +17,7 @@ from posevit.export.run import ExportMetrics, ExportPaths, export, parity_proble
 from tests.helpers.bundles import tiny_bundle
 from tests.helpers.images import action_dataset, balanced_labels, png_bytes
 from tests.helpers.server import RunningApp
-from tests.helpers.slim import serve_only_env
+from tests.helpers.slim import serving_env
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -75,15 +74,24 @@ def test_the_bar_names_what_failed():
 @pytest.mark.parametrize(
     ("backend", "precision"), [("onnx", "fp32 (ONNX Runtime)"), ("onnx-int8", "int8 (ONNX Runtime)")]
 )
-def test_the_server_runs_the_exports_with_the_same_api_and_answers(project, backend, precision):
-    """With only the serving image's packages (requirements/serve.txt: no torch, no timm) importable."""
+def test_the_server_runs_the_exports_with_the_same_api_and_answers(project, serving_venv, backend, precision):
+    """`posevit serve` of the serving install (a venv of requirements/serve.txt alone: no torch, no timm) answers
+    as the full install's torch backend does."""
     photo = project / "photo.png"
     photo.write_bytes(png_bytes((200, 30, 90), (120, 96)))
-    slim = serve_only_env(project / f"slim-{backend}")
-    blocked = subprocess.run([sys.executable, "-c", "import torch"], env={**os.environ, **slim}, capture_output=True)
-    assert b"not in requirements/serve.txt" in blocked.stderr
+    slim = serving_env()
+    blocked = subprocess.run([serving_venv / "bin/python", "-c", "import torch"], env=slim, capture_output=True)
+    assert b"No module named 'torch'" in blocked.stderr
     torch_server = RunningApp(project, "--model", "models")
-    onnx_server = RunningApp(project, "--model", "models", "--backend", backend, env=slim)
+    onnx_server = RunningApp(
+        project,
+        "--model",
+        "models",
+        "--backend",
+        backend,
+        env=slim,
+        command=[str(serving_venv / "bin/posevit"), "serve"],
+    )
     try:
         card = httpx.get(onnx_server.url + "v1/model").json()
         assert card["precision"] == precision and card["backend"] == backend

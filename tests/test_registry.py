@@ -8,7 +8,7 @@ import pytest
 
 from posevit.core.hashing import hash_directory
 from posevit.models.bundle import load_bundle
-from posevit.publish.registry import ModelAddress, fetch_model, publish, read_latest
+from posevit.publish.registry import ModelAddress, NotPublished, fetch_model, publish, read_latest
 from posevit.publish.s3 import S3Error, make_client
 from tests.helpers.bundles import tiny_bundle
 
@@ -23,6 +23,14 @@ def version_files(workspace, seed: int, accuracy: float = 0.9):
     files = {f"models/{p.name}": p for p in models.iterdir()}
     files |= {"metrics/test.json": metrics / "test.json", "metrics/report.xlsx": metrics / "report.xlsx"}
     return hash_directory(models), files
+
+
+TORCH_FILES = ["models/config.json", "models/model.safetensors"]  # what infer.backends declares
+INT8_FILES = ["models/config.json", "exports/model.int8.onnx"]
+
+
+def cached_files(folder) -> list[str]:
+    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
 
 
 def keys(client, bucket: str) -> set[str]:
@@ -171,9 +179,9 @@ def test_a_fetch_can_leave_the_exports_in_s3_and_a_later_one_adds_them(aws_env, 
     publish(client, address, version, files, progress=False)
     cache = tmp_path / "cache"
 
-    bundle_only = fetch_model(client, address, cache_dir=cache, progress=False, skip=("exports/",))
+    bundle_only = fetch_model(client, address, cache_dir=cache, progress=False, files=TORCH_FILES)
     assert not (bundle_only / "exports").exists() and hash_directory(bundle_only / "models") == version
-    assert fetch_model(client, address, cache_dir=cache, progress=False, skip=("exports/",)) == bundle_only
+    assert fetch_model(client, address, cache_dir=cache, progress=False, files=TORCH_FILES) == bundle_only
 
     # Replace the weights in S3: a fetch that downloaded them again would now fail verification.
     weights_key = address.key(version, "models", "model.safetensors")
@@ -196,10 +204,10 @@ def test_an_int8_fetch_takes_only_config_and_its_file_each_checked_by_sha256(aws
         (exports / name).write_bytes(name.encode() * 100)
         files[f"exports/{name}"] = exports / name
     publish(client, address, version, files, progress=False)
-    int8_skip = ("models/model.safetensors", "exports/model.onnx")
+    int8_files = {"files": INT8_FILES, "optional": ["metrics/test.json", "metrics/report.xlsx", "exports/x"]}
 
-    int8 = fetch_model(client, address, cache_dir=tmp_path / "cache", progress=False, skip=int8_skip)
-    assert sorted(p.relative_to(int8).as_posix() for p in int8.rglob("*") if p.is_file()) == [
+    int8 = fetch_model(client, address, cache_dir=tmp_path / "cache", progress=False, **int8_files)
+    assert cached_files(int8) == [
         "exports/model.int8.onnx",
         "manifest.json",
         "metrics/report.xlsx",
@@ -211,5 +219,57 @@ def test_an_int8_fetch_takes_only_config_and_its_file_each_checked_by_sha256(aws
 
     client.put_object(Bucket=address.bucket, Key=address.key(version, "exports", "model.int8.onnx"), Body=b"x")
     with pytest.raises(S3Error, match="failed verification"):
-        fetch_model(client, address, cache_dir=tmp_path / "fresh", progress=False, skip=int8_skip)
+        fetch_model(client, address, cache_dir=tmp_path / "fresh", progress=False, **int8_files)
     assert not (tmp_path / "fresh" / address.model_name / version).exists()  # nothing half-fetched is left
+
+
+def test_switching_backends_keeps_both_backends_files_and_the_second_switch_downloads_nothing(
+    aws_env, address, tmp_path
+):
+    """torch -> onnx-int8 -> torch -> onnx-int8 on one cache: each file is downloaded once, none is deleted,
+    and what a backend needs is still checked against the manifest at every fetch."""
+    client = make_client()
+    downloads: list[str] = []
+    client.meta.events.register(
+        "before-parameter-build.s3.GetObject", lambda params, **_: downloads.append(params["Key"])
+    )
+    version, files = version_files(tmp_path, seed=0)
+    exports = tmp_path / "exports"
+    exports.mkdir()
+    for name in ("model.onnx", "model.int8.onnx"):
+        (exports / name).write_bytes(name.encode() * 100)
+        files[f"exports/{name}"] = exports / name
+    publish(client, address, version, files, progress=False)
+    cache = tmp_path / "cache"
+    folder = cache / address.model_name / version
+
+    def fetch(backend_files: list[str]) -> list[str]:
+        downloads.clear()
+        assert fetch_model(client, address, version, cache, progress=False, files=backend_files) == folder
+        return sorted(
+            key.removeprefix(address.key(version) + "/") for key in downloads if "/models/" in key or "/exports/" in key
+        )
+
+    assert fetch(TORCH_FILES) == sorted(TORCH_FILES)
+    assert fetch(INT8_FILES) == ["exports/model.int8.onnx"]  # the bundle's config.json was already verified
+    assert fetch(TORCH_FILES) == [] and fetch(INT8_FILES) == []
+    assert cached_files(folder) == ["exports/model.int8.onnx", "manifest.json", *sorted(TORCH_FILES)]
+    for name in (*TORCH_FILES, *INT8_FILES):
+        assert (folder / name).read_bytes() == files[name].read_bytes(), name
+    assert hash_directory(folder / "models") == version
+
+    # Still verified each time: a damaged cached weights file is fetched again, and only it.
+    (folder / "models" / "model.safetensors").write_bytes(b"garbage")
+    assert fetch(INT8_FILES) == []  # the int8 backend does not run the weights
+    assert fetch(TORCH_FILES) == ["models/model.safetensors"]
+    assert (folder / "exports" / "model.int8.onnx").is_file()
+
+
+def test_a_version_without_the_files_a_backend_runs_says_which(aws_env, address, tmp_path):
+    client = make_client()
+    version, files = version_files(tmp_path, seed=0)  # published before the export stage existed
+    publish(client, address, version, files, progress=False)
+    with pytest.raises(NotPublished, match=r"posevit/\w+/ was published without exports/model.int8.onnx") as error:
+        fetch_model(client, address, cache_dir=tmp_path / "cache", progress=False, files=INT8_FILES)
+    assert error.value.names == ["exports/model.int8.onnx"]
+    assert not (tmp_path / "cache" / address.model_name / version).exists()

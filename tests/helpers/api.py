@@ -13,8 +13,9 @@ from PIL import Image
 from starlette.testclient import TestClient
 
 from posevit.core.config import ServeConfig
+from posevit.infer.backends import load_predictor
 from posevit.infer.model_source import ServedModel, from_folder
-from posevit.infer.predictor import Predictor, load_predictor
+from posevit.infer.predictor import Predictor
 from posevit.serve.api import ApiKeys, create_api
 from posevit.serve.service import InferenceService
 from tests.helpers.bundles import tiny_bundle

@@ -15,9 +15,17 @@ from tests.helpers import ROOT
 
 
 class RunningApp:
-    """`python app.py --port <free> *args` in `tmp`, started and waited for until it is ready."""
+    """`python app.py --port <free> *args` in `tmp` (or `command`, e.g. another venv's `posevit serve`), started and
+    waited for until it is ready."""
 
-    def __init__(self, tmp: Path, *args: str, env: dict[str, str] | None = None, ready_path: str = "/health/ready"):
+    def __init__(
+        self,
+        tmp: Path,
+        *args: str,
+        env: dict[str, str] | None = None,
+        ready_path: str = "/health/ready",
+        command: list[str] | None = None,
+    ):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/"
         self.log = tmp / f"app-{self.port}.log"
@@ -29,7 +37,7 @@ class RunningApp:
         }
         with self.log.open("w") as log:
             self.process = subprocess.Popen(
-                [sys.executable, str(ROOT / "app.py"), "--port", str(self.port), *args],
+                [*(command or [sys.executable, str(ROOT / "app.py")]), "--port", str(self.port), *args],
                 cwd=tmp,
                 env=environment,
                 stdout=log,

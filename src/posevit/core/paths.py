@@ -1,10 +1,12 @@
-"""Every path the pipeline reads or writes, relative to the project root, named once.
+"""Every path the pipeline reads or writes, relative to the project root, named once; and `cache_root()`,
+the one place outside any project where fetched models are kept.
 
 `dvc.yaml` declares the same paths as stage outputs; a test checks that the two agree.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 CONFIG_DIR = Path("conf")
@@ -44,3 +46,13 @@ PUSH_RECEIPT = Path("metrics/push.json")
 # sweeps
 SWEEP_PLOT = Path("plots/sweep.png")
 SWEEP_WORKBOOK = Path("reports/sweep.xlsx")
+
+
+def cache_root() -> Path:
+    """Where every fetched thing is kept (registry versions, DVC revisions, the page's examples), outside any
+    project: POSEVIT_CACHE, else $XDG_CACHE_HOME/posevit, else ~/.cache/posevit. Read at each call, so a
+    process (or a test) that sets the variable later is obeyed."""
+    if os.environ.get("POSEVIT_CACHE"):
+        return Path(os.environ["POSEVIT_CACHE"]).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "posevit"

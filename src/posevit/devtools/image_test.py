@@ -4,10 +4,13 @@ There is no Docker engine on these machines; Debian's podman and runc build and 
 Dockerfile as root. The base image is bootstrapped from Debian's packages once
 (`mmdebstrap ... bookworm`, then `podman import`) and passed as `--build-arg BASE`. The build
 mounts the host's CA certificates and pip configuration read-only, as any build behind a proxy
-needs. The image is the default one (requirements/serve.txt: ONNX Runtime, no PyTorch); the test
-checks that torch is indeed absent, then the container serves a small bundle and its int8 ONNX
-export, mounted read-only, on the host's loopback. It waits for the image's own HEALTHCHECK
-(`/health/ready`), posts a photo to `/v1/predict`, and removes the container whatever happened.
+needs. The image is the default one (posevit[serve] from requirements/serve.txt: ONNX Runtime, no
+PyTorch); the test checks that torch and params.yaml are indeed absent. A small bundle and its ONNX
+exports are published to a SeaweedFS on the host's loopback, and the container is told its model
+as a user would tell it: POSEVIT_MODEL=s3://...:latest, with the endpoint and credentials in the
+standard AWS variables (passed through, never on a logged command line). It waits for the image's
+own HEALTHCHECK (`/health/ready`), posts a photo to `/v1/predict`, checks the version it served,
+and removes the container and the S3 server whatever happened.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -25,23 +29,29 @@ import httpx
 from PIL import Image
 
 from posevit.core.errors import PosevitError
-from posevit.devtools.local_s3 import free_port
+from posevit.core.hashing import hash_directory
+from posevit.devtools.local_s3 import LocalS3, free_port
+from posevit.publish.registry import ModelAddress, publish
 
 BASE_IMAGE = "localhost/posevit-base"
 IMAGE = "localhost/posevit-app:test"
 STORAGE = ["--storage-driver=vfs", "--runtime", "runc"]
 RUNTIME = ["--network=host", "--cgroup-manager=cgroupfs", "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"]
 READ_ONLY_HOST_FILES = ["/etc/ssl/certs:/etc/ssl/certs:ro", "/etc/pip.conf:/etc/pip.conf:ro"]
+ADDRESS = ModelAddress("posevit-models", "registry", "posevit")  # the image's default POSEVIT_MODEL's
 
 
 class ImageTestError(PosevitError):
     pass
 
 
-def podman(*args: str, check: bool = True, capture: bool = False) -> subprocess.CompletedProcess[str]:
+def podman(
+    *args: str, check: bool = True, capture: bool = False, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`env`: variables for podman itself (`-e NAME` passes one through without its value on the command line)."""
     command = ["podman", *STORAGE, *args]
     print("+", " ".join(command), flush=True)
-    result = subprocess.run(command, text=True, capture_output=capture)
+    result = subprocess.run(command, text=True, capture_output=capture, env={**os.environ, **(env or {})})
     if check and result.returncode != 0:
         raise ImageTestError(f"`{' '.join(command)}` failed ({result.returncode}): {result.stderr or ''}")
     return result
@@ -84,7 +94,7 @@ def build(context: Path) -> None:
 
 
 def write_tiny_bundle(directory: Path) -> Path:
-    """models/ (a small bundle) and exports/ (its ONNX files) in `directory`, readable by the image's user."""
+    """models/ (a small bundle) and exports/ (its ONNX files) in `directory`, readable by any user."""
     from posevit.core.config import ExportConfig, ModelConfig
     from posevit.core.labels import ACTION_CLASSES
     from posevit.export.onnx import FP32_FILE, INT8_FILE, export_onnx, quantize_int8
@@ -112,13 +122,28 @@ def write_tiny_bundle(directory: Path) -> Path:
     return directory
 
 
-def check_no_torch() -> str:
-    """The default image serves ONNX alone: torch must not be in it. Returns the image's size."""
+def check_image() -> str:
+    """The default image serves ONNX alone and is told its model by URI: neither torch nor a params.yaml may be in
+    it. Returns the image's size."""
     probe = "import importlib.util, sys; sys.exit(importlib.util.find_spec('torch') is not None)"
     if podman("run", "--rm", *RUNTIME, IMAGE, "python", "-c", probe, check=False).returncode != 0:
         raise ImageTestError(f"{IMAGE} has torch installed: the default image must install requirements/serve.txt")
+    find = ("find", "/", "-xdev", "-name", "params.yaml")
+    found = podman("run", "--rm", "--user", "0", *RUNTIME, IMAGE, *find, capture=True)
+    if found.stdout.strip():
+        raise ImageTestError(f"{IMAGE} holds {found.stdout.split()}: serving must not need the pipeline's config")
     size = int(podman("image", "inspect", "--format", "{{.Size}}", IMAGE, capture=True).stdout.strip())
     return f"{size / 1e9:.2f} GB"
+
+
+def publish_tiny_model(s3: LocalS3, directory: Path) -> str:
+    """A small bundle and its exports, published to `s3` as the push stage would; returns its version."""
+    published = write_tiny_bundle(directory)
+    version = hash_directory(published / "models")
+    files = {f"{p.parent.name}/{p.name}": p for folder in ("models", "exports") for p in (published / folder).iterdir()}
+    s3.create_buckets([ADDRESS.bucket])
+    publish(s3.client(), ADDRESS, version, files, progress=False)
+    return version
 
 
 def wait_healthy(container: str, timeout: float = 300) -> None:
@@ -133,24 +158,26 @@ def wait_healthy(container: str, timeout: float = 300) -> None:
     raise ImageTestError(f"not healthy within {timeout:.0f} s:\n{podman('logs', container, capture=True).stdout}")
 
 
-def run_and_predict(bundle: Path) -> dict:
+def run_and_predict(s3: LocalS3) -> dict:
     port = free_port()
     container = f"posevit-image-test-{port}"
+    key, secret = s3.credentials()
+    aws = {"AWS_ACCESS_KEY_ID": key, "AWS_SECRET_ACCESS_KEY": secret, "AWS_ENDPOINT_URL_S3": s3.endpoint}
     podman(
         "run",
         "-d",
         "--name",
         container,
         *RUNTIME,
-        "-v",
-        f"{bundle}:/srv/posevit:ro",
+        *(arg for name in aws for arg in ("-e", name)),  # values from podman's environment, not this log
         "-e",
-        "POSEVIT_MODEL=/srv/posevit/models",
+        "AWS_REGION=us-east-1",
         "-e",
         "POSEVIT_HOST=127.0.0.1",
         "-e",
         f"POSEVIT_PORT={port}",
         IMAGE,
+        env=aws,
     )
     try:
         wait_healthy(container)
@@ -161,7 +188,8 @@ def run_and_predict(bundle: Path) -> dict:
         )
         if response.status_code != 200:
             raise ImageTestError(f"/v1/predict answered {response.status_code}: {response.text}")
-        return response.json()
+        card = httpx.get(f"http://127.0.0.1:{port}/v1/model", timeout=10).json()
+        return {**response.json(), "served": {name: card.get(name) for name in ("version", "source", "backend")}}
     finally:
         podman("rm", "-f", container, check=False)
 
@@ -175,10 +203,17 @@ def main(argv: list[str] | None = None) -> int:
     try:
         ensure_base()
         build(args.context)
-        size = check_no_torch()
+        size = check_image()
         with tempfile.TemporaryDirectory() as directory:
-            Path(directory).chmod(0o755)
-            answer = run_and_predict(write_tiny_bundle(Path(directory) / "served"))
+            s3 = LocalS3(Path(directory) / "s3", free_port())
+            s3.start()
+            try:
+                version = publish_tiny_model(s3, Path(directory) / "published")
+                answer = run_and_predict(s3)
+            finally:
+                s3.stop()
+        if answer["served"]["version"] != version:
+            raise ImageTestError(f"the image served {answer['served']}, not the published version {version}")
     except (PosevitError, subprocess.CalledProcessError) as exc:
         print(f"image test failed: {exc}", file=sys.stderr)
         return 1
@@ -188,8 +223,8 @@ def main(argv: list[str] | None = None) -> int:
             podman("image", "prune", "-f", check=False)
     print(json.dumps(answer))
     print(
-        f"image test passed in {time.monotonic() - started:.0f} s: built {IMAGE} ({size}, no torch), healthy, "
-        f"/v1/predict answered {answer['predictions'][0]['label']}"
+        f"image test passed in {time.monotonic() - started:.0f} s: built {IMAGE} ({size}, no torch, no params.yaml), "
+        f"healthy, served {answer['served']['source']}, /v1/predict answered {answer['predictions'][0]['label']}"
     )
     return 0
 

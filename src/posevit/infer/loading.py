@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from posevit.core.config import InferenceSettings
 from posevit.core.errors import ConfigError
-from posevit.infer.model_source import CACHE_DIR, ServedModel, registry_skip, resolve
-from posevit.infer.predictor import Predictor, check_device, load_predictor
+from posevit.infer.backends import check_device, load_predictor
+from posevit.infer.model_source import ServedModel, resolve
+from posevit.infer.predictor import Predictor
 
 TORCH_MISSING = (
     "backend torch needs PyTorch, which this install lacks (the serving install runs the ONNX exports): "
@@ -18,7 +19,7 @@ def open_model(settings: InferenceSettings, device_setting: str = "--device") ->
     """Check the device, find the model, load it on the backend; a PosevitError says what is wrong."""
     try:
         check_device(settings.device, settings.backend, device_setting)
-        served = resolve(settings.model, CACHE_DIR, registry_skip(settings.backend))
+        served = resolve(settings.model, settings.backend)
         return served, load_predictor(served, settings.device, settings.backend, settings.precision)
     except ModuleNotFoundError as exc:
         if exc.name in {"torch", "timm", "safetensors", "torchvision"}:

@@ -1,47 +1,53 @@
 """Where a served model comes from: the S3 registry, a DVC revision, or a bundle folder on disk.
 
-registry            latest published version (push.* in params.yaml says where)
-registry:<version>  one pinned version
-dvc:<rev>           models/ and metrics/test.json as committed at a git revision (DVC remote or cache)
-<folder>            a local bundle, e.g. models/ after `dvc repro`
+    s3://BUCKET/PREFIX/NAME:latest    the latest version published there; endpoint, region and credentials
+    s3://BUCKET/PREFIX/NAME@VERSION   come from the AWS chain (AWS_ENDPOINT_URL_S3, AWS_REGION, AWS_PROFILE...)
+    registry[:VERSION]                the same at the project's push.* (params.yaml in the working directory)
+    dvc:REV                           models/ (and exports/) as committed at a git revision (DVC remote or cache)
+    FOLDER                            a local bundle, e.g. models/ after `dvc repro`
+    auto                              registry inside a project (else its models/), models/ outside one
+
+Each fetches only the files its backend runs (`infer.backends.BACKEND_FILES`), into `core.paths.cache_root()`.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from posevit.core.config import Backend
-from posevit.core.errors import PosevitError
+import yaml
+from pydantic import ValidationError, create_model
+
+from posevit.core.config import Backend, PushConfig
+from posevit.core.errors import ConfigError, PosevitError
 from posevit.core.evaluation_record import TestMetrics
 from posevit.core.hashing import hash_directory
-from posevit.core.paths import EXPORTS_DIR, MODELS_DIR, ONNX_BY_BACKEND, TEST_METRICS
-from posevit.models.bundle_config import CONFIG_FILE, WEIGHTS_FILE, read_bundle_config
+from posevit.core.paths import EXPORTS_DIR, MODELS_DIR, PARAMS_FILE, TEST_METRICS, cache_root
+from posevit.infer.backends import BACKEND_FILES
+from posevit.infer.served import ServedModel
+from posevit.models.bundle_config import CONFIG_FILE, read_bundle_config
 
+if TYPE_CHECKING:
+    from posevit.publish.registry import ModelAddress
+
+__all__ = ["ModelSourceError", "ServedModel", "from_folder", "parse_s3_uri", "resolve"]
+
+REGISTRY_KEYS = ("bucket", "prefix", "model_name", "endpoint_url", "region")
+URI_FORMS = "s3://BUCKET/PREFIX/NAME:latest or s3://BUCKET/PREFIX/NAME@VERSION"
 HOW_TO_GET_ONE = (
     "get a model first, one of: `make demo` (trains and publishes to the local S3), "
-    "`dvc pull models` (from the DVC remote), or pass --model <bundle folder> / registry[:version] / dvc:<rev>"
+    "`dvc pull models` (from the DVC remote), or pass --model <bundle folder> / "
+    f"{URI_FORMS} / registry[:version] (in the project) / dvc:<rev>"
 )
 
 log = logging.getLogger("posevit.app")
-CACHE_DIR = Path(os.environ.get("POSEVIT_CACHE", Path.home() / ".cache" / "posevit"))  # fetched models, examples
 
 
 class ModelSourceError(PosevitError):
     """No model could be found where the app was told to look."""
-
-
-@dataclass(frozen=True)
-class ServedModel:
-    bundle_dir: Path
-    version: str  # content hash of the bundle, as in the registry and the report
-    source: str  # where it came from, for the model card
-    metrics: TestMetrics | None  # test metrics that came with it, if any
-    exports_dir: Path | None = None  # its ONNX exports, when they came with it
 
 
 def _metrics(path: Path) -> TestMetrics | None:
@@ -49,15 +55,6 @@ def _metrics(path: Path) -> TestMetrics | None:
         return None
     metrics: TestMetrics = json.loads(path.read_text())
     return metrics
-
-
-def registry_skip(backend: Backend) -> tuple[str, ...]:
-    """What a registry fetch for `backend` leaves in S3: torch needs no exports, an ONNX backend
-    neither the weights nor the other ONNX file (ViT-B/16: ~90 MB to fetch for int8 instead of ~770)."""
-    if backend == "torch":
-        return (f"{EXPORTS_DIR.name}/",)
-    others = [path.as_posix() for name, path in ONNX_BY_BACKEND.items() if name != backend]
-    return (f"{MODELS_DIR.name}/{WEIGHTS_FILE}", *others)
 
 
 def from_folder(
@@ -80,64 +77,153 @@ def from_folder(
     )
 
 
-def from_registry(version: str, cache_dir: Path | None = None, skip: tuple[str, ...] = ()) -> ServedModel:
-    """A published version, verified; files under the `skip` prefixes stay in S3 (`registry_skip`)."""
-    from posevit.core.config import load_params
-    from posevit.publish.registry import DEFAULT_CACHE, ModelAddress, fetch_model
+def parse_s3_uri(uri: str) -> tuple[ModelAddress, str]:
+    """`s3://bucket/prefix/name@version` or `s3://bucket/prefix/name:latest` (bare: latest) -> (address, version)."""
+    from posevit.publish.registry import ModelAddress
+
+    path, at, version = uri.removeprefix("s3://").partition("@")
+    if not at:
+        path, colon, tag = path.partition(":")
+        version = "latest" if not colon or tag == "latest" else ""
+    bucket, _, key = path.strip("/").partition("/")
+    prefix, _, name = key.rpartition("/")
+    if not (bucket and name and version) or ":" in path or "@" in version or "/" in version:
+        raise ModelSourceError(f"{uri!r} is not a model URI: write {URI_FORMS}")
+    return ModelAddress(bucket, prefix, name), version
+
+
+# Where a project's pushes publish: push.*'s own fields and rules, without the publishing conditions.
+_LOCATION_FIELDS: dict[str, Any] = {
+    name: (PushConfig.model_fields[name].annotation, PushConfig.model_fields[name]) for name in REGISTRY_KEYS
+}
+RegistryLocation = create_model("RegistryLocation", **_LOCATION_FIELDS)
+
+
+def project_registry(params: Path = PARAMS_FILE) -> tuple[ModelAddress, str | None, str]:
+    """Where the project's pushes publish, (address, endpoint_url, region), from params.yaml's push.* alone:
+    nothing else (no stage's config, not even push's conditions) is validated."""
+    from posevit.publish.registry import ModelAddress
+
+    if not params.is_file():
+        raise ModelSourceError(
+            f"`registry` is the project's push.* in {params}, and there is no {params} in this directory "
+            f"(outside the project): name the model by URI, {URI_FORMS}, or pass a bundle folder"
+        )
+    raw = (yaml.safe_load(params.read_text(encoding="utf-8")) or {}).get("push")
+    try:
+        push = RegistryLocation.model_validate(raw).model_dump()
+    except ValidationError as exc:
+        problem = exc.errors()[0]
+        where = ".".join(str(part) for part in ("push", *problem["loc"]))
+        raise ConfigError(f"{params}: {where}: {problem['msg']} (fix conf/push/, then `make params`)") from None
+    return ModelAddress(push["bucket"], push["prefix"], push["model_name"]), push["endpoint_url"], push["region"]
+
+
+def from_registry(
+    address: ModelAddress,
+    version: str,
+    backend: Backend,
+    endpoint_url: str | None = None,
+    region: str | None = None,
+) -> ServedModel:
+    """A published version (or `latest`) with the files `backend` runs, each verified against the manifest."""
+    from posevit.publish.registry import NotPublished, fetch_model
     from posevit.publish.s3 import make_client
 
-    push = load_params().push
-    address = ModelAddress(push.bucket, push.prefix, push.model_name)
-    folder = fetch_model(
-        make_client(push.endpoint_url, push.region),
-        address,
-        version or "latest",
-        cache_dir or DEFAULT_CACHE,
-        skip=skip,
-    )
+    try:
+        folder = fetch_model(
+            make_client(endpoint_url, region),
+            address,
+            version,
+            cache_root() / "registry",
+            files=[path.as_posix() for path in BACKEND_FILES[backend]],
+            optional=[TEST_METRICS.as_posix()],
+        )
+    except NotPublished as exc:
+        raise ModelSourceError(
+            f"backend {backend} runs {', '.join(exc.names)}, and {exc}: use backend torch, or serve a version "
+            "whose push published its exports (`dvc repro export push`)"
+        ) from None
     return from_folder(
         folder / MODELS_DIR.name, f"S3 registry {address.uri(folder.name)}/", folder / TEST_METRICS, folder.name
     )
 
 
-def from_dvc(rev: str, cache_dir: Path) -> ServedModel:
-    """models/ and metrics/test.json as of git revision `rev`, through DVC (cache or remote)."""
-    from dvc.api import DVCFileSystem
-
-    target = Path(cache_dir) / "dvc" / rev.replace("/", "_")
+def from_dvc(rev: str, backend: Backend) -> ServedModel:
+    """The bundle, the file `backend` runs and metrics/test.json as of git revision `rev`, through DVC (cache or
+    remote). Only those: a revision whose exports/ never reached a cache or remote still serves with backend torch."""
+    try:
+        from dvc.api import DVCFileSystem
+    except ModuleNotFoundError:  # the serving install (posevit[serve]) has no DVC
+        raise ModelSourceError(
+            f"dvc:{rev} needs DVC, which this install lacks (posevit[serve]): install posevit[pipeline], "
+            f"or name the model by URI, {URI_FORMS}"
+        ) from None
+    target = cache_root() / "dvc" / rev.replace("/", "_")
     partial = target.with_name(target.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     try:
         fs = DVCFileSystem(".", rev=rev)
-        fs.get(MODELS_DIR.as_posix(), str(partial / MODELS_DIR.name), recursive=True)
-        if fs.exists(TEST_METRICS.as_posix()):
-            fs.get(TEST_METRICS.as_posix(), str(partial / TEST_METRICS))
-        if fs.exists(EXPORTS_DIR.as_posix()):
-            fs.get(EXPORTS_DIR.as_posix(), str(partial / EXPORTS_DIR.name), recursive=True)
-    except Exception as exc:  # DVC raises many kinds: bad rev, no remote, missing cache
-        shutil.rmtree(partial, ignore_errors=True)
+        fs.isdir(MODELS_DIR.as_posix())  # a bad revision, or no DVC project, shows here
+    except Exception as exc:  # DVC raises many kinds: bad rev, not a DVC repo
         raise ModelSourceError(f"cannot get models/ at revision {rev!r} through DVC: {exc}. {HOW_TO_GET_ONE}") from None
+    # The whole bundle as well: its bytes are its version (a registry fetch has the manifest to say it).
+    for path in dict.fromkeys([*BACKEND_FILES["torch"], *BACKEND_FILES[backend]]):
+        (partial / path).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fs.get(path.as_posix(), str(partial / path))
+        except Exception as exc:  # not committed there, or its data in no cache and no remote
+            shutil.rmtree(partial, ignore_errors=True)
+            hint = HOW_TO_GET_ONE if path.parent == MODELS_DIR else "use backend torch, or `dvc repro export` there"
+            raise ModelSourceError(
+                f"cannot get {path} at revision {rev!r} through DVC (backend {backend} runs it): {exc}. "
+                f"Its data must be in the DVC cache or remote (`dvc push` after the run that made it); {hint}"
+            ) from None
+    try:
+        fs.get(TEST_METRICS.as_posix(), str(partial / TEST_METRICS))
+    except Exception:  # metrics are for the model card only
+        log.info("no %s at revision %s", TEST_METRICS, rev)
     shutil.rmtree(target, ignore_errors=True)
     partial.replace(target)
     return from_folder(target / MODELS_DIR.name, f"DVC revision {rev}", target / TEST_METRICS)
 
 
-def resolve(spec: str, cache_dir: Path, skip: tuple[str, ...] = ()) -> ServedModel:
-    """The model named by `spec` (see the module docstring); `auto`: the registry's latest, else models/.
-    A registry version comes without the files under the `skip` prefixes (`registry_skip(backend)`)."""
+def _from_project_registry(version: str, backend: Backend) -> ServedModel:
+    address, endpoint_url, region = project_registry()
+    return from_registry(address, version, backend, endpoint_url, region)
+
+
+def _auto(backend: Backend) -> ServedModel:
+    """Inside a project: its registry's latest, else its models/; outside one: models/ if there is one."""
+    local = (MODELS_DIR / CONFIG_FILE).is_file()
+    if not PARAMS_FILE.is_file():
+        if local:
+            return from_folder(MODELS_DIR)
+        raise ModelSourceError(
+            f"no model to serve: this directory is no posevit project (no {PARAMS_FILE}, no {MODELS_DIR}/): "
+            f"name one with --model {URI_FORMS} or a bundle folder; in the project, {HOW_TO_GET_ONE}"
+        )
+    try:
+        return _from_project_registry("latest", backend)
+    except PosevitError as registry_error:
+        if local:
+            log.warning("registry unavailable (%s); serving the local bundle %s/", registry_error, MODELS_DIR)
+            return from_folder(MODELS_DIR)
+        raise ModelSourceError(
+            f"no model to serve: the S3 registry said: {registry_error}\n"
+            f"and there is no local bundle in {MODELS_DIR}/. {HOW_TO_GET_ONE}"
+        ) from None
+
+
+def resolve(spec: str, backend: Backend) -> ServedModel:
+    """The model named by `spec` (see the module docstring), with the files `backend` runs."""
     if spec == "auto":
-        try:
-            return from_registry("latest", cache_dir / "registry", skip)
-        except PosevitError as registry_error:
-            if (MODELS_DIR / CONFIG_FILE).is_file():
-                log.warning("registry unavailable (%s); serving the local bundle %s/", registry_error, MODELS_DIR)
-                return from_folder(MODELS_DIR)
-            raise ModelSourceError(
-                f"no model to serve: the S3 registry said: {registry_error}\n"
-                f"and there is no local bundle in {MODELS_DIR}/. {HOW_TO_GET_ONE}"
-            ) from None
+        return _auto(backend)
+    if spec.startswith("s3://"):
+        address, version = parse_s3_uri(spec)
+        return from_registry(address, version, backend)
     if spec == "registry" or spec.startswith("registry:"):
-        return from_registry(spec.partition(":")[2] or "latest", cache_dir / "registry", skip)
+        return _from_project_registry(spec.partition(":")[2] or "latest", backend)
     if spec.startswith("dvc:"):
-        return from_dvc(spec.removeprefix("dvc:"), cache_dir)
+        return from_dvc(spec.removeprefix("dvc:"), backend)
     return from_folder(Path(spec))

@@ -1,8 +1,8 @@
 """Inference on a bundle: the evaluation transform, batched forward passes, calibrated probabilities.
 
-`Predictor` is what the server, the page and `posevit predict` hold; `load_predictor` picks the
-backend. The ONNX backends need only ONNX Runtime, PIL and NumPy (the serving image ships no torch);
-the torch backend (`infer.torch_predictor`) is imported only when asked for, and alone draws heat maps.
+`Predictor` is what the server, the page and `posevit predict` hold; `infer.backends.load_predictor`
+picks the backend. The ONNX backends need only ONNX Runtime, PIL and NumPy (the serving install has no
+torch); the torch backend (`infer.torch_predictor`, a subclass) alone draws heat maps.
 The server batches through `forward`; `predict` is one image alone (the replaced app's path, which
 `benchmarks/app_latency.py` times).
 """
@@ -17,12 +17,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from posevit.core.config import Backend, Precision
+from posevit.core.config import Backend
 from posevit.core.errors import ConfigError
 from posevit.core.paths import ONNX_BY_BACKEND
-from posevit.infer.model_source import ServedModel
-from posevit.models.bundle_config import BundleConfig, read_bundle_config
-from posevit.models.onnx_runtime import OnnxModel, check_onnx_device
+from posevit.models.bundle_config import BundleConfig
+from posevit.models.onnx_runtime import OnnxModel
 from posevit.models.preprocess import EvalPreprocess
 
 DISPLAY_SIZE = 288
@@ -105,40 +104,6 @@ class OnnxPredictor(Predictor):
         scaled = self.onnx.logits(pixels) / self.temperature
         exp = np.exp(scaled - scaled.max(axis=-1, keepdims=True))
         return exp / exp.sum(axis=-1, keepdims=True)
-
-
-def check_device(device: str, backend: Backend, setting: str = "--device") -> None:
-    """Stop before loading anything when `device` names hardware this machine, or this backend, lacks."""
-    if backend == "torch":
-        from posevit.core.precision import check_inference_device
-
-        check_inference_device(device, setting)
-    else:
-        check_onnx_device(device, setting)
-
-
-def load_predictor(
-    served: ServedModel, device: str = "cpu", backend: Backend = "torch", precision: Precision = "auto"
-) -> Predictor:
-    """The served model on `backend`: torch loads the weights (in `precision`); the ONNX ones read config.json
-    and an export, and compute in what that file holds."""
-    if backend == "torch":
-        from posevit.infer.torch_predictor import TorchPredictor
-        from posevit.models.bundle import load_bundle
-
-        return TorchPredictor(load_bundle(served.bundle_dir), device, precision)
-    if precision != "auto":
-        raise ConfigError(
-            f"precision {precision} is for backend torch; backend {backend} computes in what its ONNX file "
-            "holds (onnx: fp32, onnx-int8: int8): leave precision at auto, or use backend torch"
-        )
-    if served.exports_dir is None:
-        raise ConfigError(
-            f"backend {backend} needs the model's ONNX export ({ONNX_BY_BACKEND[backend].name} in an exports/ folder "
-            "beside models/), and this model came without one: run `dvc repro export` (a registry version "
-            "has them when its push published them), or use backend torch"
-        )
-    return OnnxPredictor(read_bundle_config(served.bundle_dir), served.exports_dir, backend, device)
 
 
 def _center_crop_like(image: Image.Image, crop_pct: float, size: tuple[int, int]) -> Image.Image:

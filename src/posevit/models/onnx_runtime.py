@@ -1,6 +1,6 @@
 """An exported model run by ONNX Runtime: (N, 3, H, W) float32 pixels -> (N, classes) logits.
 
-ONNX Runtime is an optional extra (`pip install posevit[onnx]`); it is imported only here, and
+ONNX Runtime comes with the serving extra (`pip install posevit[serve]`); it is imported only here, and
 only when an ONNX backend is asked for.
 """
 
@@ -17,7 +17,7 @@ def _runtime():
     try:
         import onnxruntime as ort
     except ImportError:
-        raise ConfigError("the ONNX backends need ONNX Runtime: pip install 'posevit[onnx]'") from None
+        raise ConfigError("the ONNX backends need ONNX Runtime: pip install 'posevit[serve]'") from None
     return ort
 
 

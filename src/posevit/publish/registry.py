@@ -31,6 +31,7 @@ from botocore.exceptions import ClientError
 from tqdm import tqdm
 
 from posevit.core.hashing import hash_directory
+from posevit.core.paths import cache_root
 from posevit.publish.s3 import S3Error, error_code, is_missing, s3_errors
 
 if TYPE_CHECKING:
@@ -41,7 +42,6 @@ REGISTRY_FORMAT = "posevit-registry/1"
 MANIFEST_FILE = "manifest.json"
 LATEST_FILE = "latest.json"
 BUNDLE_SUBDIR = "models"
-DEFAULT_CACHE = Path.home() / ".cache" / "posevit" / "models"
 
 ProgressHook = Callable[[str, int], None]  # (key, bytes of that key sent so far)
 
@@ -282,64 +282,84 @@ def _file_ok(path: Path, entry: Any) -> bool:
     return path.is_file() and path.stat().st_size == entry["size"] and sha256_file(path) == entry["sha256"]
 
 
-def _verified(directory: Path, manifest: Manifest, names: Iterable[str], whole_bundle: bool) -> bool:
+class NotPublished(S3Error):
+    """The version exists but was published without files the caller needs (e.g. before the export stage)."""
+
+    def __init__(self, uri: str, names: list[str]) -> None:
+        super().__init__(f"{uri} was published without {', '.join(names)}")
+        self.names = names
+
+
+def _wanted(manifest: Manifest, uri: str, files: Iterable[str] | None, optional: Iterable[str]) -> list[str]:
+    """The manifest's names to fetch: `files` (all when None), each required, and those of `optional` it has."""
+    published = manifest["files"]
+    if files is None:
+        return sorted(published)
+    required = sorted(set(files))
+    if absent := [name for name in required if name not in published]:
+        raise NotPublished(uri, absent)
+    return sorted({*required, *(name for name in optional if name in published)})
+
+
+def _verified(directory: Path, manifest: Manifest, names: Iterable[str]) -> bool:
     """Every file of `names` is present with its manifest sha256, and, when the whole bundle is there,
     it hashes to the version (an ONNX backend leaves the weights in S3: then the sha256s alone vouch)."""
     if not all(_file_ok(directory / name, manifest["files"][name]) for name in names):
         return False
-    return not whole_bundle or hash_directory(directory / BUNDLE_SUBDIR) == manifest["version"]
+    bundle = [name for name in manifest["files"] if name.startswith(f"{BUNDLE_SUBDIR}/")]
+    whole = all((directory / name).is_file() for name in bundle)
+    return not whole or hash_directory(directory / BUNDLE_SUBDIR) == manifest["version"]
+
+
+def _link_or_copy(source: Path, destination: Path) -> None:
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(source, destination)  # no second copy of the weights on disk
+    except OSError:
+        shutil.copy2(source, destination)
 
 
 def fetch_model(
     client: S3Client,
     address: ModelAddress,
     version: str = "latest",
-    cache_dir: Path = DEFAULT_CACHE,
+    cache_dir: Path | None = None,
     progress: bool = True,
-    skip: tuple[str, ...] = (),
+    files: Iterable[str] | None = None,
+    optional: Iterable[str] = (),
 ) -> Path:
     """Download a published version (or the latest) into `cache_dir`, verified; return its folder.
 
-    The bundle is `<returned folder>/models`. Nothing is returned, so nothing is loaded, unless
-    every file fetched matches the manifest's sha256 and the bundle hashes to the version's name.
-    `skip` leaves out files under those prefixes (`("exports/",)`: the torch backend needs no ONNX
-    files; `("models/model.safetensors", "exports/model.onnx")`: the int8 backend needs neither); a
-    later fetch without it adds them, reusing what the cache already holds.
+    `files` names what the caller needs inside the version folder (all of it when None: a backend declares
+    its own, `infer.backends.BACKEND_FILES`); each must be published (else `NotPublished`), and the names
+    in `optional` come along when the version has them. The bundle is `<returned folder>/models`. Nothing
+    is returned, so nothing is loaded, unless every file needed matches the manifest's sha256 and a
+    whole bundle hashes to the version's name. The cache of a version only grows: a later fetch for other
+    files (another backend's) adds what is missing and keeps every file it holds intact.
     """
     if version == "latest":
         latest = read_latest(client, address)
         if latest is None:
             raise S3Error(f"no model published at {address.uri()}/ yet: run the push stage (`dvc repro push`)")
         version = latest["version"]
-    target = Path(cache_dir) / address.model_name / version
-
-    def wanted(manifest: Manifest) -> list[str]:
-        return [name for name in manifest["files"] if not any(name.startswith(prefix) for prefix in skip)]
-
-    def whole_bundle(manifest: Manifest) -> bool:
-        names = wanted(manifest)
-        return all(name in names for name in manifest["files"] if name.startswith(f"{BUNDLE_SUBDIR}/"))
-
+    target = (cache_root() / "registry" if cache_dir is None else Path(cache_dir)) / address.model_name / version
+    uri = address.uri(version) + "/"
     if (target / MANIFEST_FILE).is_file():
-        cached = json.loads((target / MANIFEST_FILE).read_text())
-        if _verified(target, cached, wanted(cached), whole_bundle(cached)):
+        cached: Manifest = json.loads((target / MANIFEST_FILE).read_text())
+        if _verified(target, cached, _wanted(cached, uri, files, optional)):
             return target
     with s3_errors(client, f"fetching {address.uri(version)}", address.bucket):
         manifest = _get_json(client, address.bucket, address.key(version, MANIFEST_FILE))
         if manifest is None:
             raise S3Error(f"{address.uri(version)} is not a complete published version (no {MANIFEST_FILE})")
+        names = _wanted(manifest, uri, files, optional)
         # Built beside the cache entry and swapped in whole: a killed fetch never leaves a half version.
         partial = target.with_name(f".{version}.partial")
         shutil.rmtree(partial, ignore_errors=True)
-        names = wanted(manifest)
-        # Files the cache already holds intact (e.g. the bundle, fetched before without its exports) stay.
-        kept = [name for name in names if _file_ok(target / name, manifest["files"][name])]
+        # Every file the cache holds intact stays, needed now or not (the other backend's, fetched before).
+        kept = [name for name in manifest["files"] if _file_ok(target / name, manifest["files"][name])]
         for name in kept:
-            (partial / name).parent.mkdir(parents=True, exist_ok=True)
-            try:
-                os.link(target / name, partial / name)  # no second copy of the weights on disk
-            except OSError:
-                shutil.copy2(target / name, partial / name)
+            _link_or_copy(target / name, partial / name)
         missing = [name for name in names if name not in kept]
         total = sum(manifest["files"][name]["size"] for name in missing)
         with tqdm(total=total, unit="B", unit_scale=True, desc=f"fetch {version}", disable=not progress) as bar:
@@ -353,7 +373,7 @@ def fetch_model(
                         bar.update(len(chunk))
     (partial / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2))
     # The kept files were checked against the manifest as they were linked: only the downloads remain.
-    if not _verified(partial, manifest, missing, whole_bundle(manifest)):
+    if not _verified(partial, manifest, missing):
         shutil.rmtree(partial, ignore_errors=True)
         raise S3Error(
             f"{address.uri(version)} failed verification: a file does not match its sha256 in "

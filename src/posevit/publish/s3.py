@@ -1,12 +1,15 @@
 """One way to talk to S3 (AWS or a compatible server) and one way to explain its failures.
 
 Credentials come from boto3's standard chain (environment, shared credentials/config files,
-AWS_PROFILE, instance roles). An endpoint of None means AWS itself, unless the environment
-or the profile names one (AWS_ENDPOINT_URL_S3, `endpoint_url` in the AWS config file).
+AWS_PROFILE, instance roles), and so do the region (AWS_REGION) and the endpoint: one of None
+means AWS itself, unless the environment or the profile names one (AWS_ENDPOINT_URL_S3,
+AWS_ENDPOINT_URL, `endpoint_url` in the AWS config file). Every S3 access of the project, the
+push stage's and a served `s3://` model's alike, goes through `make_client`.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
@@ -43,11 +46,13 @@ def make_client(endpoint_url: str | None = None, region: str | None = None, retr
     session = boto3.Session(region_name=region)
     if session.get_credentials() is None:
         raise S3Error(f"no AWS credentials found: {CREDENTIALS_HELP}")
+    # An S3-compatible server (SeaweedFS, MinIO) behind a plain host name has no per-bucket DNS names.
+    compatible = endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
     config = Config(
         connect_timeout=5,
         read_timeout=60,
         retries={"max_attempts": retries, "mode": "standard"},
-        s3={"addressing_style": "path"} if endpoint_url else None,
+        s3={"addressing_style": "path"} if compatible else None,
     )
     return session.client("s3", endpoint_url=endpoint_url, config=config)
 
@@ -75,14 +80,14 @@ def s3_errors(client: S3Client, action: str, bucket: str) -> Iterator[None]:
     except (EndpointConnectionError, ConnectTimeoutError, ConnectionClosedError, ReadTimeoutError) as exc:
         raise S3Error(
             f"cannot reach S3 at {endpoint} while {action} ({type(exc).__name__}); is the server up? "
-            f"For the local one run `make s3`; otherwise check push.endpoint_url"
+            f"For the local one run `make s3`; otherwise check push.endpoint_url or AWS_ENDPOINT_URL_S3"
         ) from None
     except ClientError as exc:
         code = error_code(exc)
         if code in {"NoSuchBucket"} or (code == "404" and "bucket" in action):
             raise S3Error(
                 f"bucket {bucket!r} does not exist at {endpoint}: create it "
-                f"(`make s3` creates the local ones) or fix push.bucket"
+                f"(`make s3` creates the local ones) or fix push.bucket (or the model URI's bucket)"
             ) from None
         if code in {"InvalidAccessKeyId"}:
             raise S3Error(

@@ -66,8 +66,8 @@ def serve(argv: list[str] | None) -> int:
     check_only, settings = parse_args(argv)
     if check_only:
         return healthcheck(settings.port)
+    from posevit.core.paths import cache_root
     from posevit.infer.loading import open_model
-    from posevit.infer.model_source import CACHE_DIR
     from posevit.serve.api import ApiKeys
 
     keys = ApiKeys.load(settings.api_keys_file)
@@ -82,7 +82,7 @@ def serve(argv: list[str] | None) -> int:
     from posevit.serve.service import InferenceService
 
     service = InferenceService(predictor, served, settings)
-    examples_dir = CACHE_DIR / "examples"
+    examples_dir = cache_root() / "examples"
     examples = write_examples(examples_dir, image_size=predictor.input_size[0])
     page = build_page(service, examples).queue(default_concurrency_limit=settings.max_batch_size)
     user, password = os.environ.get("POSEVIT_USER"), os.environ.get("POSEVIT_PASSWORD")
