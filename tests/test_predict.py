@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -241,45 +240,47 @@ def exported(photos) -> Path:
     return photos
 
 
-def run_slim(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """`posevit predict` seeing only the serving install's packages (requirements/serve.txt: no torch, timm,
-    pyarrow)."""
-    from tests.helpers.slim import serve_only_env
+def run_slim(venv: Path, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`posevit predict` of the serving install (`make serve-venv`: requirements/serve.txt alone, no torch or timm)."""
+    from tests.helpers.slim import serving_env
 
     return subprocess.run(
-        [sys.executable, "-m", "posevit.cli", "predict", "--quiet", *args],
+        [str(venv / "bin" / "posevit"), "predict", "--quiet", *args],
         cwd=cwd,
-        env={**os.environ, **serve_only_env(cwd / "slim")},
+        env=serving_env(),
         capture_output=True,
         text=True,
         timeout=240,
     )
 
 
-def test_the_serving_install_classifies_a_folder_without_torch(exported):
-    """The serving image's install (no torch, no pyarrow) runs the folder classifier on the ONNX exports:
-    every row as the full install gives it, fp32 ONNX answers within ONNX's rounding of torch's fp32 ones."""
+def test_the_serving_install_classifies_a_folder_without_torch(exported, serving_venv):
+    """The serving image's install (no torch) runs the folder classifier on the ONNX exports: every row as the
+    full install gives it, fp32 ONNX answers within ONNX's rounding of torch's fp32 ones, Parquet too."""
     int8, fp32 = exported / "slim-int8.csv", exported / "slim-fp32.jsonl"
-    result = run_slim(exported, "photos", "--model", "models", "--backend", "onnx-int8", "-o", str(int8))
+    result = run_slim(serving_venv, exported, "photos", "--model", "models", "--backend", "onnx-int8", "-o", str(int8))
     assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
     rows = read_rows(int8)
     assert len(rows) == 40 + len(ODD) + len(BROKEN) and sum(not error for _, error in rows.values()) == 40 + len(ODD)
     assert "empty" in rows["photos/empty.png"][1] and all(len(top) == 5 for top, error in rows.values() if not error)
 
     result = run_slim(
-        exported, "photos", "--model", "models", "--backend", "onnx", "--top-k", "15", "--batch-size", "8",
-        "-o", str(fp32),
+        serving_venv, exported, "photos", "--model", "models", "--backend", "onnx", "--top-k", "15",
+        "--batch-size", "8", "-o", str(fp32),
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     rows = read_rows(fp32)
     for path, probabilities in single_image_answers(exported, rows, "fp32").items():
         assert dict(rows[path][0]) == pytest.approx(probabilities, abs=1e-4), path
 
+    parquet = exported / "slim.parquet"
+    result = run_slim(serving_venv, exported, "photos", "--model", "models", "--backend", "onnx", "-o", str(parquet))
+    assert result.returncode == 0, result.stderr
+    assert read_rows(parquet) == {path: (top[:5], error) for path, (top, error) in rows.items()}
 
-def test_the_serving_install_asked_for_backend_torch_says_which_backends_it_has(exported):
-    result = run_slim(exported, "photos", "--model", "models")
+
+def test_the_serving_install_asked_for_backend_torch_says_which_backends_it_has(exported, serving_venv):
+    result = run_slim(serving_venv, exported, "photos", "--model", "models")
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith("error: backend torch needs PyTorch")
     assert "onnx-int8" in result.stderr
-    parquet = run_slim(exported, "photos", "--model", "models", "--backend", "onnx", "-o", "out.parquet")
-    assert parquet.returncode == 2 and "Parquet needs pyarrow" in parquet.stderr, parquet.stderr

@@ -4,6 +4,8 @@ is no project, with a model named by its registry URI and the AWS chain for S3."
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import re
 import subprocess
@@ -42,7 +44,7 @@ def test_the_serving_install_is_its_lock_and_holds_no_pipeline_package(serving_v
         installed.pop(tool, None)
     assert installed == locked
     assert not PIPELINE_ONLY & installed.keys()
-    assert {"onnxruntime", "fastapi", "gradio", "boto3", "pyarrow", "swagger-ui-bundle-v2"} <= installed.keys()
+    assert {"onnxruntime", "fastapi", "gradio", "boto3", "pyarrow", "fastapi-offline"} <= installed.keys()
     check = subprocess.run([serving_venv / "bin/python", "-m", "pip", "check"], env=serving_env(), capture_output=True)
     assert check.returncode == 0, check.stdout
 
@@ -90,7 +92,8 @@ def test_serve_and_predict_of_the_serving_install_take_a_model_uri_from_any_dire
         text=True,
         timeout=240,
     )
-    # This branch's predict still decodes with torch's DataLoader: in the serving install it must say so cleanly.
-    # Once predict decodes without torch (issue 19, item 2) this becomes: exit 0, one CSV row per photo.
-    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
-    assert "torch is not installed" in result.stderr
+    assert result.returncode == 0, result.stderr
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert sorted(row["path"] for row in rows) == [f"photos/{seed}.jpg" for seed in range(3)]
+    assert all(row["label_1"] and not row["error"] for row in rows)
+    assert f"version {version}" in result.stderr
