@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from posevit.core.metrics import TestMetrics
+from posevit.core.evaluation_record import TestMetrics
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,9 @@
 """Serve a posevit model to people and programs (`posevit serve`, `make serve`, `python app.py`).
 
     posevit serve                          the registry's latest model, else the local models/ bundle
-    posevit serve --model registry:<ver>   one published version (verified before it loads)
+    posevit serve --model s3://B/P/N@<ver>  one published version in any S3 registry (verified before it loads)
+    posevit serve --model s3://B/P/N:latest its newest complete version
+    posevit serve --model registry:<ver>   inside the project: the registry push.* names
     posevit serve --model dvc:<rev>        models/ as committed at a git revision
     posevit serve --model models/          a bundle folder
 
