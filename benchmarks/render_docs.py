@@ -17,6 +17,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from posevit.devtools.generated_page import write_or_check
+
 ROOT = Path(__file__).parent.parent
 RESULTS_DIR = ROOT / "benchmarks" / "results"
 TEMPLATE = ROOT / "benchmarks" / "page.md"
@@ -252,15 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, default=PAGE, help="the page to write (default docs/benchmarks.md)")
     parser.add_argument("--check", action="store_true", help="only compare; exit 1 when the page is stale")
     args = parser.parse_args(argv)
-    page = render()
-    if args.check:
-        if not args.output.exists() or args.output.read_text(encoding="utf-8") != page:
-            print(f"{args.output} is stale: run `python -m benchmarks.render_docs`", file=sys.stderr)
-            return 1
-        return 0
-    args.output.write_text(page, encoding="utf-8")
-    print(f"wrote {args.output}")
-    return 0
+    return write_or_check(args.output, render(), "python -m benchmarks.render_docs", args.check)
 
 
 if __name__ == "__main__":

@@ -120,15 +120,20 @@ def single_image_answers(photos: Path, rows, precision: str) -> dict[str, dict[s
     }
 
 
-def test_in_fp32_every_batched_answer_equals_the_images_answer_alone(photos):
-    """fp32 is exact whatever the batch: the same probabilities to 1e-6 (float32 rounding only)."""
-    output = photos / "fp32.jsonl"
+def batched_rows(photos: Path, precision: str):
+    """photos/ classified by `posevit predict` in batches of 16, all 15 probabilities each, in `precision`."""
+    output = photos / f"{precision}.jsonl"
     result = run_predict(
-        photos, "photos", "--model", "models", "--top-k", "15", "--batch-size", "16", "--precision", "fp32",
+        photos, "photos", "--model", "models", "--top-k", "15", "--batch-size", "16", "--precision", precision,
         "-o", str(output),
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    rows = read_rows(output)
+    return read_rows(output)
+
+
+def test_in_fp32_every_batched_answer_equals_the_images_answer_alone(photos):
+    """fp32 is exact whatever the batch: the same probabilities to 1e-6 (float32 rounding only)."""
+    rows = batched_rows(photos, "fp32")
     alone = single_image_answers(photos, rows, "fp32")
     assert len(alone) == 40 + len(ODD)
     for path, probabilities in alone.items():
@@ -139,13 +144,7 @@ def test_in_bf16_a_batched_answer_stays_within_bf16s_resolution_of_fp32s(photos)
     """bf16 keeps 8 significant bits, and a GEMM's blocking (so its rounding) depends on the batch size and the
     CPU: an image's bf16 probabilities may move with its batch, by at most BF16_PROBABILITY_TOLERANCE from the
     fp32 answer, and its top-1 is fp32's wherever fp32's top two are further apart than that can bridge."""
-    output = photos / "bf16.jsonl"
-    result = run_predict(
-        photos, "photos", "--model", "models", "--top-k", "15", "--batch-size", "16", "--precision", "bf16",
-        "-o", str(output),
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    rows = read_rows(output)
+    rows = batched_rows(photos, "bf16")
     exact = single_image_answers(photos, rows, "fp32")
     bf16_alone = single_image_answers(photos, rows, "bf16")
     decisive = 0

@@ -28,6 +28,7 @@ from pydantic_core import ErrorDetails
 from posevit.core.errors import ConfigError
 from posevit.core.evaluation_record import TEST_METRIC_KEYS
 from posevit.core.paths import CONFIG_DIR, PARAMS_FILE
+from posevit.core.settings import allowed_range
 
 CONFIG_NAME = "config"
 
@@ -386,12 +387,7 @@ def _allowed_range(loc: tuple[Any, ...]) -> str:
             break
         field = fields[part]
         model = field.annotation
-    if field is None:
-        return ""
-    bounds = {name: getattr(m, name) for m in field.metadata for name in ("gt", "ge", "lt", "le") if hasattr(m, name)}
-    low = f"{bounds['gt']} < " if "gt" in bounds else f"{bounds['ge']} <= " if "ge" in bounds else ""
-    high = f" < {bounds['lt']}" if "lt" in bounds else f" <= {bounds['le']}" if "le" in bounds else ""
-    return f"{low}value{high}" if low or high else ""
+    return allowed_range(field)
 
 
 def _field_path(loc: tuple[Any, ...]) -> tuple[Any, ...]:

@@ -24,6 +24,7 @@ from pydantic_core import PydanticUndefined
 
 from posevit.core.config import CONFIG_DIR, PipelineConfig, compose_config, validate_config
 from posevit.core.errors import ConfigError
+from posevit.devtools.generated_page import write_or_check
 
 PAGE = Path("docs/configuration.md")
 BOUND_SIGNS = {"gt": ">", "ge": ">=", "lt": "<", "le": "<="}
@@ -223,16 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, default=PAGE, help=f"the page to write (default {PAGE})")
     parser.add_argument("--check", action="store_true", help="only compare; exit 1 when the page is stale")
     args = parser.parse_args(argv)
-    page = render()
-    if args.check:
-        current = args.output.read_text(encoding="utf-8") if args.output.exists() else ""
-        if current != page:
-            print(f"{args.output} is stale: run `python -m posevit.devtools.config_reference`", file=sys.stderr)
-            return 1
-        return 0
-    args.output.write_text(page, encoding="utf-8")
-    print(f"wrote {args.output}")
-    return 0
+    return write_or_check(args.output, render(), "python -m posevit.devtools.config_reference", args.check)
 
 
 if __name__ == "__main__":
