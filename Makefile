@@ -93,8 +93,10 @@ format: setup
 	ruff check --fix .
 	ruff format .
 
+# One pytest worker a core, whole files each (module fixtures are built once); TEST_WORKERS=0 runs in one process.
+TEST_WORKERS ?= auto
 test: setup serve-venv browser lint
-	python -m pytest
+	python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 # The server (page + API); SERVE_ARGS="--model registry:<version>" (or s3://bucket/prefix/name@<version>,
 # dvc:<rev>, a bundle folder, --max-batch-size 32, ...) changes it; `posevit serve --help` lists every setting.

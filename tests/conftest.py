@@ -79,3 +79,9 @@ def serving_venv() -> Path:
     from tests.helpers.slim import serving_venv as build
 
     return build()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The real pipeline's end-to-end runs (marked slow) first: under `make test`'s workers (pytest-xdist, whole
+    files each) they start at once and the short files fill in around them, instead of one running alone last."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
