@@ -30,7 +30,7 @@ import numpy as np
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-from benchmarks.common import VIT_B16, machine, photo_jpeg
+from benchmarks.common import VIT_B16, machine, photo_jpeg, write_result
 from posevit.core.errors import ImageError
 from posevit.core.labels import ACTION_CLASSES
 from posevit.data.demo import render_sample, sample_rng
@@ -194,26 +194,23 @@ def main() -> None:
             results[folder] = {name: round(statistics.median(w for w, _ in rates), 1) for name, rates in passes.items()}
             steady[folder] = {name: round(statistics.median(s for _, s in rates), 1) for name, rates in passes.items()}
             print(f"{folder}: {results[folder]} img/s (after the first batch: {steady[folder]})", file=sys.stderr)
-    print(
-        json.dumps(
-            {
-                "benchmark": "predict_throughput",
-                "machine": {**machine(), "cores": default_workers()},
-                "images_per_folder": args.images,
-                "rounds": args.rounds,
-                "batch_size": args.batch_size,
-                "workers": args.workers,
-                "forward_ms_per_image": args.forward_ms,
-                "transform": f"{args.transform} ({VIT_B16.name}, {data_config['input_size'][-1]} px)",
-                "images_per_s": results,
-                "images_per_s_after_first_batch": steady,
-                "threads_vs_dataloader": ratios(results, "threads"),
-                "processes_vs_dataloader": ratios(results, "processes") if "processes" in pipelines else None,
-                "threads_vs_dataloader_after_first_batch": ratios(steady, "threads"),
-            },
-            indent=2,
-        )
-    )
+    report = {
+        "benchmark": "predict_throughput",
+        "machine": {**machine(), "cores": default_workers()},
+        "images_per_folder": args.images,
+        "rounds": args.rounds,
+        "batch_size": args.batch_size,
+        "workers": args.workers,
+        "forward_ms_per_image": args.forward_ms,
+        "transform": f"{args.transform} ({VIT_B16.name}, {data_config['input_size'][-1]} px)",
+        "images_per_s": results,
+        "images_per_s_after_first_batch": steady,
+        "threads_vs_dataloader": ratios(results, "threads"),
+        "processes_vs_dataloader": ratios(results, "processes") if "processes" in pipelines else None,
+        "threads_vs_dataloader_after_first_batch": ratios(steady, "threads"),
+    }
+    print(json.dumps(report, indent=2))
+    write_result(f"predict_throughput-{args.transform}", report)
 
 
 if __name__ == "__main__":

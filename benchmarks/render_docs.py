@@ -135,6 +135,14 @@ def _loader(r: dict[str, Any]) -> list[str]:
     return [ours, base, ratio, ""]
 
 
+def _predict(r: dict[str, Any]) -> list[str]:
+    threads = r.get("images_per_s", {})
+    ours = "; ".join(f"{folder}: {rates.get('threads')} img/s" for folder, rates in threads.items())
+    base = "; ".join(f"{folder}: {rates.get('dataloader')} img/s" for folder, rates in threads.items())
+    ratio = "; ".join(f"{folder} {value}x" for folder, value in (r.get("threads_vs_dataloader") or {}).items())
+    return [f"thread pool, {r.get('transform', '')}: {ours}", f"torch DataLoader: {base}", ratio, ">= 1x"]
+
+
 def _targets(r: dict[str, Any]) -> str:
     return _say(r, ("MFU {}", "target_mfu"), ("{}x", "target_speedup"))
 
@@ -146,6 +154,7 @@ HEADLINES: dict[str, Callable[[dict[str, Any]], list[str]]] = {
     "serve_load": _serve,
     "backends": _backends,
     "loader_throughput": _loader,
+    "predict_throughput": _predict,
 }
 
 

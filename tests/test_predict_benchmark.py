@@ -4,16 +4,18 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
 from tests.helpers import ROOT
 
 
-def test_predict_throughput_compares_the_dataloader_with_both_pools_on_both_folders():
+def test_predict_throughput_compares_the_dataloader_with_both_pools_on_both_folders(tmp_path):
     done = subprocess.run(
         [sys.executable, "-m", "benchmarks.predict_throughput", "--images", "6", "--rounds", "1", "--batch-size", "4"],
         cwd=ROOT,
+        env={**os.environ, "POSEVIT_BENCHMARK_RESULTS": str(tmp_path)},  # the committed results stay as measured
         capture_output=True,
         text=True,
         timeout=600,
@@ -25,3 +27,5 @@ def test_predict_throughput_compares_the_dataloader_with_both_pools_on_both_fold
     for rates in report["images_per_s"].values():
         assert set(rates) == {"dataloader", "threads", "processes"} and min(rates.values()) > 0
     assert set(report["threads_vs_dataloader"]) == set(report["processes_vs_dataloader"]) == folders
+    written = json.loads((tmp_path / "predict_throughput-numpy.json").read_text())
+    assert written["result"] == report and written["command"].startswith("python -m benchmarks.predict_throughput")
