@@ -25,6 +25,19 @@ def version_files(workspace, seed: int, accuracy: float = 0.9):
     return hash_directory(models), files
 
 
+def publish_with_exports(client, address, workspace) -> tuple[str, dict]:
+    """A version with its two ONNX exports (stand-in bytes: the registry only moves and checks them): (version,
+    the files published)."""
+    version, files = version_files(workspace, seed=0)
+    exports = workspace / "exports"
+    exports.mkdir()
+    for name in ("model.onnx", "model.int8.onnx"):
+        (exports / name).write_bytes(name.encode() * 100)
+        files[f"exports/{name}"] = exports / name
+    publish(client, address, version, files, progress=False)
+    return version, files
+
+
 TORCH_FILES = ["models/config.json", "models/model.safetensors"]  # what infer.backends declares
 INT8_FILES = ["models/config.json", "exports/model.int8.onnx"]
 
@@ -197,13 +210,7 @@ def test_an_int8_fetch_takes_only_config_and_its_file_each_checked_by_sha256(aws
     """The ONNX int8 backend needs neither the weights nor the fp32 export: they stay in S3; what it takes is
     verified file by file, and a later full fetch adds the weights and checks the bundle's hash."""
     client = make_client()
-    version, files = version_files(tmp_path, seed=0)
-    exports = tmp_path / "exports"
-    exports.mkdir()
-    for name in ("model.onnx", "model.int8.onnx"):
-        (exports / name).write_bytes(name.encode() * 100)
-        files[f"exports/{name}"] = exports / name
-    publish(client, address, version, files, progress=False)
+    version, files = publish_with_exports(client, address, tmp_path)
     int8_files = {"files": INT8_FILES, "optional": ["metrics/test.json", "metrics/report.xlsx", "exports/x"]}
 
     int8 = fetch_model(client, address, cache_dir=tmp_path / "cache", progress=False, **int8_files)
@@ -233,13 +240,7 @@ def test_switching_backends_keeps_both_backends_files_and_the_second_switch_down
     client.meta.events.register(
         "before-parameter-build.s3.GetObject", lambda params, **_: downloads.append(params["Key"])
     )
-    version, files = version_files(tmp_path, seed=0)
-    exports = tmp_path / "exports"
-    exports.mkdir()
-    for name in ("model.onnx", "model.int8.onnx"):
-        (exports / name).write_bytes(name.encode() * 100)
-        files[f"exports/{name}"] = exports / name
-    publish(client, address, version, files, progress=False)
+    version, files = publish_with_exports(client, address, tmp_path)
     cache = tmp_path / "cache"
     folder = cache / address.model_name / version
 

@@ -89,14 +89,13 @@ def module_name(path: Path, root: Path = PACKAGE) -> str:
 def imported_modules(tree: ast.AST, known: set[str]) -> set[str]:
     """The modules of `known` this source imports anywhere, in functions too: `import a.b`, `from a.b import c`
     and `from a import b` (b a module) all count."""
-    found = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            found |= {alias.name for alias in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            found.add(node.module)
-            found |= {f"{node.module}.{alias.name}" for alias in node.names}
-    return found & known
+    submodules = {
+        f"{node.module}.{alias.name}"
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and node.module
+        for alias in node.names
+    }
+    return (imported_names(tree) | submodules) & known
 
 
 def import_cycles(sources: dict[str, str]) -> list[list[str]]:
