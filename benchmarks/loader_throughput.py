@@ -22,7 +22,8 @@ from torch.utils.data import DataLoader
 
 from benchmarks.common import machine, write_result
 from posevit.core.config import ModelConfig, load_params
-from posevit.core.precision import autocast, usable_cores
+from posevit.core.cores import usable_cores
+from posevit.core.precision import autocast
 from posevit.data.store import LABELS, load_split, with_pixels
 from posevit.models.factory import create_model
 from posevit.models.transforms import model_data_config

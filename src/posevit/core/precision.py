@@ -7,7 +7,6 @@ the API report is what ran.
 
 from __future__ import annotations
 
-import os
 from contextlib import AbstractContextManager
 from typing import Literal
 
@@ -21,11 +20,6 @@ InferencePrecision = Literal["bf16", "fp32"]
 # such roundings, so a probability in [0, 1] can sit up to 2**-6 from fp32's answer (measured: 0.005 on the
 # tests' random bundles), and two bf16 batches of the same image at most that apart from each other.
 BF16_PROBABILITY_TOLERANCE = 2**-6
-
-
-def usable_cores() -> int:
-    """The cores this process may run on (its CPU affinity, e.g. a container's share), at least 1."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def cpu_supports_bf16() -> bool:

@@ -8,12 +8,12 @@ come from (local paths, S3) is `infer.inputs`; how they decode, `infer.decode_po
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
+from posevit.core.cores import usable_cores
 from posevit.infer.decode_pool import Decoded, Decoder, PoolKind, decoded_batches
 from posevit.infer.inputs import Input, S3Objects
 from posevit.infer.predictor import Predictor
@@ -26,11 +26,6 @@ class Row:
     path: str
     top: list[tuple[str, float]]
     error: str | None = None
-
-
-def usable_cores() -> int:
-    """The cores this process may run on (its CPU affinity, e.g. a container's share), at least 1."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def default_workers() -> int:

@@ -22,10 +22,11 @@ from torch import nn
 import posevit
 from posevit.core import paths as default_paths
 from posevit.core.config import PipelineConfig, TrainingPrecision
+from posevit.core.cores import usable_cores
 from posevit.core.entrypoint import write_json
 from posevit.core.errors import ConfigError
 from posevit.core.hashing import hash_directory
-from posevit.core.precision import check_hardware, resolve_fused_attention, resolve_precision, usable_cores
+from posevit.core.precision import check_hardware, resolve_fused_attention, resolve_precision
 from posevit.data.store import LABELS, class_names, load_split
 from posevit.models.bundle import save_bundle
 from posevit.models.bundle_config import BundleConfig, DataConfig, TrainingSummary
