@@ -7,16 +7,14 @@ import json
 
 import pytest
 
-from tests.helpers.dvc_project import copy_project
+from tests.helpers.dvc_project import preprocessed_smoke_project
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
-    project = copy_project(tmp_path_factory.mktemp("dvc") / "posevit", "experiment=smoke")
-    project.dvc("repro", "preprocess")
-    return project
+    return preprocessed_smoke_project(tmp_path_factory, tmp_path_factory.mktemp("dvc") / "posevit")
 
 
 def test_preprocess_writes_splits_metrics_and_contact_sheet(project):

@@ -34,7 +34,7 @@ from posevit.models.transforms import model_data_config
 from posevit.train.augment import train_transform
 from posevit.train.lightning_module import ActionClassifier, warmup_cosine
 from posevit.train.loop import TrainPaths, loader_workers, train
-from tests.helpers.dvc_project import copy_project
+from tests.helpers.dvc_project import preprocessed_smoke_project
 
 TINY = ModelConfig(name="vit_convstem_tiny")
 DEPTH = 3  # blocks of vit_convstem_tiny
@@ -213,9 +213,7 @@ def test_num_workers_auto_is_the_cores_each_device_gets():
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
-    project = copy_project(tmp_path_factory.mktemp("finetune") / "posevit", "experiment=smoke")
-    project.dvc("repro", "preprocess")
-    return project
+    return preprocessed_smoke_project(tmp_path_factory, tmp_path_factory.mktemp("finetune") / "posevit")
 
 
 def run_train(project, tmp_path, name: str, train: dict | None = None, trainer: dict | None = None):

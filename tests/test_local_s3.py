@@ -18,7 +18,7 @@ from posevit.core.hashing import hash_directory
 from posevit.devtools.local_s3 import DEFAULT_S3_PORT, LocalS3, _port_free, free_port
 from posevit.publish.registry import ModelAddress, fetch_model, read_latest
 from posevit.publish.s3 import make_client
-from tests.helpers.dvc_project import DvcProject, copy_project
+from tests.helpers.dvc_project import DvcProject, copy_project, reproduced_smoke_project
 
 pytestmark = pytest.mark.slow
 
@@ -39,12 +39,9 @@ def source_env(project: DvcProject) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
     """A smoke-config copy with its own `make s3` server, reproduced end to end including push."""
-    project = copy_project(
-        tmp_path_factory.mktemp("s3") / "posevit",
-        "experiment=smoke",
-        "train.epochs=1",
-        "push.conditions=[{metric:n_test,threshold:1}]",
-    )  # a bar the smoke model passes
+    project = reproduced_smoke_project(
+        tmp_path_factory, tmp_path_factory.mktemp("s3") / "posevit", "push.conditions=[{metric:n_test,threshold:1}]"
+    )  # a bar the smoke model passes: its repro below runs push alone
     port = free_port()
     project.started = make(project, "s3", f"S3_PORT={port}")
     project.server = LocalS3(project.root / ".s3")

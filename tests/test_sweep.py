@@ -27,7 +27,7 @@ from posevit.sweep.summary import (
     write_workbook,
 )
 from tests.helpers import ROOT
-from tests.helpers.dvc_project import copy_project
+from tests.helpers.dvc_project import preprocessed_smoke_project
 
 
 def run(blocks: int, seed: int, accuracy: float, seconds: float = 10.0, layer_decay: float | None = None) -> SweepRun:
@@ -156,9 +156,7 @@ def test_slurm_launcher_asks_for_the_trainers_nodes_and_gpus():
 
 @pytest.mark.slow
 def test_two_point_sweep_with_hydra_multirun_and_with_the_dvc_queue(tmp_path_factory):
-    project = copy_project(tmp_path_factory.mktemp("sweep") / "posevit", "experiment=smoke")
-    project.dvc("repro", "preprocess")
-    project.commit("preprocessed")
+    project = preprocessed_smoke_project(tmp_path_factory, tmp_path_factory.mktemp("sweep") / "posevit")
     tracked_before = project.run("git", "status", "--porcelain").stdout
 
     # Hydra: 2 settings x 2 seeds as 2 parallel processes (joblib launcher), each in its own run

@@ -16,7 +16,7 @@ from posevit.core.config import load_params
 from posevit.core.hashing import hash_directory
 from posevit.models.bundle import load_bundle
 from posevit.train.loop import TrainPaths, train
-from tests.helpers.dvc_project import copy_project
+from tests.helpers.dvc_project import preprocessed_smoke_project, reproduced_smoke_project
 from tests.helpers.workbook import check_workbook
 
 pytestmark = pytest.mark.slow
@@ -24,10 +24,8 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
-    """A project copy with the smoke config, preprocessed and trained once by `dvc repro`."""
-    project = copy_project(tmp_path_factory.mktemp("train") / "posevit", "experiment=smoke", "train.epochs=2")
-    project.dvc("repro")
-    return project
+    """A project copy with the smoke config (2 epochs), preprocessed and trained once by `dvc repro`."""
+    return reproduced_smoke_project(tmp_path_factory, tmp_path_factory.mktemp("train") / "posevit")
 
 
 def test_repro_trains_a_bundle_and_a_second_repro_does_nothing(project):
@@ -100,8 +98,9 @@ def test_same_params_and_seed_give_identical_val_metrics_and_bundle(project, tmp
 
 
 def test_a_killed_run_resumes_from_its_last_checkpoint(tmp_path_factory):
-    project = copy_project(tmp_path_factory.mktemp("resume") / "posevit", "experiment=smoke", "train.epochs=6")
-    project.dvc("repro", "preprocess")
+    project = preprocessed_smoke_project(
+        tmp_path_factory, tmp_path_factory.mktemp("resume") / "posevit", "train.epochs=6"
+    )
     command = [sys.executable, "-m", "stages.train"]
     first = subprocess.Popen(
         command, cwd=project.root, env=project.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
@@ -124,8 +123,7 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(tmp_path_factory):
 
 
 def test_ddp_on_cpu_with_two_processes(tmp_path_factory):
-    project = copy_project(tmp_path_factory.mktemp("ddp") / "posevit", "experiment=smoke", "trainer=ddp")
-    project.dvc("repro", "preprocess")
+    project = preprocessed_smoke_project(tmp_path_factory, tmp_path_factory.mktemp("ddp") / "posevit", "trainer=ddp")
     result = project.run(sys.executable, "-m", "stages.train")
     log = result.stdout + result.stderr
     assert "Initializing distributed: GLOBAL_RANK: 1, MEMBER: 2/2" in log, log[-3000:]

@@ -6,9 +6,12 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 import yaml
+from filelock import FileLock
 
 from tests.helpers import ROOT
 
@@ -38,7 +41,7 @@ class DvcProject:
 
     def commit(self, message: str) -> None:
         self.run("git", "add", "-A")
-        self.run("git", "commit", "-qm", message)
+        self.run("git", "commit", "-q", "--allow-empty", "-m", message)
 
     def lock_md5(self, stage: str, out: str) -> str:
         lock = yaml.safe_load((self.root / "dvc.lock").read_text())
@@ -68,3 +71,59 @@ def copy_project(destination: Path, *overrides: str) -> DvcProject:
     project.run(sys.executable, "-m", "posevit.core.config", *overrides)
     project.commit("copy of posevit")
     return project
+
+
+def _shared(tmp_path_factory: pytest.TempPathFactory, name: str, build: Callable[[Path], None]) -> Path:
+    """A project built once per test run, by whichever pytest-xdist worker asks first (xdist's documented
+    pattern: the workers' temp folders share a parent, and a file lock makes the others wait for the first)."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent
+    base, done = root / "shared" / name, root / "shared" / f"{name}.done"
+    base.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(base) + ".lock"):
+        if not done.exists():
+            shutil.rmtree(base, ignore_errors=True)
+            build(base)
+            done.touch()
+    return base
+
+
+def _clone(base: Path, destination: Path, *overrides: str) -> DvcProject:
+    """A private copy of a shared project (git history, DVC cache and outputs), params.yaml recomposed."""
+    shutil.copytree(base, destination, symlinks=True)
+    project = DvcProject(destination)
+    project.run(sys.executable, "-m", "posevit.core.config", *overrides)
+    project.commit(f"params: {' '.join(overrides)}")
+    return project
+
+
+def preprocessed_smoke_project(
+    tmp_path_factory: pytest.TempPathFactory, destination: Path, *overrides: str
+) -> DvcProject:
+    """A copy with `experiment=smoke` + `overrides` whose preprocess stage has run (once for the whole test run:
+    the files that need the demo splits start from the same reproduced stage instead of drawing it again)."""
+
+    def build(base: Path) -> None:
+        project = copy_project(base, "experiment=smoke")
+        project.dvc("repro", "preprocess")
+        project.commit("preprocessed")
+
+    return _clone(_shared(tmp_path_factory, "smoke-preprocessed", build), destination, "experiment=smoke", *overrides)
+
+
+REPRODUCED_SMOKE = ("experiment=smoke", "train.epochs=2")
+
+
+def reproduced_smoke_project(
+    tmp_path_factory: pytest.TempPathFactory, destination: Path, *overrides: str
+) -> DvcProject:
+    """A copy with `REPRODUCED_SMOKE` + `overrides` after a whole `dvc repro` (built once for the test run; a copy
+    whose overrides touch a stage's params reruns that stage at its next `dvc repro`)."""
+
+    def build(base: Path) -> None:
+        project = preprocessed_smoke_project(tmp_path_factory, base, *REPRODUCED_SMOKE[1:])
+        project.dvc("repro")
+        project.commit("reproduced")
+
+    return _clone(_shared(tmp_path_factory, "smoke-reproduced", build), destination, *REPRODUCED_SMOKE, *overrides)
