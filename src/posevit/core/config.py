@@ -312,10 +312,10 @@ class ServeConfig(InferenceSettings):
         ),
     ] = None
     prediction_log_max_records: Annotated[
-        int, Field(ge=1, description="records per prediction-log file; a full file is closed and a new one begun")
+        int, Field(ge=1, description="records per file of the prediction log; a full file is closed, a new one begun")
     ] = 10_000
     prediction_log_max_age_s: Annotated[
-        float, Field(gt=0, description="a prediction-log file open this long is closed, even if not full")
+        float, Field(gt=0, description="a file of the prediction log open this long is closed, even if not full")
     ] = 600.0
     prediction_log_queue: Annotated[
         int, Field(ge=1, description="records waiting for the log writer; past this, records are dropped and counted")
@@ -324,9 +324,11 @@ class ServeConfig(InferenceSettings):
         Literal["none", "low_confidence"],
         Field(description="none, or low_confidence: keep the images answered below serve.low_confidence, by label"),
     ] = "none"
-    log_client_address: Annotated[bool, Field(description="whether prediction-log records name the client")] = False
+    log_client_address: Annotated[
+        bool, Field(description="whether prediction log records name the client's address")
+    ] = False
     low_confidence: Annotated[
-        float, Field(gt=0, lt=1, description="top-1 probability under which an answer counts as low-confidence")
+        float, Field(gt=0, lt=1, description="top probability under which an answer counts as of low confidence")
     ] = 0.5
 
     @model_validator(mode="after")
@@ -408,17 +410,17 @@ class MonitorConfig(Schema):
         "reports/monitor"
     )
     low_confidence: Annotated[
-        float, Field(gt=0, lt=1, description="top-1 probability under which an answer counts as low-confidence")
+        float, Field(gt=0, lt=1, description="top probability under which an answer counts as of low confidence")
     ] = 0.5
     max_psi: Annotated[
         float, Field(gt=0, description="alert when the class distribution's population stability index passes this")
     ] = 0.25
     min_p_value: Annotated[
         float,
-        Field(gt=0, lt=1, description="alert when a chi-square or Kolmogorov-Smirnov p-value falls under this"),
+        Field(gt=0, lt=1, description="alert when a chi square or Kolmogorov Smirnov p value falls under this"),
     ] = 0.001
     max_low_confidence_increase: Annotated[
-        float, Field(gt=0, le=1, description="alert when the low-confidence share rises by more than this")
+        float, Field(gt=0, le=1, description="alert when the share of low confidence answers rises by more than this")
     ] = 0.10
     min_records: Annotated[
         int, Field(ge=1, description="a day with fewer records is reported but not judged (too few to tell)")

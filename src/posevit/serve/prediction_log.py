@@ -183,6 +183,11 @@ class PredictionLog:
             self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
             self._thread.start()
 
+    def drain(self) -> None:
+        """Wait until the writer has taken in every row queued so far (their file may still be open)."""
+        if self._thread is not None:
+            self._queue.join()
+
     def flush(self) -> None:
         """Close the open file now (and wait until it is written)."""
         if self._thread is not None:
