@@ -391,7 +391,10 @@ class PredictConfig(InferenceSettings):
 
 
 class MonitorConfig(Schema):
-    """`posevit monitor`: what the prediction log is compared with, and how far it may move before it alerts."""
+    """`posevit monitor`: what the prediction log is compared with, and how far it may move before it alerts.
+
+    A change alerts when it is both significant (a p value under min_p_value) and large (over its own bar), so
+    a big log does not alert on differences too small to matter, nor a small one on noise."""
 
     section: ClassVar[str] = "monitor"
 
@@ -399,7 +402,7 @@ class MonitorConfig(Schema):
         str | None,
         Field(
             min_length=1,
-            description="the version's own test-split predictions: a model URI (s3://BUCKET/PREFIX/NAME@VERSION, "
+            description="the version's own test split predictions: a model URI (s3://BUCKET/PREFIX/NAME@VERSION, "
             ":latest, registry[:version]) whose metrics/predictions.csv is fetched, or a predictions.csv file",
         ),
     ] = None
@@ -419,6 +422,10 @@ class MonitorConfig(Schema):
         float,
         Field(gt=0, lt=1, description="alert when a chi square or Kolmogorov Smirnov p value falls under this"),
     ] = 0.001
+    max_ks_statistic: Annotated[
+        float,
+        Field(gt=0, le=1, description="alert when the confidences' Kolmogorov Smirnov statistic passes this"),
+    ] = 0.1
     max_low_confidence_increase: Annotated[
         float, Field(gt=0, le=1, description="alert when the share of low confidence answers rises by more than this")
     ] = 0.10

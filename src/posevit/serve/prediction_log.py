@@ -40,7 +40,6 @@ from starlette.requests import Request
 from posevit.core.config import ServeConfig
 from posevit.core.errors import ConfigError
 from posevit.infer.predictor import Prediction
-from posevit.publish.s3 import make_client, s3_errors
 from posevit.serve.telemetry import ServeMetrics
 
 if TYPE_CHECKING:
@@ -94,6 +93,8 @@ class S3Sink:
     prefix: str
 
     def put(self, name: str, data: bytes) -> None:
+        from posevit.publish.s3 import s3_errors
+
         key = f"{self.prefix}/{name}" if self.prefix else name
         with s3_errors(self.client, f"writing the prediction log s3://{self.bucket}/{key}", self.bucket):
             self.client.put_object(Bucket=self.bucket, Key=key, Body=data)
@@ -102,6 +103,8 @@ class S3Sink:
 def open_sink(where: str) -> Sink:
     """The folder or S3 prefix serve.prediction_log names, checked now (a bad one stops the server at start)."""
     if where.startswith("s3://"):
+        from posevit.publish.s3 import make_client, s3_errors  # boto3 only for a log that needs it
+
         bucket, _, prefix = where.removeprefix("s3://").partition("/")
         if not bucket:
             raise ConfigError(f"serve.prediction_log = {where!r}: write s3://BUCKET/PREFIX")
