@@ -1,5 +1,5 @@
 """The prediction log's cost: p50 at concurrency 8 with serve.prediction_log on against the same server without it,
-measured in turns in one run (off, on, off, on, ...) so both share whatever else the machine does.
+measured in turns in one run (off on, on off, off on, ...) so both share whatever else the machine does.
 
     python -m benchmarks.prediction_log [--requests 400] [--turns 5] [--concurrency 8]
 
@@ -130,8 +130,8 @@ def main() -> None:
             for side in seconds:
                 if args.warmup:
                     closed_loop(urls[side] + ROUTE, photo, args.concurrency, args.warmup)
-            for _ in range(args.turns):
-                for side in seconds:
+            for turn in range(args.turns):
+                for side in list(seconds)[:: 1 if turn % 2 == 0 else -1]:  # off-on, on-off, ...: no side always second
                     latencies, statuses = closed_loop(urls[side] + ROUTE, photo, args.concurrency, args.requests)
                     failed += sum(1 for status in statuses if status != 200)
                     seconds[side] += latencies

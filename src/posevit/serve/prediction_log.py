@@ -65,6 +65,7 @@ SCHEMA = pa.schema(
 REQUEST_ID_HEADER = "x-request-id"
 SAFE_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")  # a client's id becomes a file name: nothing else is taken
 IDLE_TICK_S = 1.0  # how often an idle writer checks whether its open file is due to close
+WRITER_PAUSE_S = 0.05  # a busy writer wakes at most this often
 MAX_PENDING_FILES = 16  # closed files kept in memory while S3 is unreachable, retried at each close
 
 
@@ -207,22 +208,33 @@ class PredictionLog:
     def _run(self) -> None:
         while True:
             try:
-                item = self._queue.get(timeout=IDLE_TICK_S)
+                items = [self._queue.get(timeout=IDLE_TICK_S)]
             except queue.Empty:
                 self._close_if_due()
                 continue
-            try:
-                if isinstance(item, _Row):
-                    self._add(item)
-                elif item is _FLUSH or item is _STOP:
-                    self._close_file()
-            except Exception:  # a writer that dies would silently stop the log: say it, count it, go on
-                log.exception("prediction log: could not write")
-                self.metrics.log_errors.inc()
-            finally:
-                self._queue.task_done()
-            if item is _STOP:
-                return
+            while True:  # everything queued meanwhile, in one go
+                try:
+                    items.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            for item in items:
+                self._handle(item)
+                if item is _STOP:
+                    return
+            # One wake per batch of rows rather than one per answer: the GIL is the requests' too.
+            time.sleep(WRITER_PAUSE_S)
+
+    def _handle(self, item: object) -> None:
+        try:
+            if isinstance(item, _Row):
+                self._add(item)
+            elif item is _FLUSH or item is _STOP:
+                self._close_file()
+        except Exception:  # a writer that dies would silently stop the log: say it, count it, go on
+            log.exception("prediction log: could not write")
+            self.metrics.log_errors.inc()
+        finally:
+            self._queue.task_done()
 
     def _add(self, row: _Row) -> None:
         self._close_if_due()
