@@ -121,7 +121,7 @@ def test_photos_drawn_from_the_test_split_do_not_alert(world, tmp_path, capsys):
     log = tmp_path / "log"
     log_stream(model, str(log), {DAY_ONE: drawn_from(split, 150, seed=1), DAY_TWO: drawn_from(split, 150, seed=2)})
     output = tmp_path / "report"
-    assert cli(["monitor", str(log), "--reference", str(reference), "--output", str(output)]) == 0
+    assert cli(["monitor", str(log), "--reference", str(reference), "--report-dir", str(output)]) == 0
     said = capsys.readouterr().out
     assert f"version {model[1].version}, 300 answers over 2 day(s): no drift past the thresholds" in said
     report = (output / REPORT_FILE).read_text()
@@ -135,7 +135,7 @@ def test_a_shifted_stream_alerts_naming_what_moved_and_when(world, tmp_path, cap
     log = tmp_path / "log"
     log_stream(model, str(log), {DAY_ONE: drawn_from(split, 150, seed=3), DAY_TWO: shifted(150)})
     output = tmp_path / "report"
-    assert cli(["monitor", str(log), "--reference", str(reference), "--output", str(output)]) == 1
+    assert cli(["monitor", str(log), "--reference", str(reference), "--report-dir", str(output)]) == 1
     said = capsys.readouterr().out
     alerts = [line for line in said.splitlines() if line.startswith("drift ")]
     assert alerts and all(line.startswith(("drift all:", "drift 2026-05-05:")) for line in alerts), said
@@ -147,7 +147,7 @@ def test_a_shifted_stream_alerts_naming_what_moved_and_when(world, tmp_path, cap
     assert day_one.endswith("| ok |")  # the first day's photos were the test split's
     # Thresholds are settings: loose enough ones let the same log pass.
     loose = ["--max-psi", "50", "--max-ks-statistic", "1", "--max-low-confidence-increase", "1"]
-    assert cli(["monitor", str(log), "--reference", str(reference), "--output", str(output), *loose]) == 0
+    assert cli(["monitor", str(log), "--reference", str(reference), "--report-dir", str(output), *loose]) == 0
 
 
 def test_the_reference_comes_from_the_published_version_and_the_log_from_s3(world, aws_env, bucket, capsys, tmp_path):
@@ -158,7 +158,7 @@ def test_the_reference_comes_from_the_published_version_and_the_log_from_s3(worl
     publish(make_client(), address, hash_directory(served.bundle_dir), files | {"metrics/predictions.csv": reference})
     log = f"s3://{bucket}/logs"
     log_stream(model, log, {DAY_ONE: shifted(120)})
-    args = ["monitor", log, "--reference", f"{address.uri()}:latest", "--output", str(tmp_path)]
+    args = ["monitor", log, "--reference", f"{address.uri()}:latest", "--report-dir", str(tmp_path)]
     assert cli(args) == 1
     assert f"version {served.version}, 120 answers over 1 day(s)" in capsys.readouterr().out
     # A version published without its predictions says so, and what to compare with instead.

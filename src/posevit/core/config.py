@@ -409,7 +409,7 @@ class MonitorConfig(Schema):
     version: Annotated[
         str | None, Field(description="the logged version to judge (default: the reference's, or the log's only one)")
     ] = None
-    output: Annotated[Path, Field(description="folder for the report (report.md) and its plot (drift.png)")] = Path(
+    report_dir: Annotated[Path, Field(description="folder for the report (report.md) and its plot (drift.png)")] = Path(
         "reports/monitor"
     )
     low_confidence: Annotated[

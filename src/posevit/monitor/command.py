@@ -8,7 +8,7 @@ LOG is what serve.prediction_log names: a folder, one of its Parquet files, or s
 answers of one version (the reference's, else --version, else the log's only one) are compared with the
 reference on the class distribution (chi-square, PSI), the confidence (Kolmogorov-Smirnov) and the share
 of low-confidence answers, for the whole log and day by day (UTC). It writes report.md and drift.png to
---output and prints what moved. Exit status: 0 nothing past the thresholds, 1 drift (for cron and CI to
+--report-dir and prints what moved. Exit status: 0 nothing past the thresholds, 1 drift (for cron and CI to
 alert on), 2 a bad flag, log or reference.
 """
 

@@ -87,8 +87,8 @@ def plot(drift: Drift, reference: Answers, logged: Answers, cfg: MonitorConfig, 
 def write_report(
     drift: Drift, reference: Answers, logged: Answers, log_source: str, reference_source: str, cfg: MonitorConfig
 ) -> Path:
-    cfg.output.mkdir(parents=True, exist_ok=True)
-    plot(drift, reference, logged, cfg, cfg.output / PLOT_FILE)
-    report = cfg.output / REPORT_FILE
+    cfg.report_dir.mkdir(parents=True, exist_ok=True)
+    plot(drift, reference, logged, cfg, cfg.report_dir / PLOT_FILE)
+    report = cfg.report_dir / REPORT_FILE
     report.write_text(markdown(drift, log_source, reference_source, cfg), encoding="utf-8")
     return report
