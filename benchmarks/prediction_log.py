@@ -99,10 +99,10 @@ def closed_loop(url: str, photo: bytes, concurrency: int, requests: int) -> tupl
     return latencies, statuses
 
 
-def dropped_rows(base_url: str) -> float:
+def dropped_rows(base_url: str) -> int:
     for line in httpx.get(f"{base_url}/metrics", timeout=10).text.splitlines():
         if line.startswith("posevit_prediction_log_dropped_total "):
-            return float(line.split()[-1])
+            return int(float(line.split()[-1]))
     raise SystemExit("the logging server's /metrics has no posevit_prediction_log_dropped_total")
 
 

@@ -161,7 +161,7 @@ class PredictionLog:
         top = prediction.top(top_k)
         identifier = request.state.request_id = getattr(request.state, "request_id", None) or request_id(request)
         keep = self.settings.log_images == "low_confidence" and top[0][1] < self.settings.low_confidence
-        label = re.sub(r"[^A-Za-z0-9._-]", "_", top[0][0])
+        label = re.sub(r"[^A-Za-z0-9._-]", "_", top[0][0]).lstrip(".") or "_"  # a folder name, never `..`
         client = request.client.host if self.settings.log_client_address and request.client else None
         row = {
             "time": datetime.fromtimestamp(self.now(), UTC),
