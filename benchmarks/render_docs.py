@@ -143,6 +143,19 @@ def _predict(r: dict[str, Any]) -> list[str]:
     return [f"thread pool, {r.get('transform', '')}: {ours}", f"torch DataLoader: {base}", ratio, ">= 1x"]
 
 
+def _prediction_log(r: dict[str, Any]) -> list[str]:
+    ours = _say(r, ("log on: p50 {} ms", "with_log.p50_ms"), ("p95 {} ms", "with_log.p95_ms"))
+    ours += _say(r, (", {} failed requests", "failed_requests"), ("{} rows dropped", "dropped_rows"))
+    base = _say(r, ("log off: p50 {} ms", "without_log.p50_ms"), ("p95 {} ms", "without_log.p95_ms"))
+    ratio = _say(r, ("p50 {}x", "p50_ratio"), ("median of the turns' {}x", "median_turn_p50_ratio"))
+    return [
+        f"c={r.get('concurrency')}, {ours}",
+        base,
+        ratio,
+        _say(r, ("p50 <= {}x, no failed request", "target_p50_ratio")),
+    ]
+
+
 def _targets(r: dict[str, Any]) -> str:
     return _say(r, ("MFU {}", "target_mfu"), ("{}x", "target_speedup"))
 
@@ -155,6 +168,7 @@ HEADLINES: dict[str, Callable[[dict[str, Any]], list[str]]] = {
     "backends": _backends,
     "loader_throughput": _loader,
     "predict_throughput": _predict,
+    "prediction_log": _prediction_log,
 }
 
 

@@ -27,9 +27,10 @@ RANKS = {
     "publish": 6,
     "infer": 7,
     "serve": 8,
-    "sweep": 9,
-    "devtools": 10,
-    "cli": 11,
+    "monitor": 9,
+    "sweep": 10,
+    "devtools": 11,
+    "cli": 12,
 }
 STAGES = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
 

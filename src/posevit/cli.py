@@ -2,6 +2,7 @@
 
 posevit serve [--model ...]     the model in a web page and a JSON API (`posevit serve --help`)
 posevit predict PATH...         classify files and folders into CSV/JSONL/Parquet (`posevit predict --help`)
+posevit monitor LOG --reference the prediction log against the version's test split: a drift report
 posevit params [override ...]   regenerate params.yaml from conf/ (`make params`)
 """
 
@@ -22,6 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("serve", help="serve the model: the page, the JSON API, metrics", add_help=False)
     commands.add_parser("predict", help="classify image files and folders into a table", add_help=False)
     commands.add_parser("params", help="compose conf/ (+ overrides) into params.yaml", add_help=False)
+    commands.add_parser("monitor", help="drift of the prediction log against the test split", add_help=False)
     args, rest = parser.parse_known_args(argv)
     if args.command == "serve":
         from posevit.serve.app import main as serve
@@ -31,6 +33,10 @@ def main(argv: list[str] | None = None) -> int:
         from posevit.infer.command import main as predict
 
         return predict(rest)
+    if args.command == "monitor":
+        from posevit.monitor.command import main as monitor
+
+        return monitor(rest)
     from posevit.core.config import params_command
 
     return params_command(rest)

@@ -304,6 +304,38 @@ class ServeConfig(InferenceSettings):
         str | None, Field(description="file of API keys, one per line (with keys, the API and the page need one)")
     ] = None
     metrics_require_key: Annotated[bool, Field(description="whether /metrics needs an API key too")] = False
+    prediction_log: Annotated[
+        str | None,
+        Field(
+            min_length=1,
+            description="log every prediction as Parquet to this folder or s3://BUCKET/PREFIX (off when null)",
+        ),
+    ] = None
+    prediction_log_max_records: Annotated[
+        int, Field(ge=1, description="records per file of the prediction log; a full file is closed, a new one begun")
+    ] = 10_000
+    prediction_log_max_age_s: Annotated[
+        float, Field(gt=0, description="a file of the prediction log open this long is closed, even if not full")
+    ] = 600.0
+    prediction_log_queue: Annotated[
+        int, Field(ge=1, description="records waiting for the log writer; past this, records are dropped and counted")
+    ] = 10_000
+    log_images: Annotated[
+        Literal["none", "low_confidence"],
+        Field(description="none, or low_confidence: keep the images answered below serve.low_confidence, by label"),
+    ] = "none"
+    log_client_address: Annotated[
+        bool, Field(description="whether prediction log records name the client's address")
+    ] = False
+    low_confidence: Annotated[
+        float, Field(gt=0, lt=1, description="top probability under which an answer counts as of low confidence")
+    ] = 0.5
+
+    @model_validator(mode="after")
+    def _images_need_the_log(self) -> ServeConfig:
+        if self.log_images != "none" and self.prediction_log is None:
+            raise ValueError("log_images keeps images beside the prediction log: set serve.prediction_log too")
+        return self
 
 
 class Shard(NamedTuple):
@@ -356,6 +388,50 @@ class PredictConfig(InferenceSettings):
             json_schema_extra={"switch": True},
         ),
     ] = False
+
+
+class MonitorConfig(Schema):
+    """`posevit monitor`: what the prediction log is compared with, and how far it may move before it alerts.
+
+    A change alerts when it is both significant (a p value under min_p_value) and large (over its own bar), so
+    a big log does not alert on differences too small to matter, nor a small one on noise."""
+
+    section: ClassVar[str] = "monitor"
+
+    reference: Annotated[
+        str | None,
+        Field(
+            min_length=1,
+            description="the version's own test split predictions: a model URI (s3://BUCKET/PREFIX/NAME@VERSION, "
+            ":latest, registry[:version]) whose metrics/predictions.csv is fetched, or a predictions.csv file",
+        ),
+    ] = None
+    version: Annotated[
+        str | None, Field(description="the logged version to judge (default: the reference's, or the log's only one)")
+    ] = None
+    report_dir: Annotated[Path, Field(description="folder for the report (report.md) and its plot (drift.png)")] = Path(
+        "reports/monitor"
+    )
+    low_confidence: Annotated[
+        float, Field(gt=0, lt=1, description="top probability under which an answer counts as of low confidence")
+    ] = 0.5
+    max_psi: Annotated[
+        float, Field(gt=0, description="alert when the class distribution's population stability index passes this")
+    ] = 0.25
+    min_p_value: Annotated[
+        float,
+        Field(gt=0, lt=1, description="alert when a chi square or Kolmogorov Smirnov p value falls under this"),
+    ] = 0.001
+    max_ks_statistic: Annotated[
+        float,
+        Field(gt=0, le=1, description="alert when the confidences' Kolmogorov Smirnov statistic passes this"),
+    ] = 0.1
+    max_low_confidence_increase: Annotated[
+        float, Field(gt=0, le=1, description="alert when the share of low confidence answers rises by more than this")
+    ] = 0.10
+    min_records: Annotated[
+        int, Field(ge=1, description="a day with fewer records is reported but not judged (too few to tell)")
+    ] = 100
 
 
 class PipelineConfig(Schema):

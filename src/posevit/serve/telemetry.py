@@ -40,6 +40,20 @@ class ServeMetrics:
         self.rejected = Counter(
             "posevit_rejected", "Requests refused before inference", ["reason"], registry=self.registry
         )
+        # The prediction log (serve.prediction_log): what it wrote, what it dropped rather than slow a request.
+        self.log_records = Counter(
+            "posevit_prediction_log_records", "Prediction-log records in closed files", registry=self.registry
+        )
+        self.log_dropped = Counter(
+            "posevit_prediction_log_dropped",
+            "Prediction-log records dropped because the writer's queue was full",
+            registry=self.registry,
+        )
+        self.log_errors = Counter(
+            "posevit_prediction_log_errors",
+            "Prediction-log files or images that could not be written (kept and retried for files)",
+            registry=self.registry,
+        )
 
     def observe_batch(self, size: int, seconds: float) -> None:
         self.batch_size.observe(size)

@@ -17,6 +17,7 @@ docs' Swagger UI and ReDoc assets are served from the installed `fastapi-offline
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -31,6 +32,7 @@ from posevit.serve.api.errors import install_error_handlers
 from posevit.serve.api.guard import ApiRoutes, GuardAndMeasure
 from posevit.serve.api.keys import ApiKeys
 from posevit.serve.api.schemas import ErrorBody
+from posevit.serve.prediction_log import PredictionLog
 from posevit.serve.service import InferenceService
 
 __all__ = ["ROUTERS", "ApiKeys", "api_routes", "create_api"]
@@ -47,7 +49,9 @@ ROUTERS: tuple[APIRouter, ...] = (
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     service: InferenceService = app.state.service
+    prediction_log: PredictionLog = app.state.prediction_log
     await service.start()
+    prediction_log.start()
     log.info(
         "ready: %s version %s (%s, %s); batches of up to %d, %g ms wait",
         service.predictor.model_name,
@@ -59,6 +63,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     )
     yield
     await service.stop()
+    await asyncio.to_thread(prediction_log.close)  # after the last answer, so its row is in the last file
 
 
 def api_routes(service: InferenceService) -> ApiRoutes:
@@ -77,6 +82,7 @@ def create_api(service: InferenceService, keys: ApiKeys) -> FastAPI:
         responses={code: {"model": ErrorBody} for code in (400, 401, 413, 415, 422, 503, 504)},
     )
     app.state.service, app.state.keys = service, keys
+    app.state.prediction_log = PredictionLog(service.settings, service.metrics)
     for router in ROUTERS:
         app.include_router(router)
     install_error_handlers(app)

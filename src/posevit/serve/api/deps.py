@@ -1,4 +1,5 @@
-"""What the routes ask FastAPI for (`Depends`): the service and keys on `app.state`, the key check, top-k."""
+"""What the routes ask FastAPI for (`Depends`): the service, keys and prediction log on `app.state`, the key check,
+top-k."""
 
 # No `from __future__ import annotations`: FastAPI reads these annotations at run time.
 from typing import Annotated
@@ -9,6 +10,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from posevit.serve.api.errors import ApiError
 from posevit.serve.api.keys import ApiKeys
+from posevit.serve.prediction_log import PredictionLog
 from posevit.serve.service import InferenceService
 
 LEGACY_TOP_K = 3  # what the replaced system's route answered
@@ -24,7 +26,13 @@ def get_keys(request: Request) -> ApiKeys:
     return keys
 
 
+def get_prediction_log(request: Request) -> PredictionLog:
+    prediction_log: PredictionLog = request.app.state.prediction_log
+    return prediction_log
+
+
 Service = Annotated[InferenceService, Depends(get_service)]
+Log = Annotated[PredictionLog, Depends(get_prediction_log)]  # serve.prediction_log (off: `record` does nothing)
 bearer = HTTPBearer(auto_error=False, description="an API key (when the server has keys configured)")
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 

@@ -13,7 +13,7 @@ from PIL import Image
 
 import posevit.serve.api.schemas as schemas
 from posevit.infer.predictor import Prediction
-from posevit.serve.api.deps import LegacyTopK, Service, TopK, require_key
+from posevit.serve.api.deps import LegacyTopK, Log, Service, TopK, require_key
 from posevit.serve.api.errors import ApiError, ClientGone, as_api_error
 from posevit.serve.service import InferenceService
 
@@ -65,10 +65,16 @@ def as_response(service: InferenceService, decoded: Decoded, top_k: int) -> sche
 
 @router.post("/v1/predict", response_model=schemas.Prediction, tags=["predict"])
 async def predict(
-    request: Request, service: Service, file: Annotated[UploadFile, File(description="one image")], top_k: TopK
+    request: Request,
+    service: Service,
+    file: Annotated[UploadFile, File(description="one image")],
+    top_k: TopK,
+    log: Log,
 ) -> schemas.Prediction:
     """Classify one image."""
-    return as_response(service, await unless_disconnected(request, classify(service, file)), top_k)
+    decoded = await unless_disconnected(request, classify(service, file))
+    log.record(request, service.served.version, *decoded, top_k)
+    return as_response(service, decoded, top_k)
 
 
 @router.post("/v1/predict/batch", response_model=schemas.BatchPrediction, tags=["predict"])
@@ -77,6 +83,7 @@ async def predict_batch(
     service: Service,
     files: Annotated[list[UploadFile], File(description="images, in order")],
     top_k: TopK,
+    log: Log,
 ) -> schemas.BatchPrediction:
     """Classify several images; each gets its own result or its own error, in the order sent."""
     max_files = service.settings.max_files
@@ -95,16 +102,22 @@ async def predict_batch(
                 )
             )
         else:
+            log.record(request, service.served.version, *outcome, top_k, index=len(results))
             results.append(schemas.FileResult(filename=file.filename, result=as_response(service, outcome, top_k)))
     return schemas.BatchPrediction(results=results)
 
 
 @router.post("/api/v1/pose_classifier", response_model=schemas.PoseClassifierResponse, tags=["compatibility"])
 async def pose_classifier(
-    request: Request, service: Service, file: Annotated[UploadFile, File(description="one image")], top_k: LegacyTopK
+    request: Request,
+    service: Service,
+    file: Annotated[UploadFile, File(description="one image")],
+    top_k: LegacyTopK,
+    log: Log,
 ) -> schemas.PoseClassifierResponse:
     """The replaced system's route, for its existing clients (top 3 by default, time in ms)."""
-    _, prediction = await unless_disconnected(request, classify(service, file))
+    image, prediction = await unless_disconnected(request, classify(service, file))
+    log.record(request, service.served.version, image, prediction, top_k)
     top = prediction.top(top_k)
     return schemas.PoseClassifierResponse(
         top_labels=[label for label, _ in top],
