@@ -4,6 +4,7 @@ shows the exit status and the one-line error a shell sees."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -16,6 +17,7 @@ from posevit.publish.catalog import PREDICTIONS_FILE
 from posevit.publish.registry import MANIFEST_FILE, ModelAddress
 from posevit.publish.s3 import make_client
 from tests.helpers.registry_runs import LABELS, push_run
+from tests.helpers.s3 import s3_environment
 
 
 @pytest.fixture
@@ -38,14 +40,30 @@ def registry_command(capsys, *argv: str) -> tuple[int, str, str]:
     return status, captured.out, captured.err
 
 
+@pytest.fixture(scope="module")
+def pushed(s3_server, tmp_path_factory) -> tuple[str, list[str]]:
+    """Versions with accuracy 0.8, 0.9, 0.85, pushed once for the module in that order: (their bucket, versions)."""
+    source = f"pushed-{os.getpid()}"
+    s3_server.create_buckets([source])
+    root = tmp_path_factory.mktemp("runs")
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in s3_environment(s3_server).items():
+            patch.setenv(name, value)
+        versions = [
+            push_run(root, source, seed, right)["version"]
+            for seed, right in ((0, set(range(96))), (1, set(range(108))), (2, set(range(12, 114))))
+        ]
+    return source, versions
+
+
 @pytest.fixture
-def three_runs(registry, bucket, tmp_path) -> list[str]:
-    """Versions with accuracy 0.8, 0.9, 0.85 pushed in that order; production -> the 0.9 one."""
-    versions = [
-        push_run(tmp_path, bucket, seed, right)["version"]
-        for seed, right in ((0, set(range(96))), (1, set(range(108))), (2, set(range(12, 114))))
-    ]
-    move_alias(make_client(), ModelAddress(bucket, "registry", "posevit"), "production", versions[1], by="ana")
+def three_runs(registry, bucket, pushed) -> list[str]:
+    """This test's own registry holding the three versions (copied inside S3), production -> the 0.9 one."""
+    source, versions = pushed
+    client = make_client()
+    for item in client.list_objects_v2(Bucket=source)["Contents"]:
+        client.copy_object(Bucket=bucket, Key=item["Key"], CopySource={"Bucket": source, "Key": item["Key"]})
+    move_alias(client, ModelAddress(bucket, "registry", "posevit"), "production", versions[1], by="ana")
     return versions
 
 

@@ -21,14 +21,14 @@ from __future__ import annotations
 import getpass
 import json
 import re
-import time
 import uuid
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict, cast
 
 from botocore.exceptions import ClientError
 
-from posevit.publish.registry import LATEST_FILE, MANIFEST_FILE, ModelAddress
+from posevit.publish.location import ModelAddress
+from posevit.publish.registry import LATEST_FILE, MANIFEST_FILE, utc_now
 from posevit.publish.s3 import S3Error, error_code, is_missing, s3_errors
 
 if TYPE_CHECKING:
@@ -111,6 +111,11 @@ def read_pointer(
         return json.loads(response["Body"].read()), response["ETag"]
 
 
+def _read_alias(client: S3Client, address: ModelAddress, alias: str) -> tuple[AliasRecord | None, str | None]:
+    record, etag = read_pointer(client, address, alias)
+    return cast(AliasRecord | None, record), etag
+
+
 def _version_exists(client: S3Client, address: ModelAddress, version: str) -> bool:
     try:
         client.head_object(Bucket=address.bucket, Key=address.key(version, MANIFEST_FILE))
@@ -164,8 +169,7 @@ def move_alias(
     with s3_errors(client, f"moving alias {alias!r} at {address.uri()}/", address.bucket):
         if not _version_exists(client, address, version):
             raise AliasError(f"{address.uri(version)} is not a complete published version (no {MANIFEST_FILE})")
-        current: AliasRecord | None
-        current, etag = read_pointer(client, address, alias)  # type: ignore[assignment]  # an alias's record
+        current, etag = _read_alias(client, address, alias)
         if etag != expected_etag:
             raise _conflict(alias, where, current)
         if current is not None:
@@ -174,22 +178,19 @@ def move_alias(
             format=ALIAS_FORMAT,
             alias=alias,
             version=version,
-            moved_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            moved_at=utc_now(),
             by=by or default_mover(),
             message=message,
             move=(current["move"] + 1) if current else 1,
             move_id=uuid.uuid4().hex,
             from_version=current["version"] if current else None,
         )
-        condition = {"IfMatch": expected_etag} if expected_etag else {"IfNoneMatch": "*"}
+        body, kind = json.dumps(record, indent=2).encode(), "application/json"
         try:
-            client.put_object(
-                Bucket=address.bucket,
-                Key=key,
-                Body=json.dumps(record, indent=2).encode(),
-                ContentType="application/json",
-                **condition,  # type: ignore[arg-type]  # one of the two conditional-write headers
-            )
+            if expected_etag:
+                client.put_object(Bucket=address.bucket, Key=key, Body=body, ContentType=kind, IfMatch=expected_etag)
+            else:
+                client.put_object(Bucket=address.bucket, Key=key, Body=body, ContentType=kind, IfNoneMatch="*")
         except ClientError as exc:
             if error_code(exc) not in PRECONDITION_FAILED:
                 raise
@@ -221,9 +222,9 @@ def history(client: S3Client, address: ModelAddress, alias: str) -> list[AliasRe
                     client.get_object(Bucket=address.bucket, Key=item["Key"])["Body"].read()
                 )
                 moves[record["move"]] = record
-        current, _ = read_pointer(client, address, alias)
+        current, _ = _read_alias(client, address, alias)
     if current is not None:
-        moves.setdefault(current["move"], current)  # type: ignore[arg-type]  # an alias pointer is an AliasRecord
+        moves.setdefault(current["move"], current)
     return [moves[move] for move in sorted(moves)]
 
 
@@ -238,9 +239,9 @@ def list_aliases(client: S3Client, address: ModelAddress) -> dict[str, AliasReco
             for item in page.get("Contents", []):
                 name = item["Key"].removeprefix(prefix).removesuffix(".json")
                 if ALIAS_NAME.fullmatch(name):
-                    record, _ = read_pointer(client, address, name)
+                    record, _ = _read_alias(client, address, name)
                     if record is not None:
-                        found[name] = record  # type: ignore[assignment]  # an alias pointer is an AliasRecord
+                        found[name] = record
     return found
 
 

@@ -22,6 +22,7 @@ from posevit.publish.s3 import S3Error, is_missing, s3_errors
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
+    from mypy_boto3_s3.type_defs import ObjectIdentifierTypeDef
 
 PREDICTIONS_FILE = "metrics/predictions.csv"  # id,true,predicted,confidence: one row per test image
 TEST_METRICS_FILE = "metrics/test.json"
@@ -136,8 +137,8 @@ def delete_version(client: S3Client, address: ModelAddress, version: str) -> int
         client.delete_object(Bucket=address.bucket, Key=address.key(version, MANIFEST_FILE))
         deleted = 1
         for page in client.get_paginator("list_objects_v2").paginate(Bucket=address.bucket, Prefix=prefix):
-            objects = [{"Key": item["Key"]} for item in page.get("Contents", [])]
+            objects: list[ObjectIdentifierTypeDef] = [{"Key": item["Key"]} for item in page.get("Contents", [])]
             if objects:
-                client.delete_objects(Bucket=address.bucket, Delete={"Objects": objects, "Quiet": True})  # type: ignore[typeddict-item]
+                client.delete_objects(Bucket=address.bucket, Delete={"Objects": objects, "Quiet": True})
                 deleted += len(objects)
     return deleted

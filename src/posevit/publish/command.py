@@ -102,11 +102,12 @@ def _score(value: Any) -> str:
 
 
 def _size(size: int) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if size < 1000 or unit == "GB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1000  # type: ignore[assignment]  # a float from here on
-    return ""
+    scaled = float(size)
+    for unit in ("B", "KB", "MB"):
+        if scaled < 1000:
+            return f"{size} B" if unit == "B" else f"{scaled:.1f} {unit}"
+        scaled /= 1000
+    return f"{scaled:.1f} GB"
 
 
 def _summary(info: VersionInfo, aliases: list[str]) -> dict[str, Any]:

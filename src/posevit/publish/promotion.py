@@ -73,11 +73,11 @@ def promote(
             shortfalls = gate_shortfalls(candidate, read_version(client, address, current["version"]))
         except S3Error:  # the alias points at a deleted version: nothing to compare with
             shortfalls = []
-    if shortfalls and not force:
-        raise PromotionRefused(
-            f"{version} scores below {alias}'s current version {current and current['version']} on its gate: "
-            f"{', '.join(shortfalls)}; promote a better version, or pass --force to move it anyway"
-        )
+        if shortfalls and not force:
+            raise PromotionRefused(
+                f"{version} scores below {alias}'s current version {current['version']} on its gate: "
+                f"{', '.join(shortfalls)}; promote a better version, or pass --force to move it anyway"
+            )
     note = f" [forced past: {', '.join(shortfalls)}]" if shortfalls else ""
     record = move_alias(client, address, alias, version, by, (message or "promoted") + note, expected_etag=etag)
     return Promotion(record, shortfalls)
@@ -115,7 +115,8 @@ def _protected(client: S3Client, address: ModelAddress, keep: int) -> dict[str, 
         reasons.setdefault(latest["version"], []).append("latest")
     for alias, record in list_aliases(client, address).items():
         reasons.setdefault(record["version"], []).append(alias)
-        for move in history(client, address, alias)[-keep:] if keep else []:
+        recent = history(client, address, alias)[-keep:] if keep else []
+        for move in recent:
             for version in (move["version"], move["from_version"]):
                 if version is not None and alias not in reasons.get(version, []):
                     reasons.setdefault(version, []).append(f"{alias} history (move {move['move']})")

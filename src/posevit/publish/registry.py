@@ -21,9 +21,9 @@ import hashlib
 import json
 import os
 import shutil
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NotRequired, TypedDict
 
@@ -80,6 +80,11 @@ class PublishResult:
     uploaded: list[str]
     already_published: bool
     not_added: list[str]  # files given that the already published version lacks (it is never changed)
+
+
+def utc_now() -> str:
+    """Now as ISO 8601 UTC to the millisecond: records sort by it (two publishes in one second too)."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def sha256_file(path: Path) -> str:
@@ -213,7 +218,7 @@ def publish(
 
     `record` joins latest.json; `details` (metrics, the gate it passed) join the version's manifest for good."""
     bucket = address.bucket
-    published_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    published_at = utc_now()
     manifest = build_manifest(version, files)
     manifest["published_at"] = published_at
     if details:
