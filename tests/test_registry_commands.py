@@ -14,10 +14,11 @@ from scipy.stats import binomtest
 from posevit.cli import main
 from posevit.publish.aliases import history, move_alias, read_pointer
 from posevit.publish.catalog import PREDICTIONS_FILE
-from posevit.publish.registry import MANIFEST_FILE, ModelAddress
+from posevit.publish.registry import MANIFEST_FILE, ModelAddress, publish
 from posevit.publish.s3 import make_client
 from tests.helpers.registry_runs import LABELS, push_run
 from tests.helpers.s3 import s3_environment
+from tests.test_registry import version_files
 
 
 @pytest.fixture
@@ -80,6 +81,17 @@ def test_list_shows_versions_newest_first_with_scores_and_aliases(capsys, regist
     header, *lines = out.splitlines()
     assert header.split() == ["VERSION", "PUBLISHED", "ACCURACY", "F1", "ECE", "INT8", "ACC", "SIZE", "ALIASES"]
     assert lines[1].startswith(three_runs[1]) and "0.9000" in lines[1] and lines[1].endswith("production")
+
+
+def test_a_version_published_before_scores_joined_the_manifest_is_read_from_its_metrics(
+    capsys, registry, address, tmp_path
+):
+    version, files = version_files(tmp_path, seed=0, accuracy=0.75)  # published as before this change
+    publish(make_client(), address, version, files, progress=False)
+    status, out, _ = registry_command(capsys, "show", "latest", "-r", registry, "--json")
+    shown = json.loads(out)
+    assert status == 0 and shown["version"] == version and shown["accuracy"] == 0.75
+    assert shown["gate"] == ["accuracy"] and shown["int8_accuracy"] is None
 
 
 def test_show_names_a_version_by_alias_with_its_manifest_metrics_and_history(capsys, registry, address, three_runs):

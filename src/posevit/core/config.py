@@ -279,8 +279,8 @@ class InferenceSettings(Schema):
         str,
         Field(
             min_length=1,
-            description="auto (the registry's latest, else models/) | s3://BUCKET/PREFIX/NAME@VERSION or :latest | "
-            "registry[:version] (inside the project) | dvc:<rev> | <bundle folder>",
+            description="auto (the registry's latest, else models/) | s3://BUCKET/PREFIX/NAME@VERSION, :latest or "
+            ":ALIAS | registry[:version|:alias] (inside the project) | dvc:<rev> | <bundle folder>",
         ),
     ] = "auto"
     device: Annotated[str, Field(pattern=r"^(cpu|cuda(:\d+)?|mps)$", description="cpu, cuda, cuda:N or mps")] = "cpu"
