@@ -20,14 +20,13 @@ from __future__ import annotations
 
 import getpass
 import json
-import re
 import uuid
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, TypedDict, cast
 
 from botocore.exceptions import ClientError
 
-from posevit.publish.location import ModelAddress
+from posevit.publish.location import ALIAS_NAME, ModelAddress
 from posevit.publish.registry import LATEST_FILE, MANIFEST_FILE, utc_now
 from posevit.publish.s3 import S3Error, error_code, is_missing, s3_errors
 
@@ -37,7 +36,6 @@ if TYPE_CHECKING:
 ALIAS_FORMAT = "posevit-alias/1"
 LATEST = "latest"
 ALIASES_DIR = "aliases"
-ALIAS_NAME = re.compile(r"[a-z][a-z0-9-]*")
 PRECONDITION_FAILED = {"PreconditionFailed", "ConditionalRequestConflict", "412"}
 
 
@@ -93,7 +91,8 @@ def read_pointer(
         (record, etag)   the pointer as it is now (first read, or it moved since `etag`)
         (None, etag)     unchanged: `etag` was given and still matches (S3 answered 304, no body sent)
         (None, None)     missing: no such pointer (nothing published yet, or the alias was never set)
-    Any other S3 failure raises S3Error.
+    Any other S3 failure raises S3Error. Every record has `version`; an alias's is an AliasRecord, latest's
+    is latest.json (`version`, `published_at`, `metrics`...).
     """
     key = pointer_key(address, name)
     with s3_errors(client, f"reading s3://{address.bucket}/{key}", address.bucket):
