@@ -98,7 +98,9 @@ def _print_json(payload: Any) -> None:
 
 
 def _score(value: Any) -> str:
-    return "-" if value is None else f"{float(value):.4f}"
+    if value is None:
+        return "-"
+    return str(value) if isinstance(value, int) else f"{float(value):.4f}"
 
 
 def _size(size: int) -> str:
@@ -236,7 +238,8 @@ def diff_command(client: S3Client, registry: Registry, args: argparse.Namespace)
     print(f"A = {args.a} ({a.version})   B = {args.b} ({b.version})")
     print(f"{'metric':<16} {'A':>8} {'B':>8} {'B - A':>8}")
     for name, (old, new) in metrics.items():
-        delta = "-" if old is None or new is None else f"{float(new) - float(old):+.4f}"
+        delta = "-" if old is None or new is None else _score(new - old)
+        delta = delta if delta.startswith(("-", "+")) else f"+{delta}"
         print(f"{name:<16} {_score(old):>8} {_score(new):>8} {delta:>8}")
     print(f"\n{'class accuracy':<22} {'A':>7} {'B':>7} {'B - A':>7}")
     for label, (old, new) in comparison.per_class.items():
