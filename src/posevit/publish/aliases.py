@@ -140,6 +140,19 @@ def _write_history(client: S3Client, address: ModelAddress, record: AliasRecord)
             raise
 
 
+def _last_history_move(client: S3Client, address: ModelAddress, alias: str) -> int:
+    """The highest move number in the alias's history (0: none): an alias whose pointer was deleted by hand
+    and is set again continues its history instead of writing over it."""
+    prefix = address.key(ALIASES_DIR, f"{alias}.history") + "/"
+    numbers = [
+        int(item["Key"].removeprefix(prefix).removesuffix(".json"))
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=address.bucket, Prefix=prefix)
+        for item in page.get("Contents", [])
+        if item["Key"].removeprefix(prefix).removesuffix(".json").isdigit()
+    ]
+    return max(numbers, default=0)
+
+
 def default_mover() -> str:
     """Who moves an alias when `--by` is not given: the OS user name."""
     try:
@@ -180,7 +193,7 @@ def move_alias(
             moved_at=utc_now(),
             by=by or default_mover(),
             message=message,
-            move=(current["move"] + 1) if current else 1,
+            move=(current["move"] if current else _last_history_move(client, address, alias)) + 1,
             move_id=uuid.uuid4().hex,
             from_version=current["version"] if current else None,
         )
