@@ -275,7 +275,7 @@ def test_metrics_count_requests_latency_batches_and_queue(api):
 # -- load: overload, timeouts, disconnects (the forward pass held by a Gate) --------------------
 def test_overload_gets_503_with_retry_after_and_the_server_recovers(model):
     with api_client(model, gate=True, max_queue=2, max_batch_size=1, max_wait_ms=0) as (client, service):
-        gate = service.batcher.forward
+        gate = service.model.forward
         with ThreadPoolExecutor(4) as pool:
             first = pool.submit(post, client, photo(0))
             assert gate.entered.wait(60)  # the first image is in the forward pass: the queue is empty
@@ -316,7 +316,7 @@ def test_a_request_waiting_too_long_gets_504(model):
 def test_a_client_that_hangs_up_leaves_the_queue_and_harms_nothing(model, caplog):
     caplog.set_level(logging.INFO)
     with api_client(model, gate=True, max_wait_ms=0) as (client, service):
-        gate = service.batcher.forward
+        gate = service.model.forward
         hang_up = threading.Event()
         request = client.build_request("POST", "/v1/predict", files={"file": ("p.png", photo(2))})
         body = request.read()

@@ -1,0 +1,102 @@
+"""The alias a served model was named by, and reading it cheaply (what `serve.follow` polls).
+
+    s3://BUCKET/PREFIX/NAME:ALIAS   (bare s3://BUCKET/PREFIX/NAME: latest)   the pointer object in that registry
+    registry[:ALIAS]                the same at the project's push.* (params.yaml in the working directory)
+
+`latest` is `{prefix}/{name}/latest.json`; any other alias is `{prefix}/{name}/aliases/{alias}.json`. Each
+holds the version it points to. A version pinned by `@VERSION` (or `registry:<16 hex digits>`), a folder or a
+DVC revision names no alias: there is nothing to follow.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import ClientError
+
+from posevit.core.errors import ConfigError
+from posevit.infer.model_source import ModelSourceError, parse_s3_uri, project_registry
+from posevit.publish.registry import LATEST_FILE, ModelAddress
+from posevit.publish.s3 import error_code, is_missing, s3_errors
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+ALIAS = re.compile(r"^[a-z][a-z0-9-]*$")
+VERSION = re.compile(r"^[0-9a-f]{16}$")  # a bundle's content hash (core.hashing.hash_directory)
+NOT_MODIFIED = {"304", "NotModified"}
+
+
+@dataclass(frozen=True)
+class Pointer:
+    """One alias of one model in one registry."""
+
+    address: ModelAddress
+    alias: str
+    endpoint_url: str | None = None
+    region: str | None = None
+
+    @property
+    def key(self) -> str:
+        if self.alias == "latest":
+            return self.address.key(LATEST_FILE)
+        return self.address.key("aliases", f"{self.alias}.json")
+
+    @property
+    def uri(self) -> str:
+        return f"s3://{self.address.bucket}/{self.key}"
+
+
+def alias_of(spec: str) -> str | None:
+    """The alias the model spec names (`latest` when an S3 URI or `registry` names none), or None (a pinned version,
+    a folder, a DVC revision, auto)."""
+    if spec.startswith("s3://"):
+        if "@" in spec:
+            return None
+        return spec.removeprefix("s3://").partition(":")[2] or "latest"
+    if spec == "registry" or spec.startswith("registry:"):
+        name = spec.partition(":")[2] or "latest"
+        return None if VERSION.match(name) else name
+    return None
+
+
+def pointer_of(spec: str) -> Pointer | None:
+    """Where the alias `spec` names lives, or None when it names none (see `alias_of`)."""
+    alias = alias_of(spec)
+    if alias is None:
+        return None
+    if not ALIAS.match(alias):
+        raise ConfigError(f"{spec!r}: alias {alias!r} is not an alias name (lower-case letters, digits and -)")
+    if spec.startswith("s3://"):
+        address, _ = parse_s3_uri("s3://" + spec.removeprefix("s3://").partition(":")[0] + ":latest")
+        return Pointer(address, alias)
+    address, endpoint_url, region = project_registry()
+    return Pointer(address, alias, endpoint_url, region)
+
+
+def read_pointer(client: S3Client, pointer: Pointer, etag: str | None = None) -> tuple[dict[str, Any] | None, str]:
+    """(the alias object's record, its ETag); (None, `etag`) when it is unchanged since `etag`: a conditional GET
+    (If-None-Match), which S3 answers 304 without a body."""
+    bucket = pointer.address.bucket
+    with s3_errors(client, f"reading {pointer.uri}", bucket):
+        try:
+            if etag is None:
+                response = client.get_object(Bucket=bucket, Key=pointer.key)
+            else:
+                response = client.get_object(Bucket=bucket, Key=pointer.key, IfNoneMatch=etag)
+        except ClientError as exc:
+            if etag is not None and error_code(exc) in NOT_MODIFIED:
+                return None, etag
+            if is_missing(exc):
+                raise ModelSourceError(
+                    f"{pointer.uri} does not exist: no version carries alias {pointer.alias!r} there yet "
+                    "(publish one, or set the alias on one)"
+                ) from None
+            raise
+        record = json.loads(response["Body"].read())
+    if not isinstance(record, dict) or not isinstance(record.get("version"), str):
+        raise ModelSourceError(f"{pointer.uri} names no version (a JSON object with a `version` string)")
+    return record, response["ETag"]
