@@ -143,6 +143,7 @@ class InferenceService:
         """Serve `new` (loaded and warm) from the next request on; returns the old one, which the requests that
         started on it still use until they are answered (`LoadedModel.drained`)."""
         old, self.model = self.model, new
+        self.batcher.forward = new.forward  # the batcher's default too: nothing keeps the old model alive
         self.metrics.show_model(new.version, self.alias, new.predictor.backend)
         return old
 
