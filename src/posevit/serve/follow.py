@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-import time
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from posevit.core.config import ServeConfig
@@ -47,7 +47,7 @@ def followed_pointer(settings: ServeConfig) -> Pointer:
 
 
 def _now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class ModelFollower:
@@ -56,6 +56,7 @@ class ModelFollower:
         self.client = client or make_client(pointer.endpoint_url, pointer.region)
         self.etag: str | None = None  # of the alias object as last read: the next read is conditional on it
         self.target = service.served.version  # the version the alias names, as last read
+        self.target_seen_at: str | None = None  # when a poll first read that the alias names it
         self.polled_at: str | None = None
         self.last_swap: dict[str, Any] | None = None
         self.last_error: dict[str, Any] | None = None
@@ -84,8 +85,8 @@ class ModelFollower:
             except Exception as exc:  # S3 down, a bad record: the next poll tries again
                 return self._failed("poll", self.target, exc)
             self.polled_at = _now()
-            if record is not None:
-                self.target = record["version"]
+            if record is not None and record["version"] != self.target:
+                self.target, self.target_seen_at = record["version"], self.polled_at
             if self.target == self.service.served.version:
                 return "unchanged"
             return await self._swap_in(self.target)
@@ -107,7 +108,7 @@ class ModelFollower:
         old = self.service.swap(LoadedModel(predictor, served))
         del predictor
         self.service.metrics.model_swaps.inc()
-        self.last_swap = {"from": old.version, "to": version, "at": _now()}
+        self.last_swap = {"from": old.version, "to": version, "seen_at": self.target_seen_at, "at": _now()}
         log.info("alias %s moved: now serving version %s (was %s)", pointer.alias, version, old.version)
         await old.drained()  # the requests that started on it are answered
         del old

@@ -10,24 +10,19 @@ DVC revision names no alias: there is nothing to follow.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import ClientError
-
 from posevit.core.errors import ConfigError
 from posevit.infer.model_source import ModelSourceError, parse_s3_uri, project_registry
-from posevit.publish.registry import LATEST_FILE, ModelAddress
-from posevit.publish.s3 import error_code, is_missing, s3_errors
+from posevit.publish import aliases
+from posevit.publish.registry import ModelAddress
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
-ALIAS = re.compile(r"^[a-z][a-z0-9-]*$")
 VERSION = re.compile(r"^[0-9a-f]{16}$")  # a bundle's content hash (core.hashing.hash_directory)
-NOT_MODIFIED = {"304", "NotModified"}
 
 
 @dataclass(frozen=True)
@@ -40,14 +35,8 @@ class Pointer:
     region: str | None = None
 
     @property
-    def key(self) -> str:
-        if self.alias == "latest":
-            return self.address.key(LATEST_FILE)
-        return self.address.key("aliases", f"{self.alias}.json")
-
-    @property
     def uri(self) -> str:
-        return f"s3://{self.address.bucket}/{self.key}"
+        return f"s3://{self.address.bucket}/{aliases.pointer_key(self.address, self.alias)}"
 
 
 def alias_of(spec: str) -> str | None:
@@ -68,7 +57,7 @@ def pointer_of(spec: str) -> Pointer | None:
     alias = alias_of(spec)
     if alias is None:
         return None
-    if not ALIAS.match(alias):
+    if not aliases.ALIAS_NAME.fullmatch(alias):
         raise ConfigError(f"{spec!r}: alias {alias!r} is not an alias name (lower-case letters, digits and -)")
     if spec.startswith("s3://"):
         address, _ = parse_s3_uri("s3://" + spec.removeprefix("s3://").partition(":")[0] + ":latest")
@@ -80,23 +69,12 @@ def pointer_of(spec: str) -> Pointer | None:
 def read_pointer(client: S3Client, pointer: Pointer, etag: str | None = None) -> tuple[dict[str, Any] | None, str]:
     """(the alias object's record, its ETag); (None, `etag`) when it is unchanged since `etag`: a conditional GET
     (If-None-Match), which S3 answers 304 without a body."""
-    bucket = pointer.address.bucket
-    with s3_errors(client, f"reading {pointer.uri}", bucket):
-        try:
-            if etag is None:
-                response = client.get_object(Bucket=bucket, Key=pointer.key)
-            else:
-                response = client.get_object(Bucket=bucket, Key=pointer.key, IfNoneMatch=etag)
-        except ClientError as exc:
-            if etag is not None and error_code(exc) in NOT_MODIFIED:
-                return None, etag
-            if is_missing(exc):
-                raise ModelSourceError(
-                    f"{pointer.uri} does not exist: no version carries alias {pointer.alias!r} there yet "
-                    "(publish one, or set the alias on one)"
-                ) from None
-            raise
-        record = json.loads(response["Body"].read())
-    if not isinstance(record, dict) or not isinstance(record.get("version"), str):
+    record, new_etag = aliases.read_pointer(client, pointer.address, pointer.alias, etag)
+    if new_etag is None:
+        raise ModelSourceError(
+            f"{pointer.uri} does not exist: no version carries alias {pointer.alias!r} there yet "
+            f"(`posevit registry promote VERSION --to {pointer.alias}`, or publish one for latest)"
+        )
+    if record is not None and not isinstance(record.get("version"), str):
         raise ModelSourceError(f"{pointer.uri} names no version (a JSON object with a `version` string)")
-    return record, response["ETag"]
+    return record, new_etag
