@@ -19,6 +19,7 @@ from posevit.core.errors import ConfigError
 from posevit.core.hashing import hash_directory
 from posevit.core.paths import cache_root
 from posevit.infer.model_source import ModelSourceError, parse_s3_uri, resolve
+from posevit.publish.aliases import move_alias, read_pointer
 from posevit.publish.registry import ModelAddress, publish
 from posevit.publish.s3 import S3Error, make_client
 from tests.helpers import ROOT
@@ -115,6 +116,25 @@ def test_an_s3_uri_serves_from_any_directory_with_the_aws_chain_alone(aws_env, b
     assert "s3://BUCKET/PREFIX/NAME" in str(error.value) and "make params" not in str(error.value)
 
 
+def test_an_alias_serves_the_version_it_points_at_by_uri_and_in_the_project(aws_env, bucket, tmp_path, cache):
+    versions = publish_two_versions(tmp_path, bucket)
+    client, address = make_client(), ModelAddress(bucket, "registry", "posevit")
+    move_alias(client, address, "production", versions[0], by="test")
+    base = f"s3://{bucket}/registry/posevit"
+    assert resolve(f"{base}:production", "torch").version == versions[0]
+    project = tmp_path / "project"
+    project.mkdir()
+    write_params([f"push.bucket={bucket}"], output=project / "params.yaml", config_dir=ROOT / "conf")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(project)
+        assert resolve("registry:production", "torch").version == versions[0]
+        _, etag = read_pointer(client, address, "production")
+        move_alias(client, address, "production", versions[1], by="test", expected_etag=etag)
+        assert resolve("registry:production", "onnx").version == versions[1]  # the alias moved: so does the model
+        with pytest.raises(S3Error, match=r"no alias and no version named 'staging' .*its aliases: production"):
+            resolve("registry:staging", "torch")
+
+
 def test_posevit_predict_outside_the_project_takes_a_model_uri(aws_env, bucket, tmp_path):
     """Found by a new user: from any directory but the project root, predict said `params.yaml not found`."""
     versions = publish_two_versions(tmp_path, bucket)
@@ -143,6 +163,7 @@ def test_posevit_predict_outside_the_project_takes_a_model_uri(aws_env, bucket, 
         ("s3://posevit-models/models/posevit-vit:latest", ("posevit-models", "models", "posevit-vit"), "latest"),
         ("s3://bucket/posevit", ("bucket", "", "posevit"), "latest"),
         ("s3://bucket/a/b/posevit/", ("bucket", "a/b", "posevit"), "latest"),
+        ("s3://bucket/a/posevit:production", ("bucket", "a", "posevit"), "production"),
     ],
 )
 def test_model_uris_name_bucket_prefix_name_and_version(uri, address, version):
@@ -151,7 +172,7 @@ def test_model_uris_name_bucket_prefix_name_and_version(uri, address, version):
 
 
 @pytest.mark.parametrize(
-    "uri", ["s3://", "s3://bucket", "s3://bucket/name@", "s3://bucket/name:v3", "s3://b/n:latest@v", "s3://b/n@v/x"]
+    "uri", ["s3://", "s3://bucket", "s3://bucket/name@", "s3://bucket/name:V3", "s3://b/n:latest@v", "s3://b/n@v/x"]
 )
 def test_a_malformed_model_uri_says_how_to_write_one(uri):
     with pytest.raises(ModelSourceError, match="is not a model URI: write s3://BUCKET/PREFIX/NAME:latest or"):

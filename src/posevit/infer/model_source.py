@@ -1,8 +1,9 @@
 """Where a served model comes from: the S3 registry, a DVC revision, or a bundle folder on disk.
 
     s3://BUCKET/PREFIX/NAME:latest    the latest version published there; endpoint, region and credentials
-    s3://BUCKET/PREFIX/NAME@VERSION   come from the AWS chain (AWS_ENDPOINT_URL_S3, AWS_REGION, AWS_PROFILE...)
-    registry[:VERSION]                the same at the project's push.* (params.yaml in the working directory)
+    s3://BUCKET/PREFIX/NAME:ALIAS     come from the AWS chain (AWS_ENDPOINT_URL_S3, AWS_REGION, AWS_PROFILE...);
+    s3://BUCKET/PREFIX/NAME@VERSION   an alias (production, staging) resolves to the version it points at now
+    registry[:VERSION|:ALIAS]         the same at the project's push.* (params.yaml in the working directory)
     dvc:REV                           models/ (and exports/) as committed at a git revision (DVC remote or cache)
     FOLDER                            a local bundle, e.g. models/ after `dvc repro`
     auto                              registry inside a project (else its models/), models/ outside one
@@ -16,38 +17,26 @@ import json
 import logging
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
-import yaml
-from pydantic import ValidationError, create_model
-
-from posevit.core.config import Backend, PushConfig
-from posevit.core.errors import ConfigError, PosevitError
+from posevit.core.config import Backend
+from posevit.core.errors import PosevitError
 from posevit.core.evaluation_record import TestMetrics
 from posevit.core.hashing import hash_directory
 from posevit.core.paths import EXPORTS_DIR, MODELS_DIR, PARAMS_FILE, TEST_METRICS, cache_root
 from posevit.infer.backends import BACKEND_FILES
 from posevit.infer.served import ServedModel
 from posevit.models.bundle_config import CONFIG_FILE, read_bundle_config
+from posevit.publish.location import URI_FORMS, ModelAddress, ModelSourceError, parse_s3_uri, project_registry
 
-if TYPE_CHECKING:
-    from posevit.publish.registry import ModelAddress
+__all__ = ["ModelSourceError", "ServedModel", "from_folder", "parse_s3_uri", "project_registry", "resolve"]
 
-__all__ = ["ModelSourceError", "ServedModel", "from_folder", "parse_s3_uri", "resolve"]
-
-REGISTRY_KEYS = ("bucket", "prefix", "model_name", "endpoint_url", "region")
-URI_FORMS = "s3://BUCKET/PREFIX/NAME:latest or s3://BUCKET/PREFIX/NAME@VERSION"
 HOW_TO_GET_ONE = (
     "get a model first, one of: `make demo` (trains and publishes to the local S3), "
     "`dvc pull models` (from the DVC remote), or pass --model <bundle folder> / "
-    f"{URI_FORMS} / registry[:version] (in the project) / dvc:<rev>"
+    f"{URI_FORMS} / registry[:version|:alias] (in the project) / dvc:<rev>"
 )
 
 log = logging.getLogger("posevit.app")
-
-
-class ModelSourceError(PosevitError):
-    """No model could be found where the app was told to look."""
 
 
 def _metrics(path: Path) -> TestMetrics | None:
@@ -77,48 +66,6 @@ def from_folder(
     )
 
 
-def parse_s3_uri(uri: str) -> tuple[ModelAddress, str]:
-    """`s3://bucket/prefix/name@version` or `s3://bucket/prefix/name:latest` (bare: latest) -> (address, version)."""
-    from posevit.publish.registry import ModelAddress
-
-    path, at, version = uri.removeprefix("s3://").partition("@")
-    if not at:
-        path, colon, tag = path.partition(":")
-        version = "latest" if not colon or tag == "latest" else ""
-    bucket, _, key = path.strip("/").partition("/")
-    prefix, _, name = key.rpartition("/")
-    if not (bucket and name and version) or ":" in path or "@" in version or "/" in version:
-        raise ModelSourceError(f"{uri!r} is not a model URI: write {URI_FORMS}")
-    return ModelAddress(bucket, prefix, name), version
-
-
-# Where a project's pushes publish: push.*'s own fields and rules, without the publishing conditions.
-_LOCATION_FIELDS: dict[str, Any] = {
-    name: (PushConfig.model_fields[name].annotation, PushConfig.model_fields[name]) for name in REGISTRY_KEYS
-}
-RegistryLocation = create_model("RegistryLocation", **_LOCATION_FIELDS)
-
-
-def project_registry(params: Path = PARAMS_FILE) -> tuple[ModelAddress, str | None, str]:
-    """Where the project's pushes publish, (address, endpoint_url, region), from params.yaml's push.* alone:
-    nothing else (no stage's config, not even push's conditions) is validated."""
-    from posevit.publish.registry import ModelAddress
-
-    if not params.is_file():
-        raise ModelSourceError(
-            f"`registry` is the project's push.* in {params}, and there is no {params} in this directory "
-            f"(outside the project): name the model by URI, {URI_FORMS}, or pass a bundle folder"
-        )
-    raw = (yaml.safe_load(params.read_text(encoding="utf-8")) or {}).get("push")
-    try:
-        push = RegistryLocation.model_validate(raw).model_dump()
-    except ValidationError as exc:
-        problem = exc.errors()[0]
-        where = ".".join(str(part) for part in ("push", *problem["loc"]))
-        raise ConfigError(f"{params}: {where}: {problem['msg']} (fix conf/push/, then `make params`)") from None
-    return ModelAddress(push["bucket"], push["prefix"], push["model_name"]), push["endpoint_url"], push["region"]
-
-
 def from_registry(
     address: ModelAddress,
     version: str,
@@ -126,13 +73,19 @@ def from_registry(
     endpoint_url: str | None = None,
     region: str | None = None,
 ) -> ServedModel:
-    """A published version (or `latest`) with the files `backend` runs, each verified against the manifest."""
+    """A published version (or `latest`, or an alias's) with the files `backend` runs, each verified against the
+    manifest."""
+    from posevit.publish.aliases import resolve_name
     from posevit.publish.registry import NotPublished, fetch_model
     from posevit.publish.s3 import make_client
 
+    client = make_client(endpoint_url, region)
+    version, pointer = resolve_name(client, address, version)
+    if pointer is not None:
+        log.info("%s points to version %s", address.uri(pointer), version)
     try:
         folder = fetch_model(
-            make_client(endpoint_url, region),
+            client,
             address,
             version,
             cache_root() / "registry",

@@ -242,3 +242,23 @@ def list_aliases(client: S3Client, address: ModelAddress) -> dict[str, AliasReco
                     if record is not None:
                         found[name] = record  # type: ignore[assignment]  # an alias pointer is an AliasRecord
     return found
+
+
+def resolve_name(client: S3Client, address: ModelAddress, name: str) -> tuple[str, str | None]:
+    """The version `name` means, (version, the pointer it was read through or None): `latest` and an alias
+    that exists resolve through their pointer; anything else is a version's own name."""
+    if name != LATEST and not ALIAS_NAME.fullmatch(name):
+        return name, None
+    record, _ = read_pointer(client, address, name)
+    if record is not None:
+        return record["version"], name
+    if name == LATEST:
+        raise S3Error(f"no model published at {address.uri()}/ yet: run the push stage (`dvc repro push`)")
+    with s3_errors(client, f"looking for version {name!r}", address.bucket):
+        if _version_exists(client, address, name):
+            return name, None
+    known = ", ".join(sorted(list_aliases(client, address))) or "none yet"
+    raise AliasError(
+        f"no alias and no version named {name!r} at {address.uri()}/ (its aliases: {known}); "
+        f"see `posevit registry list {address.uri()}`"
+    )

@@ -32,6 +32,7 @@ from tqdm import tqdm
 
 from posevit.core.hashing import hash_directory
 from posevit.core.paths import cache_root
+from posevit.publish.location import ModelAddress
 from posevit.publish.s3 import S3Error, error_code, is_missing, s3_errors
 
 if TYPE_CHECKING:
@@ -44,21 +45,6 @@ LATEST_FILE = "latest.json"
 BUNDLE_SUBDIR = "models"
 
 ProgressHook = Callable[[str, int], None]  # (key, bytes of that key sent so far)
-
-
-@dataclass(frozen=True)
-class ModelAddress:
-    """Where one model's versions live in S3."""
-
-    bucket: str
-    prefix: str
-    model_name: str
-
-    def key(self, *parts: str) -> str:
-        return "/".join(part.strip("/") for part in (self.prefix, self.model_name, *parts) if part.strip("/"))
-
-    def uri(self, *parts: str) -> str:
-        return f"s3://{self.bucket}/{self.key(*parts)}"
 
 
 class ManifestEntry(TypedDict):
