@@ -122,7 +122,8 @@ def test_the_pointer_is_read_with_a_conditional_get(registry):
 
 def test_requests_in_flight_finish_on_their_version_and_the_old_model_is_released(registry):
     first = registry.publish(seed=1)
-    with following(registry.uri("latest"), max_batch_size=8) as (client, service):
+    registry.move("production", first)
+    with following(registry.uri("production"), max_batch_size=8) as (client, service):
         gate = Gate(service.predictor.forward)
         service.model.forward = gate
         old_model = weakref.ref(service.predictor)
@@ -133,6 +134,8 @@ def test_requests_in_flight_finish_on_their_version_and_the_old_model_is_release
             wait_until(lambda: service.batcher.queue_depth == 1)
 
             second = registry.publish(seed=2)
+            assert client.portal.call(service.follower.poll) == "unchanged"  # published, not promoted
+            registry.move("production", second)
             polled = client.portal.start_task_soon(service.follower.poll)
             wait_until(lambda: service.served.version == second)  # swapped while the old batch is held
             after = pool.submit(post, client, 3)

@@ -71,11 +71,11 @@ def test_two_servers_follow_promotions_and_rollbacks_with_no_failed_request(aws_
     monkeypatch.setenv("POSEVIT_CACHE", str(tmp_path / "publisher-cache"))
     registry = TestRegistry(make_client(), ModelAddress(bucket, "registry", "posevit"), tmp_path)
     first, second = registry.publish(seed=1), registry.publish(seed=2)
-    registry.point_latest(first)
+    registry.move("production", first)
     homes = [tmp_path / f"server{i}" for i in (1, 2)]  # each its own cache, as each pod has
     for home in homes:
         home.mkdir()
-    args = ("--model", registry.uri("latest"), "--follow", str(POLL_S), "--max-wait-ms", "0")
+    args = ("--model", registry.uri("production"), "--follow", str(POLL_S), "--max-wait-ms", "0")
     with ThreadPoolExecutor(2) as starting:
         servers = list(starting.map(lambda home: RunningApp(home, *args), homes))
     stop = threading.Event()
@@ -86,9 +86,9 @@ def test_two_servers_follow_promotions_and_rollbacks_with_no_failed_request(aws_
         running = [pool.submit(client.run, stop) for client in clients]
         time.sleep(0.3)  # some answers from the first version
         moves: list[tuple[str, float]] = []
-        for target in (second, first, second):  # promote, roll back, promote again
+        for target, why in ((second, "promote"), (first, "roll back"), (second, "promote again")):
             moved_at = time.time()
-            registry.point_latest(target)
+            registry.move("production", target, why)
             moves.append((target, moved_at))
             deadline = time.monotonic() + 10 * POLL_S
             while not all(card(server)["version"] == target for server in servers):

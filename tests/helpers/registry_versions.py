@@ -4,11 +4,11 @@ server that follows an alias."""
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 from posevit.core.hashing import hash_directory
-from posevit.publish.registry import LATEST_FILE, REGISTRY_FORMAT, ModelAddress, publish
+from posevit.publish.aliases import move_alias, read_pointer
+from posevit.publish.registry import ModelAddress, publish
 from tests.helpers.bundles import tiny_bundle
 
 
@@ -40,14 +40,8 @@ class TestRegistry:
         key = self.address.key(version, "models", "model.safetensors")
         self.client.put_object(Bucket=self.address.bucket, Key=key, Body=b"not the published weights" * 100)
 
-    def point_latest(self, version: str) -> None:
-        """Move latest.json to an already published version (a rollback of the built-in alias)."""
-        record = {
-            "format": REGISTRY_FORMAT,
-            "version": version,
-            "uri": self.address.uri(version) + "/",
-            "published_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        }
-        self.client.put_object(
-            Bucket=self.address.bucket, Key=self.address.key(LATEST_FILE), Body=json.dumps(record).encode()
-        )
+    def move(self, alias: str, version: str, message: str = "") -> None:
+        """Point `alias` at a published version, as `posevit registry promote` / `rollback` do (a conditional write
+        on the alias as just read)."""
+        _, etag = read_pointer(self.client, self.address, alias)
+        move_alias(self.client, self.address, alias, version, by="test", message=message, expected_etag=etag)

@@ -15,9 +15,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from posevit.core.errors import ConfigError
-from posevit.infer.model_source import ModelSourceError, parse_s3_uri, project_registry
 from posevit.publish import aliases
-from posevit.publish.registry import ModelAddress
+from posevit.publish.location import ModelAddress, ModelSourceError, parse_registry
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -59,11 +58,8 @@ def pointer_of(spec: str) -> Pointer | None:
         return None
     if not aliases.ALIAS_NAME.fullmatch(alias):
         raise ConfigError(f"{spec!r}: alias {alias!r} is not an alias name (lower-case letters, digits and -)")
-    if spec.startswith("s3://"):
-        address, _ = parse_s3_uri("s3://" + spec.removeprefix("s3://").partition(":")[0] + ":latest")
-        return Pointer(address, alias)
-    address, endpoint_url, region = project_registry()
-    return Pointer(address, alias, endpoint_url, region)
+    registry, _ = parse_registry(spec)
+    return Pointer(registry.address, alias, registry.endpoint_url, registry.region)
 
 
 def read_pointer(client: S3Client, pointer: Pointer, etag: str | None = None) -> tuple[dict[str, Any] | None, str]:
