@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 from PIL import Image
@@ -30,9 +30,6 @@ from posevit.serve.batcher import Forward, MicroBatcher
 from posevit.serve.pointer import alias_of
 from posevit.serve.telemetry import ServeMetrics
 
-if TYPE_CHECKING:
-    from posevit.serve.follow import ModelFollower
-
 
 @dataclass(frozen=True)
 class Limits:
@@ -42,6 +39,16 @@ class Limits:
     @classmethod
     def of(cls, settings: ServeConfig) -> Limits:
         return cls(max_pixels=settings.max_pixels, max_file_bytes=int(settings.max_file_mb * 2**20))
+
+
+class Follower(Protocol):
+    """What keeps the model up to date with its alias (`serve.follow.ModelFollower`), as the service drives it."""
+
+    def start(self, interval_s: float) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    def card(self) -> dict[str, Any]: ...
 
 
 @dataclass(eq=False)
@@ -103,7 +110,7 @@ class InferenceService:
         self.limits = Limits.of(settings)
         self.alias = alias_of(settings.model) or ""  # the registry alias the model was named by, if any
         self.metrics.show_model(served.version, self.alias, predictor.backend)
-        self.follower: ModelFollower | None = None  # set by the server when serve.follow is on
+        self.follower: Follower | None = None  # set by the server when serve.follow is on
         self.batcher = MicroBatcher(
             self.model.forward,
             settings.max_batch_size,
