@@ -66,6 +66,7 @@ def test_predict_answers_with_the_top_labels_and_the_model(api):
     )
     assert len(body["predictions"]) == 3 and all(p["label"] in ACTION_CLASSES for p in body["predictions"])
     assert body["image"] == {"width": 120, "height": 96} and body["inference_ms"] > 0
+    assert response.headers["x-model-version"] == body["model"]["version"]  # the version that answered
     assert len(post(api, photo(0)).json()["predictions"]) == 5  # serve.top_k
 
 
@@ -79,8 +80,10 @@ def test_top_k_outside_the_labels_is_refused_naming_the_bound(api):
 
 
 def test_the_replaced_systems_route_answers_as_it_did(api):
-    body = post(api, photo(1), route="/api/v1/pose_classifier").json()
+    response = post(api, photo(1), route="/api/v1/pose_classifier")
+    body = response.json()
     assert set(body) == {"top_labels", "top_probs", "prediction_time"}
+    assert response.headers["x-model-version"] == api.get("/v1/model").json()["version"]  # said beside the body
     assert len(body["top_labels"]) == len(body["top_probs"]) == 3
     assert body["top_probs"] == sorted(body["top_probs"], reverse=True) and body["prediction_time"] > 0
 
