@@ -10,12 +10,18 @@ import sys
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
-from posevit.core.config import write_params
+from posevit.core.config import PushConfig, write_params
 from posevit.core.hashing import hash_directory
 from posevit.devtools.local_s3 import free_port
+from posevit.publish.aliases import history, read_pointer
+from posevit.publish.catalog import PREDICTIONS_FILE, read_version
+from posevit.publish.registry import ModelAddress
+from posevit.publish.s3 import make_client
 from tests.helpers import ROOT
 from tests.helpers.bundles import tiny_bundle
+from tests.helpers.registry_runs import push_run
 from tests.helpers.s3 import s3_environment
 
 METRICS = {
@@ -35,7 +41,13 @@ METRICS = {
 def clean_env(**extra: str) -> dict[str, str]:
     """This environment without any AWS settings of the person running the tests."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    return {**env, "PYTHONPATH": str(ROOT), "AWS_EC2_METADATA_DISABLED": "true", **extra}
+    # The checkout's own src/ first: a worktree is tested on its code, not the editable install's.
+    return {
+        **env,
+        "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "src")]),
+        "AWS_EC2_METADATA_DISABLED": "true",
+        **extra,
+    }
 
 
 class Workspace:
@@ -179,3 +191,32 @@ def test_dvc_experiments_do_not_publish_unless_asked(workspace, good_env, s3_ser
     workspace.configure("push.from_experiments=true")
     assert workspace.push(experiment_env).returncode == 0
     assert workspace.receipt["pushed"] is True
+
+
+def test_push_publishes_predictions_and_scores_and_moves_its_alias_through_the_gate(aws_env, bucket, tmp_path):
+    """push.alias: the first push creates it; a worse model is still published (latest moves) but the alias
+    stays, and the receipt names the metric; a better one moves it."""
+    client, address = make_client(), ModelAddress(bucket, "registry", "posevit")
+    first = push_run(tmp_path, bucket, seed=0, right=set(range(108)), alias="staging")  # accuracy 0.9
+    assert first["alias"] == {"name": "staging", "moved": True, "why": "moved from (new)"}
+    info = read_version(client, address, first["version"])
+    assert PREDICTIONS_FILE in info.manifest["files"] and info.gate == ["accuracy"]
+    assert info.metrics["accuracy"] == 0.9 and info.int8_accuracy == pytest.approx(0.89)
+
+    worse = push_run(tmp_path, bucket, seed=1, right=set(range(96)), alias="staging")  # accuracy 0.8
+    assert worse["pushed"] and worse["alias"]["moved"] is False
+    assert "accuracy 0.8000 < 0.9000" in worse["alias"]["why"] and "--force" in worse["alias"]["why"]
+    assert read_pointer(client, address, "latest")[0]["version"] == worse["version"]
+    assert read_pointer(client, address, "staging")[0]["version"] == first["version"]
+
+    better = push_run(tmp_path, bucket, seed=2, right=set(range(114)), alias="staging")
+    assert better["alias"]["moved"] is True
+    moves = history(client, address, "staging")
+    assert [m["version"] for m in moves] == [first["version"], better["version"]]
+    assert moves[-1]["message"] == "push stage" and moves[-1]["from_version"] == first["version"]
+
+
+def test_push_alias_must_be_an_alias_name_other_than_latest():
+    for alias, problem in (("latest", "latest moves with every push"), ("Prod", "String should match pattern")):
+        with pytest.raises(ValidationError, match=problem):
+            PushConfig(bucket="posevit-models", conditions=[{"metric": "accuracy", "threshold": 0.5}], alias=alias)

@@ -149,3 +149,7 @@ def test_a_mover_killed_before_its_history_object_loses_no_move(aws_env, address
     assert len(stored["Contents"]) == 3  # the next move wrote bo's history object back
     assert [m["by"] for m in history(client, address, "production")] == ["ana", "bo", "cy"]
     assert set(list_aliases(client, address)) == {"production"}
+
+    client.delete_object(Bucket=address.bucket, Key=pointer_key(address, "production"))  # removed by hand
+    assert move_alias(client, address, "production", second, by="di")["move"] == 4  # its history goes on
+    assert [m["by"] for m in history(client, address, "production")] == ["ana", "bo", "cy", "di"]

@@ -250,6 +250,16 @@ class PushConfig(Schema):
     """With an empty `conditions`: publish every model (otherwise an empty list is an error)."""
     from_experiments: bool = False
     """Whether a DVC experiment (`dvc exp run`, the queue) may publish."""
+    alias: Annotated[str | None, Field(pattern=r"^[a-z][a-z0-9-]*$")] = None
+    """Alias to move to what this push publishes (e.g. staging), gate-checked as `posevit registry promote` is;
+    null: none (latest always moves). `latest` itself is not allowed here."""
+
+    @field_validator("alias")
+    @classmethod
+    def _not_latest(cls, alias: str | None) -> str | None:
+        if alias == "latest":
+            raise ValueError("latest moves with every push already: name another alias (e.g. staging) or null")
+        return alias
 
     @model_validator(mode="after")
     def _a_bar_or_always(self) -> PushConfig:
@@ -269,8 +279,8 @@ class InferenceSettings(Schema):
         str,
         Field(
             min_length=1,
-            description="auto (the registry's latest, else models/) | s3://BUCKET/PREFIX/NAME@VERSION or :latest | "
-            "registry[:version] (inside the project) | dvc:<rev> | <bundle folder>",
+            description="auto (the registry's latest, else models/) | s3://BUCKET/PREFIX/NAME@VERSION, :latest or "
+            ":ALIAS | registry[:version|:alias] (inside the project) | dvc:<rev> | <bundle folder>",
         ),
     ] = "auto"
     device: Annotated[str, Field(pattern=r"^(cpu|cuda(:\d+)?|mps)$", description="cpu, cuda, cuda:N or mps")] = "cpu"

@@ -20,15 +20,14 @@ from __future__ import annotations
 
 import getpass
 import json
-import re
-import time
 import uuid
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict, cast
 
 from botocore.exceptions import ClientError
 
-from posevit.publish.registry import LATEST_FILE, MANIFEST_FILE, ModelAddress
+from posevit.publish.location import ALIAS_NAME, ModelAddress
+from posevit.publish.registry import LATEST_FILE, MANIFEST_FILE, utc_now
 from posevit.publish.s3 import S3Error, error_code, is_missing, s3_errors
 
 if TYPE_CHECKING:
@@ -37,7 +36,6 @@ if TYPE_CHECKING:
 ALIAS_FORMAT = "posevit-alias/1"
 LATEST = "latest"
 ALIASES_DIR = "aliases"
-ALIAS_NAME = re.compile(r"[a-z][a-z0-9-]*")
 PRECONDITION_FAILED = {"PreconditionFailed", "ConditionalRequestConflict", "412"}
 
 
@@ -93,7 +91,8 @@ def read_pointer(
         (record, etag)   the pointer as it is now (first read, or it moved since `etag`)
         (None, etag)     unchanged: `etag` was given and still matches (S3 answered 304, no body sent)
         (None, None)     missing: no such pointer (nothing published yet, or the alias was never set)
-    Any other S3 failure raises S3Error.
+    Any other S3 failure raises S3Error. Every record has `version`; an alias's is an AliasRecord, latest's
+    is latest.json (`version`, `published_at`, `metrics`...).
     """
     key = pointer_key(address, name)
     with s3_errors(client, f"reading s3://{address.bucket}/{key}", address.bucket):
@@ -109,6 +108,11 @@ def read_pointer(
                 return None, None
             raise
         return json.loads(response["Body"].read()), response["ETag"]
+
+
+def _read_alias(client: S3Client, address: ModelAddress, alias: str) -> tuple[AliasRecord | None, str | None]:
+    record, etag = read_pointer(client, address, alias)
+    return cast(AliasRecord | None, record), etag
 
 
 def _version_exists(client: S3Client, address: ModelAddress, version: str) -> bool:
@@ -134,6 +138,19 @@ def _write_history(client: S3Client, address: ModelAddress, record: AliasRecord)
     except ClientError as exc:
         if error_code(exc) not in PRECONDITION_FAILED:
             raise
+
+
+def _last_history_move(client: S3Client, address: ModelAddress, alias: str) -> int:
+    """The highest move number in the alias's history (0: none): an alias whose pointer was deleted by hand
+    and is set again continues its history instead of writing over it."""
+    prefix = address.key(ALIASES_DIR, f"{alias}.history") + "/"
+    numbers = [
+        int(item["Key"].removeprefix(prefix).removesuffix(".json"))
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=address.bucket, Prefix=prefix)
+        for item in page.get("Contents", [])
+        if item["Key"].removeprefix(prefix).removesuffix(".json").isdigit()
+    ]
+    return max(numbers, default=0)
 
 
 def default_mover() -> str:
@@ -164,8 +181,7 @@ def move_alias(
     with s3_errors(client, f"moving alias {alias!r} at {address.uri()}/", address.bucket):
         if not _version_exists(client, address, version):
             raise AliasError(f"{address.uri(version)} is not a complete published version (no {MANIFEST_FILE})")
-        current: AliasRecord | None
-        current, etag = read_pointer(client, address, alias)  # type: ignore[assignment]  # an alias's record
+        current, etag = _read_alias(client, address, alias)
         if etag != expected_etag:
             raise _conflict(alias, where, current)
         if current is not None:
@@ -174,22 +190,19 @@ def move_alias(
             format=ALIAS_FORMAT,
             alias=alias,
             version=version,
-            moved_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            moved_at=utc_now(),
             by=by or default_mover(),
             message=message,
-            move=(current["move"] + 1) if current else 1,
+            move=(current["move"] if current else _last_history_move(client, address, alias)) + 1,
             move_id=uuid.uuid4().hex,
             from_version=current["version"] if current else None,
         )
-        condition = {"IfMatch": expected_etag} if expected_etag else {"IfNoneMatch": "*"}
+        body, kind = json.dumps(record, indent=2).encode(), "application/json"
         try:
-            client.put_object(
-                Bucket=address.bucket,
-                Key=key,
-                Body=json.dumps(record, indent=2).encode(),
-                ContentType="application/json",
-                **condition,  # type: ignore[arg-type]  # one of the two conditional-write headers
-            )
+            if expected_etag:
+                client.put_object(Bucket=address.bucket, Key=key, Body=body, ContentType=kind, IfMatch=expected_etag)
+            else:
+                client.put_object(Bucket=address.bucket, Key=key, Body=body, ContentType=kind, IfNoneMatch="*")
         except ClientError as exc:
             if error_code(exc) not in PRECONDITION_FAILED:
                 raise
@@ -221,9 +234,9 @@ def history(client: S3Client, address: ModelAddress, alias: str) -> list[AliasRe
                     client.get_object(Bucket=address.bucket, Key=item["Key"])["Body"].read()
                 )
                 moves[record["move"]] = record
-        current, _ = read_pointer(client, address, alias)
+        current, _ = _read_alias(client, address, alias)
     if current is not None:
-        moves.setdefault(current["move"], current)  # type: ignore[arg-type]  # an alias pointer is an AliasRecord
+        moves.setdefault(current["move"], current)
     return [moves[move] for move in sorted(moves)]
 
 
@@ -238,9 +251,9 @@ def list_aliases(client: S3Client, address: ModelAddress) -> dict[str, AliasReco
             for item in page.get("Contents", []):
                 name = item["Key"].removeprefix(prefix).removesuffix(".json")
                 if ALIAS_NAME.fullmatch(name):
-                    record, _ = read_pointer(client, address, name)
+                    record, _ = _read_alias(client, address, name)
                     if record is not None:
-                        found[name] = record  # type: ignore[assignment]  # an alias pointer is an AliasRecord
+                        found[name] = record
     return found
 
 

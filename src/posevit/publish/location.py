@@ -11,6 +11,7 @@ it imports no S3 client, so naming a model costs nothing until it is fetched.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from posevit.core.config import PushConfig
 from posevit.core.errors import ConfigError, PosevitError
 from posevit.core.paths import PARAMS_FILE
 
+ALIAS_NAME = re.compile(r"[a-z][a-z0-9-]*")  # latest, production, staging, canary-2...
 REGISTRY_KEYS = ("bucket", "prefix", "model_name", "endpoint_url", "region")
 URI_FORMS = "s3://BUCKET/PREFIX/NAME:latest or s3://BUCKET/PREFIX/NAME@VERSION or s3://BUCKET/PREFIX/NAME:ALIAS"
 
@@ -64,8 +66,8 @@ def parse_s3_uri(uri: str) -> tuple[ModelAddress, str]:
         version = version if colon else "latest"
     bucket, _, key = path.strip("/").partition("/")
     prefix, _, name = key.rpartition("/")
-    valid_name = bool(version) and (at or version[0].islower()) and "/" not in version and "@" not in version
-    if not (bucket and name and valid_name) or ":" in path or ":" in version:
+    valid_name = bool(version) and "/" not in version and "@" not in version and ":" not in version
+    if not (bucket and name and valid_name) or ":" in path or not (at or ALIAS_NAME.fullmatch(version)):
         raise ModelSourceError(f"{uri!r} is not a model URI: write {URI_FORMS}")
     return ModelAddress(bucket, prefix, name), version
 

@@ -1,7 +1,10 @@
 """The push stage's work: check the quality bar, then publish the bundle, its exports and its evidence as one version.
 
 Failing the bar is not an error: the receipt says what was measured and why nothing was
-published. An S3 problem is an error (S3Error) that leaves latest.json untouched.
+published. An S3 problem is an error (S3Error) that leaves latest.json untouched. With push.alias
+set, the alias then moves through the same gate-checked promotion as `posevit registry promote`:
+a version below the alias's current one is still published (latest moves), the alias stays, and
+the receipt says why.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NotRequired, TypedDict
+from typing import TYPE_CHECKING, NotRequired, TypedDict
 
 from posevit.core import paths as default_paths
 from posevit.core.config import PushConfig
@@ -19,9 +22,14 @@ from posevit.core.errors import ConfigError
 from posevit.core.evaluation_record import TestMetrics
 from posevit.core.hashing import hash_directory
 from posevit.models.bundle_config import read_bundle_config
+from posevit.publish.catalog import PREDICTIONS_FILE, int8_accuracy
 from posevit.publish.gate import evaluate_conditions
+from posevit.publish.promotion import PromotionRefused, promote
 from posevit.publish.registry import LATEST_FILE, ModelAddress, publish
 from posevit.publish.s3 import make_client
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
 
 log = logging.getLogger("posevit.push")
 
@@ -33,12 +41,19 @@ class PushPaths:
     report: Path = default_paths.REPORT
     exports: Path = default_paths.EXPORTS_DIR
     export_metrics: Path = default_paths.EXPORT_METRICS
+    predictions: Path = default_paths.PREDICTIONS_CSV
 
 
 class ConditionRecord(TypedDict):
     value: float
     threshold: float
     passed: bool
+
+
+class AliasReceipt(TypedDict):
+    name: str
+    moved: bool
+    why: str  # what happened: moved from where, already there, or why the gate refused it
 
 
 class PushReceipt(TypedDict):
@@ -53,6 +68,7 @@ class PushReceipt(TypedDict):
     already_published: NotRequired[bool]
     files: NotRequired[int]
     not_added: NotRequired[list[str]]  # files the already published version lacks (versions never change)
+    alias: NotRequired[AliasReceipt]  # push.alias's move, when set
 
 
 def _folder_files(folder: Path, name: str) -> dict[str, Path]:
@@ -110,11 +126,19 @@ def push(cfg: PushConfig, paths: PushPaths = PushPaths()) -> PushReceipt:
         **_folder_files(paths.exports, default_paths.EXPORTS_DIR.name),
         default_paths.TEST_METRICS.as_posix(): paths.test_metrics,
     }
-    for name, path in ((default_paths.REPORT, paths.report), (default_paths.EXPORT_METRICS, paths.export_metrics)):
-        if path.exists():
-            files[name.as_posix()] = path
+    optional = {
+        default_paths.REPORT.as_posix(): paths.report,
+        default_paths.EXPORT_METRICS.as_posix(): paths.export_metrics,
+        PREDICTIONS_FILE: paths.predictions,  # per-image predictions: `posevit registry diff` pairs them
+    }
+    files |= {name: path for name, path in optional.items() if path.exists()}
     client = make_client(cfg.endpoint_url, cfg.region)
-    published = publish(client, address, receipt["version"], files, record={"metrics": metrics})
+    details = {
+        "metrics": metrics,
+        "int8_accuracy": _int8_accuracy(paths.export_metrics),
+        "gate": [condition.metric for condition in cfg.conditions],
+    }
+    published = publish(client, address, receipt["version"], files, record={"metrics": metrics}, details=details)
     log.info(
         "%s %s; %s now points to it",
         "already published:" if published.already_published else "published",
@@ -132,4 +156,25 @@ def push(cfg: PushConfig, paths: PushPaths = PushPaths()) -> PushReceipt:
             ", ".join(published.not_added),
             published.uri,
         )
+    if cfg.alias:
+        receipt["alias"] = move_push_alias(client, address, receipt["version"], cfg.alias)
     return receipt
+
+
+def _int8_accuracy(export_metrics: Path) -> float | None:
+    return int8_accuracy(json.loads(export_metrics.read_text())) if export_metrics.is_file() else None
+
+
+def move_push_alias(client: S3Client, address: ModelAddress, version: str, alias: str) -> AliasReceipt:
+    """push.alias through the gate-checked promotion: a refusal keeps the alias (and the publish) and says why."""
+    experiment = os.environ.get("DVC_EXP_NAME")
+    message = f"push stage{f' (experiment {experiment})' if experiment else ''}"
+    try:
+        result = promote(client, address, version, alias, message=message)
+    except PromotionRefused as exc:
+        log.warning("alias %s not moved: %s", alias, exc)
+        return AliasReceipt(name=alias, moved=False, why=str(exc))
+    if result.record is None:
+        return AliasReceipt(name=alias, moved=False, why=f"{alias} already pointed to {version}")
+    log.info("alias %s: %s -> %s", alias, result.record["from_version"] or "(new)", version)
+    return AliasReceipt(name=alias, moved=True, why=f"moved from {result.record['from_version'] or '(new)'}")

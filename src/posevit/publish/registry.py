@@ -21,11 +21,11 @@ import hashlib
 import json
 import os
 import shutil
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypedDict
+from typing import TYPE_CHECKING, Any, NotRequired, TypedDict
 
 from botocore.exceptions import ClientError
 from tqdm import tqdm
@@ -53,11 +53,13 @@ class ManifestEntry(TypedDict):
 
 
 class Manifest(TypedDict):
-    """`{version}/manifest.json`: what a complete version holds."""
+    """`{version}/manifest.json`: what a complete version holds (+ what the publisher said of it, `details`)."""
 
     format: str
     version: str
     files: dict[str, ManifestEntry]  # path inside the version folder -> checksum and size
+    published_at: NotRequired[str]  # ISO 8601 UTC; versions published before it existed have none
+    details: NotRequired[dict[str, Any]]  # e.g. the push stage's metrics and gate (publish.catalog reads them)
 
 
 class LatestRecord(TypedDict, total=False):
@@ -78,6 +80,11 @@ class PublishResult:
     uploaded: list[str]
     already_published: bool
     not_added: list[str]  # files given that the already published version lacks (it is never changed)
+
+
+def utc_now() -> str:
+    """Now as ISO 8601 UTC to the millisecond: records sort by it (two publishes in one second too)."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def sha256_file(path: Path) -> str:
@@ -205,10 +212,17 @@ def publish(
     record: dict[str, Any] | None = None,
     progress: bool = True,
     hook: ProgressHook | None = None,
+    details: dict[str, Any] | None = None,
 ) -> PublishResult:
-    """Upload `files` (name inside the version folder -> local path) as `version`, verify, then move latest."""
+    """Upload `files` (name inside the version folder -> local path) as `version`, verify, then move latest.
+
+    `record` joins latest.json; `details` (metrics, the gate it passed) join the version's manifest for good."""
     bucket = address.bucket
+    published_at = utc_now()
     manifest = build_manifest(version, files)
+    manifest["published_at"] = published_at
+    if details:
+        manifest["details"] = details
     manifest_bytes = json.dumps(manifest, indent=2).encode()
     uploaded: list[str] = []
     with s3_errors(client, f"checking bucket {bucket!r}", bucket):
@@ -252,7 +266,7 @@ def publish(
             "version": version,
             "uri": address.uri(version) + "/",
             "manifest": address.uri(version, MANIFEST_FILE),
-            "published_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "published_at": published_at,
             **(record or {}),
         }
         client.put_object(
