@@ -66,6 +66,7 @@ def test_predict_answers_with_the_top_labels_and_the_model(api):
     )
     assert len(body["predictions"]) == 3 and all(p["label"] in ACTION_CLASSES for p in body["predictions"])
     assert body["image"] == {"width": 120, "height": 96} and body["inference_ms"] > 0
+    assert response.headers["x-model-version"] == body["model"]["version"]  # the version that answered
     assert len(post(api, photo(0)).json()["predictions"]) == 5  # serve.top_k
 
 
@@ -79,8 +80,10 @@ def test_top_k_outside_the_labels_is_refused_naming_the_bound(api):
 
 
 def test_the_replaced_systems_route_answers_as_it_did(api):
-    body = post(api, photo(1), route="/api/v1/pose_classifier").json()
+    response = post(api, photo(1), route="/api/v1/pose_classifier")
+    body = response.json()
     assert set(body) == {"top_labels", "top_probs", "prediction_time"}
+    assert response.headers["x-model-version"] == api.get("/v1/model").json()["version"]  # said beside the body
     assert len(body["top_labels"]) == len(body["top_probs"]) == 3
     assert body["top_probs"] == sorted(body["top_probs"], reverse=True) and body["prediction_time"] > 0
 
@@ -275,7 +278,7 @@ def test_metrics_count_requests_latency_batches_and_queue(api):
 # -- load: overload, timeouts, disconnects (the forward pass held by a Gate) --------------------
 def test_overload_gets_503_with_retry_after_and_the_server_recovers(model):
     with api_client(model, gate=True, max_queue=2, max_batch_size=1, max_wait_ms=0) as (client, service):
-        gate = service.batcher.forward
+        gate = service.model.forward
         with ThreadPoolExecutor(4) as pool:
             first = pool.submit(post, client, photo(0))
             assert gate.entered.wait(60)  # the first image is in the forward pass: the queue is empty
@@ -316,7 +319,7 @@ def test_a_request_waiting_too_long_gets_504(model):
 def test_a_client_that_hangs_up_leaves_the_queue_and_harms_nothing(model, caplog):
     caplog.set_level(logging.INFO)
     with api_client(model, gate=True, max_wait_ms=0) as (client, service):
-        gate = service.batcher.forward
+        gate = service.model.forward
         hang_up = threading.Event()
         request = client.build_request("POST", "/v1/predict", files={"file": ("p.png", photo(2))})
         body = request.read()

@@ -73,6 +73,7 @@ def test_predict_returns_every_probability_a_heat_map_and_the_time(app, project)
     assert top["label"] == max(everything, key=everything.get) and len(top["confidences"]) == 5
     assert Image.open(heat_map).size == (288, 288)  # the model's 96 px centre crop, coloured, shown 3x
     assert "Inference" in timing and "ms" in timing and "image 320×240" in timing
+    assert f"version {httpx.get(app.url + 'v1/model').json()['version']}" in timing  # the version that answered
     _, no_heat_map, _, _ = classify(client, project / "upload.png", explain=False)
     assert no_heat_map is None
 

@@ -1,5 +1,5 @@
 """The micro-batcher on its own: batching, the idle fast path, waiting for company under load, overload, timeouts,
-a cancelled caller skipped, a failing forward pass answered to every caller.
+a cancelled caller skipped, a failing forward pass answered to every caller, two models' images kept apart.
 
 No test sleeps to let something happen: the forward pass waits on a `Gate` the test releases, so the test
 decides when a batch is done, and the test waits for states (a queue depth, a pass begun), never for durations.
@@ -94,6 +94,28 @@ def test_waiting_images_go_as_one_batch_and_each_caller_gets_its_own_row():
             assert gate.batch_sizes == recorded.batches == [1, 3]  # a full batch goes without waiting max_wait_ms
             for i, answer in enumerate(answers):
                 np.testing.assert_array_equal(answer, image(i) * 2)
+
+    run(scenario)
+
+
+def test_images_queued_for_two_models_never_share_a_batch_and_keep_their_order():
+    """What a swap relies on: an image runs on the forward pass it was queued for, and a batch holds one model's."""
+
+    def tripled(pixels: np.ndarray) -> np.ndarray:
+        return pixels * 3
+
+    async def scenario():
+        async with batcher(max_batch_size=8, max_wait_ms=0) as (b, gate, recorded):
+            first = asyncio.ensure_future(b.predict(image(0)))
+            await in_forward_pass(gate)
+            old = [asyncio.ensure_future(b.predict(image(i))) for i in (1, 3)]
+            new = [asyncio.ensure_future(b.predict(image(i), tripled)) for i in (2, 4)]  # interleaved in the queue
+            await until(lambda: b.queue_depth == 4)
+            gate.release()
+            answers = await asyncio.gather(first, *old, *new)
+            assert recorded.batches == [1, 2, 2] and gate.batch_sizes == [1, 2]  # the gated model: its two batches
+            for answer, (i, factor) in zip(answers, [(0, 2), (1, 2), (3, 2), (2, 3), (4, 3)], strict=True):
+                np.testing.assert_array_equal(answer, image(i) * factor)
 
     run(scenario)
 

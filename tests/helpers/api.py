@@ -60,15 +60,15 @@ def api_client(
     loaded: tuple[Predictor, ServedModel], keys: ApiKeys | None = None, gate: bool = False, **settings: object
 ) -> Iterator[tuple[TestClient, InferenceService]]:
     """A started API on the `loaded` model with these `serve` settings; with `gate`, its batches wait on a `Gate`
-    (`service.batcher.forward`), released on the way out whatever happened."""
+    (`service.model.forward`), released on the way out whatever happened."""
     predictor, served = loaded
     service = InferenceService(predictor, served, ServeConfig.model_validate(settings))
     if gate:
-        service.batcher.forward = Gate(predictor.forward)
+        service.model.forward = Gate(predictor.forward)
     app = create_api(service, keys or ApiKeys([]))
     with TestClient(app, base_url="http://127.0.0.1", raise_server_exceptions=False) as client:
         try:
             yield client, service
         finally:  # before the lifespan's shutdown, which waits for the model thread
-            if isinstance(service.batcher.forward, Gate):
-                service.batcher.forward.release()
+            if isinstance(service.model.forward, Gate):
+                service.model.forward.release()

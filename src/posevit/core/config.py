@@ -304,6 +304,14 @@ class ServeConfig(InferenceSettings):
 
     host: Annotated[str, Field(min_length=1, description="interface to bind (0.0.0.0 exposes it)")] = "127.0.0.1"
     port: Annotated[int, Field(ge=1, le=65535, description="TCP port")] = 7860
+    follow: Annotated[
+        float | None,
+        Field(
+            gt=0,
+            description="seconds between polls of the model's alias (a model named NAME:ALIAS); a new version is "
+            "fetched, verified, loaded and warmed in the background, then swapped in between batches (null: off)",
+        ),
+    ] = None
     max_batch_size: Annotated[int, Field(ge=1, le=1024, description="most images per forward pass")] = 16
     max_wait_ms: Annotated[float, Field(ge=0, le=1000, description="longest wait for a batch to fill")] = 5.0
     max_queue: Annotated[int, Field(ge=1, description="images waiting before requests get 503")] = 64

@@ -5,12 +5,15 @@ Dockerfile as root. The base image is bootstrapped from Debian's packages once
 (`mmdebstrap ... bookworm`, then `podman import`) and passed as `--build-arg BASE`. The build
 mounts the host's CA certificates and pip configuration read-only, as any build behind a proxy
 needs. The image is the default one (posevit[serve] from requirements/serve.txt: ONNX Runtime, no
-PyTorch); the test checks that torch and params.yaml are indeed absent. A small bundle and its ONNX
-exports are published to a SeaweedFS on the host's loopback, and the container is told its model
-as a user would tell it: POSEVIT_MODEL=s3://...:latest, with the endpoint and credentials in the
-standard AWS variables (passed through, never on a logged command line). It waits for the image's
-own HEALTHCHECK (`/health/ready`), posts a photo to `/v1/predict`, checks the version it served,
-and removes the container and the S3 server whatever happened.
+PyTorch); the test checks that torch and params.yaml are indeed absent. Two versions of a small bundle
+and their ONNX exports are published to a SeaweedFS on the host's loopback, the first one promoted to
+`production`. The server then runs as a cluster would run it: `podman kube play` on the Kubernetes
+manifest itself (deploy/kubernetes/posevit.yaml), changed only where one machine differs from a
+cluster (the image's local name, host networking since the S3 server listens on loopback, one replica
+on a free port, a 1 s follow, the credentials as values instead of a Secret's; the file holding them is
+private and never logged). It waits for the image's own HEALTHCHECK command (`/health/ready`), posts a
+photo to `/v1/predict`, checks the version it served, promotes the second version and waits for the
+pod to swap it in with no restart, and removes the pod and the S3 server whatever happened.
 """
 
 from __future__ import annotations
@@ -26,11 +29,13 @@ import time
 from pathlib import Path
 
 import httpx
+import yaml
 from PIL import Image
 
 from posevit.core.errors import PosevitError
 from posevit.core.hashing import hash_directory
 from posevit.devtools.local_s3 import LocalS3, free_port
+from posevit.publish.aliases import move_alias, read_pointer
 from posevit.publish.registry import ModelAddress, publish
 
 BASE_IMAGE = "localhost/posevit-base"
@@ -39,6 +44,10 @@ STORAGE = ["--storage-driver=vfs", "--runtime", "runc"]
 RUNTIME = ["--network=host", "--cgroup-manager=cgroupfs", "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"]
 READ_ONLY_HOST_FILES = ["/etc/ssl/certs:/etc/ssl/certs:ro", "/etc/pip.conf:/etc/pip.conf:ro"]
 ADDRESS = ModelAddress("posevit-models", "registry", "posevit")  # the image's default POSEVIT_MODEL's
+MANIFEST = Path("deploy/kubernetes/posevit.yaml")
+ALIAS = "production"  # what the manifest's pods follow
+# `podman run --ulimit` for the pods of `kube play`, which has no such flag: podman reads it from this file.
+CONTAINERS_CONF = '[containers]\ndefault_ulimits = ["nofile=1024:1024", "nproc=1024:1024"]\n'
 
 
 class ImageTestError(PosevitError):
@@ -137,7 +146,9 @@ def check_image() -> str:
 
 
 def publish_tiny_model(s3: LocalS3, directory: Path) -> str:
-    """A small bundle and its exports, published to `s3` as the push stage would; returns its version."""
+    """A small bundle (new random weights each time) and its exports, published to `s3` as the push stage would;
+    returns its version."""
+    directory.mkdir(parents=True)
     published = write_tiny_bundle(directory)
     version = hash_directory(published / "models")
     files = {f"{p.parent.name}/{p.name}": p for folder in ("models", "exports") for p in (published / folder).iterdir()}
@@ -146,52 +157,100 @@ def publish_tiny_model(s3: LocalS3, directory: Path) -> str:
     return version
 
 
+def promote(s3: LocalS3, version: str) -> None:
+    _, etag = read_pointer(s3.client(), ADDRESS, ALIAS)
+    move_alias(s3.client(), ADDRESS, ALIAS, version, by="image-test", message="image test", expected_etag=etag)
+
+
+def local_manifest(manifest: Path, port: int, s3: LocalS3) -> tuple[str, str]:
+    """The manifest as this one machine can run it: (its YAML, the server container's name in podman)."""
+    documents = list(yaml.safe_load_all(manifest.read_text()))
+    deployment = next(document for document in documents if document["kind"] == "Deployment")
+    deployment["spec"]["replicas"] = 1  # on the host's network two pods would want the same port
+    pod = deployment["spec"]["template"]["spec"]
+    pod["hostNetwork"] = True
+    (server,) = pod["containers"]
+    server["image"] = IMAGE
+    del server["ports"]  # host networking maps no ports
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        server[probe]["httpGet"]["port"] = port
+    key, secret = s3.credentials()
+    values = {
+        "POSEVIT_HOST": "127.0.0.1",
+        "POSEVIT_PORT": str(port),
+        "POSEVIT_FOLLOW": "1",
+        "AWS_ACCESS_KEY_ID": key,
+        "AWS_SECRET_ACCESS_KEY": secret,
+        "AWS_ENDPOINT_URL_S3": s3.endpoint,
+    }
+    server["env"] = [
+        {"name": item["name"], "value": values[item["name"]]} if item["name"] in values else item
+        for item in server["env"]
+        if item["name"] in values or "valueFrom" not in item  # no Secret here (the API keys stay unset)
+    ]
+    return yaml.safe_dump_all(documents), f"{deployment['metadata']['name']}-pod-0-{server['name']}"
+
+
 def wait_healthy(container: str, timeout: float = 300) -> None:
+    """The image's own HEALTHCHECK command, run in the container until it passes."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if podman("healthcheck", "run", container, check=False, capture=True).returncode == 0:
+        if podman("exec", container, "python", "app.py", "--healthcheck", check=False, capture=True).returncode == 0:
             return
-        state = podman("inspect", "--format", "{{.State.Status}}", container, capture=True).stdout.strip()
+        state = podman("inspect", "--format", "{{.State.Status}}", container, check=False, capture=True).stdout.strip()
         if state not in ("running", "created"):
             raise ImageTestError(f"the container stopped ({state}):\n{podman('logs', container, capture=True).stdout}")
         time.sleep(3)
     raise ImageTestError(f"not healthy within {timeout:.0f} s:\n{podman('logs', container, capture=True).stdout}")
 
 
-def run_and_predict(s3: LocalS3) -> dict:
-    port = free_port()
-    container = f"posevit-image-test-{port}"
-    key, secret = s3.credentials()
-    aws = {"AWS_ACCESS_KEY_ID": key, "AWS_SECRET_ACCESS_KEY": secret, "AWS_ENDPOINT_URL_S3": s3.endpoint}
-    podman(
-        "run",
-        "-d",
-        "--name",
-        container,
-        *RUNTIME,
-        *(arg for name in aws for arg in ("-e", name)),  # values from podman's environment, not this log
-        "-e",
-        "AWS_REGION=us-east-1",
-        "-e",
-        "POSEVIT_HOST=127.0.0.1",
-        "-e",
-        f"POSEVIT_PORT={port}",
-        IMAGE,
-        env=aws,
+def predict(port: int) -> httpx.Response:
+    buffer = io.BytesIO()
+    Image.new("RGB", (640, 480), (180, 120, 60)).save(buffer, format="JPEG")
+    response = httpx.post(
+        f"http://127.0.0.1:{port}/v1/predict", files={"file": ("photo.jpg", buffer.getvalue())}, timeout=60
     )
-    try:
-        wait_healthy(container)
-        buffer = io.BytesIO()
-        Image.new("RGB", (640, 480), (180, 120, 60)).save(buffer, format="JPEG")
-        response = httpx.post(
-            f"http://127.0.0.1:{port}/v1/predict", files={"file": ("photo.jpg", buffer.getvalue())}, timeout=60
-        )
-        if response.status_code != 200:
-            raise ImageTestError(f"/v1/predict answered {response.status_code}: {response.text}")
+    if response.status_code != 200:
+        raise ImageTestError(f"/v1/predict answered {response.status_code}: {response.text}")
+    return response
+
+
+def wait_for_version(port: int, version: str, timeout: float = 60) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
         card = httpx.get(f"http://127.0.0.1:{port}/v1/model", timeout=10).json()
-        return {**response.json(), "served": {name: card.get(name) for name in ("version", "source", "backend")}}
-    finally:
-        podman("rm", "-f", container, check=False)
+        if card["version"] == version:
+            return card
+        if time.monotonic() > deadline:
+            raise ImageTestError(f"the pod did not swap in version {version} within {timeout:.0f} s: {card['follow']}")
+        time.sleep(0.5)
+
+
+def play_and_predict(s3: LocalS3, context: Path, versions: list[str]) -> dict:
+    """The manifest's pod on the first version; a promotion of the second one reaches it with no restart."""
+    port = free_port()
+    with tempfile.TemporaryDirectory() as directory:
+        manifest, container = local_manifest(context / MANIFEST, port, s3)
+        kube_file = Path(directory) / "posevit.yaml"
+        kube_file.touch(mode=0o600)  # it holds the test S3 server's credentials
+        kube_file.write_text(manifest)
+        (Path(directory) / "containers.conf").write_text(CONTAINERS_CONF)
+        conf = {"CONTAINERS_CONF": str(Path(directory) / "containers.conf")}
+        podman("--cgroup-manager=cgroupfs", "kube", "play", "--network", "host", str(kube_file), env=conf)
+        try:
+            wait_healthy(container)
+            answer = predict(port).json()
+            card = wait_for_version(port, versions[0], timeout=0)
+            promote(s3, versions[1])
+            swapped = wait_for_version(port, versions[1])
+            after = predict(port)
+            if after.headers.get("x-model-version") != versions[1]:
+                raise ImageTestError(f"after the promotion /v1/predict was answered by {after.headers}")
+            restarts = podman("inspect", "--format", "{{.RestartCount}}", container, capture=True).stdout.strip()
+        finally:
+            podman("--cgroup-manager=cgroupfs", "kube", "down", str(kube_file), check=False, env=conf)
+    served = {name: card.get(name) for name in ("version", "alias", "source", "backend")}
+    return {**answer, "served": served, "swapped": swapped["follow"]["last_swap"], "restarts": restarts}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -208,12 +267,15 @@ def main(argv: list[str] | None = None) -> int:
             s3 = LocalS3(Path(directory) / "s3", free_port())
             s3.start()
             try:
-                version = publish_tiny_model(s3, Path(directory) / "published")
-                answer = run_and_predict(s3)
+                versions = [publish_tiny_model(s3, Path(directory) / f"published-{i}") for i in (1, 2)]
+                promote(s3, versions[0])
+                answer = play_and_predict(s3, args.context, versions)
             finally:
                 s3.stop()
-        if answer["served"]["version"] != version:
-            raise ImageTestError(f"the image served {answer['served']}, not the published version {version}")
+        if (answer["served"]["version"], answer["served"]["alias"]) != (versions[0], ALIAS):
+            raise ImageTestError(f"the pod served {answer['served']}, not {ALIAS} = {versions[0]}")
+        if answer["restarts"] != "0":
+            raise ImageTestError(f"the pod restarted {answer['restarts']} times")
     except (PosevitError, subprocess.CalledProcessError) as exc:
         print(f"image test failed: {exc}", file=sys.stderr)
         return 1
@@ -224,7 +286,9 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps(answer))
     print(
         f"image test passed in {time.monotonic() - started:.0f} s: built {IMAGE} ({size}, no torch, no params.yaml), "
-        f"healthy, served {answer['served']['source']}, /v1/predict answered {answer['predictions'][0]['label']}"
+        f"ran {MANIFEST} with podman kube play, healthy, served {answer['served']['source']} ({ALIAS}), "
+        f"/v1/predict answered {answer['predictions'][0]['label']}, then swapped in the promoted "
+        f"{answer['swapped']['to']} with no restart"
     )
     return 0
 

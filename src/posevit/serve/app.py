@@ -3,6 +3,8 @@
     posevit serve                          the registry's latest model, else the local models/ bundle
     posevit serve --model s3://B/P/N@<ver>  one published version in any S3 registry (verified before it loads)
     posevit serve --model s3://B/P/N:latest its newest complete version
+    posevit serve --model s3://B/P/N:production --follow 30
+                                           the version an alias names, polled every 30 s and swapped in
     posevit serve --model registry:<ver>   inside the project: the registry push.* names
     posevit serve --model dvc:<rev>        models/ as committed at a git revision
     posevit serve --model models/          a bundle folder
@@ -73,6 +75,11 @@ def serve(argv: list[str] | None) -> int:
     from posevit.serve.api import ApiKeys
 
     keys = ApiKeys.load(settings.api_keys_file)
+    pointer = None
+    if settings.follow is not None:  # a model that names no alias fails here, before anything loads
+        from posevit.serve.follow import ModelFollower, followed_pointer
+
+        pointer = followed_pointer(settings)
     served, predictor = open_model(settings, "serve.device")
 
     import gradio as gr
@@ -84,6 +91,8 @@ def serve(argv: list[str] | None) -> int:
     from posevit.serve.service import InferenceService
 
     service = InferenceService(predictor, served, settings)
+    if pointer is not None:
+        service.follower = ModelFollower(service, pointer)
     examples_dir = cache_root() / "examples"
     examples = write_examples(examples_dir, image_size=predictor.input_size[0])
     page = build_page(service, examples).queue(default_concurrency_limit=settings.max_batch_size)
@@ -106,10 +115,11 @@ def serve(argv: list[str] | None) -> int:
         ssr_mode=False,
     )
     log.info(
-        "serving %s version %s from %s on http://%s:%d (API docs at /docs; %s)",
+        "serving %s version %s from %s%s on http://%s:%d (API docs at /docs; %s)",
         predictor.model_name,
         served.version,
         served.source,
+        f", following {pointer.uri} every {settings.follow:g} s" if pointer else "",
         settings.host,
         settings.port,
         f"{len(keys)} API key(s) required" if keys.enabled else "no API keys: open to anyone who can connect",

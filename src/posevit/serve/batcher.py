@@ -7,6 +7,11 @@ gets its own row back. The queue is bounded: past `max_queue` waiting images a r
 refused at once (the server answers 503) instead of growing memory and latency; a request
 not answered within `timeout_s` gets an error (504), and a caller that goes away (a client
 disconnect) is dropped from its batch.
+
+Each image waits for the forward pass it was queued for (`predict(..., forward=)`; by default the batcher's
+`forward` at the time it was queued), and a batch only ever holds images of one forward pass. So swapping the
+model (`serve.follow`) is just queueing new images for the new one: the images already waiting still run on the
+model they were decoded for, in their own batches, and no batch mixes two versions.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
 
@@ -25,6 +31,7 @@ from posevit.core.errors import PosevitError
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
 Forward = Callable[[np.ndarray], np.ndarray]  # (N, C, H, W) pixels -> (N, classes) probabilities
 
 
@@ -40,6 +47,7 @@ class TimedOut(PosevitError):
 class _Waiting:
     pixels: np.ndarray  # (C, H, W)
     future: asyncio.Future[np.ndarray]
+    forward: Forward  # the model this image was decoded for, and runs on
     since: float = field(default_factory=time.monotonic)
 
 
@@ -80,15 +88,16 @@ class MicroBatcher:
             waiting.future.cancel()
         self._model_thread.shutdown(wait=True)
 
-    async def run_on_model_thread(self, work: Callable[[], np.ndarray]) -> np.ndarray:
+    async def run_on_model_thread(self, work: Callable[[], T]) -> T:
         """Run other model work (a gradient heat map) on the model's own thread, between batches."""
         return await asyncio.get_running_loop().run_in_executor(self._model_thread, work)
 
-    async def predict(self, pixels: np.ndarray) -> np.ndarray:
-        """This image's probabilities, computed in a batch with whatever else is waiting."""
+    async def predict(self, pixels: np.ndarray, forward: Forward | None = None) -> np.ndarray:
+        """This image's probabilities from `forward` (else the batcher's own), computed in a batch with whatever else
+        is waiting for the same forward pass."""
         if len(self._waiting) >= self.max_queue:
             raise Overloaded(f"{len(self._waiting)} images are already waiting (server.max_queue); retry shortly")
-        waiting = _Waiting(pixels, asyncio.get_running_loop().create_future())
+        waiting = _Waiting(pixels, asyncio.get_running_loop().create_future(), forward or self.forward)
         self._waiting.append(waiting)
         self._arrived.set()
         try:
@@ -99,7 +108,6 @@ class MicroBatcher:
             waiting.future.cancel()  # a no-op once answered; else its batch skips it (timeout, disconnect)
 
     async def _serve(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             if not self._waiting:
                 self._arrived.clear()
@@ -114,31 +122,43 @@ class MicroBatcher:
                     await asyncio.wait_for(self._arrived.wait(), left)
                 except TimeoutError:
                     break
-            batch: list[_Waiting] = []
-            while self._waiting and len(batch) < self.max_batch_size:
-                waiting = self._waiting.popleft()
-                if waiting.future.done():
-                    if self.on_abandoned is not None:
-                        self.on_abandoned()
-                else:
-                    batch.append(waiting)
-            if not batch:
-                continue
-            started = time.perf_counter()
-            try:
-                probabilities = await loop.run_in_executor(
-                    self._model_thread, self.forward, np.stack([w.pixels for w in batch])
-                )
-            except Exception as exc:  # the callers get it; the batcher keeps serving
-                log.exception("forward pass of a batch of %d failed", len(batch))
-                for waiting in batch:
-                    if not waiting.future.done():
-                        waiting.future.set_exception(exc)
-                continue
-            seconds = time.perf_counter() - started
-            self._last_batch_size = len(batch)
-            if self.on_batch is not None:
-                self.on_batch(len(batch), seconds)
-            for waiting, row in zip(batch, probabilities, strict=True):
+            await self._run(self._next_batch())  # no batch kept here: a swapped-out model is freed once answered
+
+    async def _run(self, batch: list[_Waiting]) -> None:
+        if not batch:
+            return
+        started = time.perf_counter()
+        try:
+            probabilities = await asyncio.get_running_loop().run_in_executor(
+                self._model_thread, batch[0].forward, np.stack([w.pixels for w in batch])
+            )
+        except Exception as exc:  # the callers get it; the batcher keeps serving
+            log.exception("forward pass of a batch of %d failed", len(batch))
+            for waiting in batch:
                 if not waiting.future.done():
-                    waiting.future.set_result(row)
+                    waiting.future.set_exception(exc)
+            return
+        seconds = time.perf_counter() - started
+        self._last_batch_size = len(batch)
+        if self.on_batch is not None:
+            self.on_batch(len(batch), seconds)
+        for waiting, row in zip(batch, probabilities, strict=True):
+            if not waiting.future.done():
+                waiting.future.set_result(row)
+
+    def _next_batch(self) -> list[_Waiting]:
+        """The oldest image and up to `max_batch_size` - 1 more queued for the same forward pass, in order; images
+        for another one (a model swapped in meanwhile) keep their places for the next batch."""
+        batch: list[_Waiting] = []
+        other: list[_Waiting] = []
+        while self._waiting and len(batch) < self.max_batch_size:
+            waiting = self._waiting.popleft()
+            if waiting.future.done():
+                if self.on_abandoned is not None:
+                    self.on_abandoned()
+            elif not batch or waiting.forward == batch[0].forward:  # == : bound methods of one model are equal
+                batch.append(waiting)
+            else:
+                other.append(waiting)
+        self._waiting.extendleft(reversed(other))
+        return batch

@@ -102,7 +102,7 @@ def build_page(service: InferenceService, examples: list[str]) -> gr.Blocks:
             raise gr.Error(str(exc)) from None
         timing = (
             f"Inference **{result.seconds * 1000:.0f} ms** ({predictor.precision}, {predictor.device}, "
-            f"batched) · image {image.width}×{image.height}"
+            f"batched) · image {image.width}×{image.height} · version {result.version}"
         )
         return result.probabilities, overlay, timing, result.probabilities
 

@@ -3,14 +3,20 @@
 Every classification, whoever asks, goes through `InferenceService.classify`: bytes are checked
 against the size limit, decoded and transformed in a worker thread (the pixel limit is read
 from the header before decoding), then the image waits in the batcher for a forward pass.
+
+The model served is a `LoadedModel` (one version on the backend), which `swap` replaces (`serve.follow`,
+`serve.follow.ModelFollower`). A request holds the model it started with from decoding to its answer, so a
+swap never changes the version under a request, and the answer names the version that gave it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import numpy as np
 from PIL import Image
@@ -20,7 +26,8 @@ from posevit.core.errors import ImageError, ImageTooLarge
 from posevit.data.images import decode_rgb
 from posevit.infer.model_source import ServedModel
 from posevit.infer.predictor import Prediction, Predictor
-from posevit.serve.batcher import MicroBatcher
+from posevit.serve.batcher import Forward, MicroBatcher
+from posevit.serve.pointer import alias_of
 from posevit.serve.telemetry import ServeMetrics
 
 
@@ -34,15 +41,78 @@ class Limits:
         return cls(max_pixels=settings.max_pixels, max_file_bytes=int(settings.max_file_mb * 2**20))
 
 
+class Follower(Protocol):
+    """What keeps the model up to date with its alias (`serve.follow.ModelFollower`), as the service drives it."""
+
+    def start(self, interval_s: float) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    def card(self) -> dict[str, Any]: ...
+
+
+@dataclass(eq=False)
+class LoadedModel:
+    """One version on the backend, and how many requests are using it (decoding, waiting or in its batch)."""
+
+    predictor: Predictor
+    served: ServedModel
+    forward: Forward = field(init=False)  # the batcher runs this (a test may wrap it)
+    in_flight: int = field(default=0, init=False)
+    _idle: asyncio.Event = field(default_factory=asyncio.Event, init=False)
+
+    def __post_init__(self) -> None:
+        self.forward = self.predictor.forward
+        self._idle.set()
+
+    @property
+    def version(self) -> str:
+        return self.served.version
+
+    @contextmanager
+    def in_use(self) -> Iterator[LoadedModel]:
+        self.in_flight += 1
+        self._idle.clear()
+        try:
+            yield self
+        finally:
+            self.in_flight -= 1
+            if self.in_flight == 0:
+                self._idle.set()
+
+    async def drained(self) -> None:
+        """Returns once no request uses this model any more (at once if none does)."""
+        await self._idle.wait()
+
+
+@dataclass(frozen=True)
+class ServedPrediction(Prediction):
+    """A prediction and the version that made it (the model card's `version`; a swap may have happened since)."""
+
+    model_name: str = ""
+    version: str = ""
+
+
+def warm_up(predictor: Predictor, max_batch_size: int) -> None:
+    """First passes allocate and pick kernels: run them before traffic does (at start, and before a swap)."""
+    blank = np.zeros((min(4, max_batch_size), 3, *predictor.input_size), np.float32)
+    for _ in range(2):
+        predictor.forward(blank)
+
+
 class InferenceService:
     def __init__(
         self, predictor: Predictor, served: ServedModel, settings: ServeConfig, metrics: ServeMetrics | None = None
     ) -> None:
-        self.predictor, self.served, self.settings = predictor, served, settings
+        self.model = LoadedModel(predictor, served)
+        self.settings = settings
         self.metrics = metrics or ServeMetrics()
         self.limits = Limits.of(settings)
+        self.alias = alias_of(settings.model) or ""  # the registry alias the model was named by, if any
+        self.metrics.show_model(served.version, self.alias, predictor.backend)
+        self.follower: Follower | None = None  # set by the server when serve.follow is on
         self.batcher = MicroBatcher(
-            predictor.forward,
+            self.model.forward,
             settings.max_batch_size,
             settings.max_wait_ms,
             settings.max_queue,
@@ -52,17 +122,37 @@ class InferenceService:
         )
         self.ready = False
 
+    @property
+    def predictor(self) -> Predictor:
+        """The predictor serving new requests now."""
+        return self.model.predictor
+
+    @property
+    def served(self) -> ServedModel:
+        return self.model.served
+
     async def start(self) -> None:
-        """Start the batcher and warm the model up (first passes allocate and pick kernels); then ready."""
+        """Start the batcher and warm the model up; then ready (and, with serve.follow, start following)."""
         self.batcher.start()
-        blank = np.zeros((min(4, self.settings.max_batch_size), 3, *self.predictor.input_size), np.float32)
-        for _ in range(2):
-            await self.batcher.run_on_model_thread(lambda: self.predictor.forward(blank))
+        predictor = self.predictor
+        await self.batcher.run_on_model_thread(lambda: warm_up(predictor, self.settings.max_batch_size))
         self.ready = True
+        if self.follower is not None and self.settings.follow is not None:
+            self.follower.start(self.settings.follow)
 
     async def stop(self) -> None:
         self.ready = False
+        if self.follower is not None:
+            await self.follower.stop()
         await self.batcher.stop()
+
+    def swap(self, new: LoadedModel) -> LoadedModel:
+        """Serve `new` (loaded and warm) from the next request on; returns the old one, which the requests that
+        started on it still use until they are answered (`LoadedModel.drained`)."""
+        old, self.model = self.model, new
+        self.batcher.forward = new.forward  # the batcher's default too: nothing keeps the old model alive
+        self.metrics.show_model(new.version, self.alias, new.predictor.backend)
+        return old
 
     def check_size(self, size: int) -> None:
         if size == 0:
@@ -73,37 +163,42 @@ class InferenceService:
                 f"{self.limits.max_file_bytes / 2**20:g} MB (serve.max_file_mb)"
             )
 
-    def _decode(self, data: bytes) -> tuple[Image.Image, np.ndarray]:
+    def _decode(self, data: bytes, predictor: Predictor) -> tuple[Image.Image, np.ndarray]:
         image = decode_rgb(data, self.limits.max_pixels, limit_name="serve.max_pixels")
-        return image, self.predictor.preprocess(image)
+        return image, predictor.preprocess(image)
 
-    async def classify(self, data: bytes) -> tuple[Image.Image, Prediction]:
+    async def classify(self, data: bytes) -> tuple[Image.Image, ServedPrediction]:
         """Decode `data` off the event loop, then classify it in the next batch (ImageError if it is no image).
 
         Returns the decoded image (upright RGB, as the model saw it before the transform) beside its
-        prediction, whose `seconds` are the wait for the batch and the forward pass.
+        prediction, whose `seconds` are the wait for the batch and the forward pass. One model does it all,
+        the one serving when the request came, even if another is swapped in meanwhile.
         """
         self.check_size(len(data))
-        image, pixels = await asyncio.to_thread(self._decode, data)
-        started = time.perf_counter()
-        self.metrics.queue_depth.set(self.batcher.queue_depth + 1)
-        try:
-            row = await self.batcher.predict(pixels)
-        finally:
-            self.metrics.queue_depth.set(self.batcher.queue_depth)
-        probabilities = dict(zip(self.predictor.labels, row.tolist(), strict=True))
-        return image, Prediction(probabilities, time.perf_counter() - started)
+        with self.model.in_use() as model:
+            image, pixels = await asyncio.to_thread(self._decode, data, model.predictor)
+            started = time.perf_counter()
+            self.metrics.queue_depth.set(self.batcher.queue_depth + 1)
+            try:
+                row = await self.batcher.predict(pixels, model.forward)
+            finally:
+                self.metrics.queue_depth.set(self.batcher.queue_depth)
+        probabilities = dict(zip(model.predictor.labels, row.tolist(), strict=True))
+        seconds = time.perf_counter() - started
+        return image, ServedPrediction(probabilities, seconds, model.predictor.model_name, model.version)
 
     async def heat_map_overlay(self, image: Image.Image, label: str) -> Image.Image:
         """Where the model looked, over the crop it saw (a gradient pass, on the model's own thread)."""
-        heat = await self.batcher.run_on_model_thread(lambda: self.predictor.heat_map(image, label))
-        return await asyncio.to_thread(self.predictor.overlay, image, heat)
+        with self.model.in_use() as model:
+            heat = await self.batcher.run_on_model_thread(lambda: model.predictor.heat_map(image, label))
+            return await asyncio.to_thread(model.predictor.overlay, image, heat)
 
     def model_card(self) -> dict[str, Any]:
         config = self.predictor.config
         return {
             "name": config.model_name,
             "version": self.served.version,
+            "alias": self.alias or None,
             "source": self.served.source,
             "labels": self.predictor.labels,
             "test_metrics": self.served.metrics,
@@ -119,4 +214,5 @@ class InferenceService:
                 "max_wait_ms": self.settings.max_wait_ms,
                 "max_queue": self.settings.max_queue,
             },
+            "follow": self.follower.card() if self.follower is not None else None,
         }

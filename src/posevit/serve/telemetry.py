@@ -55,6 +55,28 @@ class ServeMetrics:
             registry=self.registry,
         )
 
+        # The model served, and how following its alias goes (serve.follow).
+        self.model_info = Gauge(
+            "posevit_model_info",
+            "The model version serving new requests (1), by the alias it was named by and the backend",
+            ["version", "alias", "backend"],
+            registry=self.registry,
+        )
+        self.model_swaps = Counter(
+            "posevit_model_swaps", "New versions swapped in while serving (serve.follow)", registry=self.registry
+        )
+        self.model_update_failures = Counter(
+            "posevit_model_update_failures",
+            "Alias polls or new versions that failed (stage: poll, fetch, load or warm); the old one serves on",
+            ["stage"],
+            registry=self.registry,
+        )
+
+    def show_model(self, version: str, alias: str, backend: str) -> None:
+        """posevit_model_info names the version serving now, and only it."""
+        self.model_info.clear()
+        self.model_info.labels(version, alias, backend).set(1)
+
     def observe_batch(self, size: int, seconds: float) -> None:
         self.batch_size.observe(size)
         self.forward_seconds.observe(seconds)

@@ -1,6 +1,9 @@
 """The classification routes: one image, a batch of images, and the replaced system's route.
 
-Each waits for the micro-batcher, and gives its place up when the client hangs up first.
+Each waits for the micro-batcher, and gives its place up when the client hangs up first. Every answer says which
+model version gave it (`model.version` in the JSON, and the `X-Model-Version` header, also on the replaced
+system's route, whose body stays as its clients know it): with `serve.follow` a new version may answer the next
+request.
 """
 
 # No `from __future__ import annotations`: FastAPI reads these annotations at run time.
@@ -8,17 +11,17 @@ import asyncio
 from collections.abc import Awaitable
 from typing import Annotated, TypeVar
 
-from fastapi import APIRouter, Depends, File, Request, UploadFile
+from fastapi import APIRouter, Depends, File, Request, Response, UploadFile
 from PIL import Image
 
 import posevit.serve.api.schemas as schemas
-from posevit.infer.predictor import Prediction
 from posevit.serve.api.deps import LegacyTopK, Log, Service, TopK, require_key
 from posevit.serve.api.errors import ApiError, ClientGone, as_api_error
-from posevit.serve.service import InferenceService
+from posevit.serve.service import InferenceService, ServedPrediction
 
 T = TypeVar("T")
-Decoded = tuple[Image.Image, Prediction]
+Decoded = tuple[Image.Image, ServedPrediction]
+VERSION_HEADER = "X-Model-Version"
 
 router = APIRouter(dependencies=[Depends(require_key)])
 
@@ -53,10 +56,10 @@ async def unless_disconnected(request: Request, work: Awaitable[T]) -> T:
     return task.result()
 
 
-def as_response(service: InferenceService, decoded: Decoded, top_k: int) -> schemas.Prediction:
+def as_response(decoded: Decoded, top_k: int) -> schemas.Prediction:
     image, prediction = decoded
     return schemas.Prediction(
-        model=schemas.ModelRef(name=service.predictor.model_name, version=service.served.version),
+        model=schemas.ModelRef(name=prediction.model_name, version=prediction.version),
         predictions=[schemas.LabelProbability(label=label, probability=p) for label, p in prediction.top(top_k)],
         inference_ms=round(prediction.seconds * 1000, 2),
         image=schemas.ImageSize(width=image.width, height=image.height),
@@ -66,20 +69,24 @@ def as_response(service: InferenceService, decoded: Decoded, top_k: int) -> sche
 @router.post("/v1/predict", response_model=schemas.Prediction, tags=["predict"])
 async def predict(
     request: Request,
+    response: Response,
     service: Service,
     file: Annotated[UploadFile, File(description="one image")],
     top_k: TopK,
     log: Log,
 ) -> schemas.Prediction:
     """Classify one image."""
-    decoded = await unless_disconnected(request, classify(service, file))
-    log.record(request, service.served.version, *decoded, top_k)
-    return as_response(service, decoded, top_k)
+    image, prediction = await unless_disconnected(request, classify(service, file))
+    log.record(request, prediction.version, image, prediction, top_k)
+    answer = as_response((image, prediction), top_k)
+    response.headers[VERSION_HEADER] = answer.model.version
+    return answer
 
 
 @router.post("/v1/predict/batch", response_model=schemas.BatchPrediction, tags=["predict"])
 async def predict_batch(
     request: Request,
+    response: Response,
     service: Service,
     files: Annotated[list[UploadFile], File(description="images, in order")],
     top_k: TopK,
@@ -102,22 +109,27 @@ async def predict_batch(
                 )
             )
         else:
-            log.record(request, service.served.version, *outcome, top_k, index=len(results))
-            results.append(schemas.FileResult(filename=file.filename, result=as_response(service, outcome, top_k)))
+            log.record(request, outcome[1].version, *outcome, top_k, index=len(results))
+            results.append(schemas.FileResult(filename=file.filename, result=as_response(outcome, top_k)))
+    versions = dict.fromkeys(result.result.model.version for result in results if result.result)
+    response.headers[VERSION_HEADER] = ", ".join(versions) or service.served.version  # two if a swap came between
     return schemas.BatchPrediction(results=results)
 
 
 @router.post("/api/v1/pose_classifier", response_model=schemas.PoseClassifierResponse, tags=["compatibility"])
 async def pose_classifier(
     request: Request,
+    response: Response,
     service: Service,
     file: Annotated[UploadFile, File(description="one image")],
     top_k: LegacyTopK,
     log: Log,
 ) -> schemas.PoseClassifierResponse:
-    """The replaced system's route, for its existing clients (top 3 by default, time in ms)."""
+    """The replaced system's route, for its existing clients (top 3 by default, time in ms; the version that answered
+    in the X-Model-Version header)."""
     image, prediction = await unless_disconnected(request, classify(service, file))
-    log.record(request, service.served.version, image, prediction, top_k)
+    log.record(request, prediction.version, image, prediction, top_k)
+    response.headers[VERSION_HEADER] = prediction.version
     top = prediction.top(top_k)
     return schemas.PoseClassifierResponse(
         top_labels=[label for label, _ in top],
