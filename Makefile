@@ -21,7 +21,7 @@ help:
 	@echo "make s3-stop  stop it"
 	@echo "make serve  serve the published model (else models/): page, JSON API (/docs), metrics on http://127.0.0.1:7860"
 	@echo "make app    the same (old name)"
-	@echo "make image-test  build the server image (ONNX, no torch) with podman, run it, wait for its healthcheck, post a photo"
+	@echo "make image-test  build the server image (ONNX, no torch) with podman, run the Kubernetes manifest (podman kube play), post a photo, promote"
 	@echo "make serve-venv  the serving install alone (requirements/serve.txt: posevit[serve], no torch) in .venv-serve"
 	@echo "make lock   re-resolve requirements/*.txt from pyproject.toml's extras (needs uv)"
 
@@ -96,7 +96,7 @@ format: setup
 # One pytest worker a core, whole files each (module fixtures are built once); TEST_WORKERS=0 runs in one process.
 TEST_WORKERS ?= auto
 test: setup serve-venv browser lint
-	python -m pytest -n $(TEST_WORKERS) --dist loadfile
+	python -m pytest -n $(TEST_WORKERS) --dist loadfile --durations=15
 
 # The server (page + API); SERVE_ARGS="--model registry:<version>" (or s3://bucket/prefix/name@<version>,
 # dvc:<rev>, a bundle folder, --max-batch-size 32, ...) changes it; `posevit serve --help` lists every setting.
