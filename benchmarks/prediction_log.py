@@ -21,7 +21,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,6 +29,7 @@ from pathlib import Path
 import httpx
 import pyarrow.parquet as pq
 
+from benchmarks.clients import post_in_closed_loop
 from benchmarks.common import percentiles, photo_jpeg, write_random_bundle, write_result
 from posevit.core.config import ModelConfig
 from posevit.devtools.local_s3 import free_port
@@ -70,33 +70,13 @@ def ready(url: str) -> bool:
 
 def closed_loop(url: str, photo: bytes, concurrency: int, requests: int) -> tuple[list[float], list[int]]:
     """`concurrency` clients sharing `requests` requests, each sending its next as soon as the last is answered."""
-    latencies: list[float] = []
-    statuses: list[int] = []
     left = [requests]
-    lock = threading.Lock()
 
-    def client() -> None:
-        with httpx.Client(timeout=120) as http:
-            while True:
-                with lock:
-                    if left[0] == 0:
-                        return
-                    left[0] -= 1
-                started = time.perf_counter()
-                try:
-                    status = http.post(url, files={"file": ("photo.jpg", photo, "image/jpeg")}).status_code
-                except httpx.HTTPError:
-                    status = 0
-                with lock:
-                    latencies.append(time.perf_counter() - started)
-                    statuses.append(status)
+    def another() -> bool:
+        left[0] -= 1
+        return left[0] >= 0
 
-    threads = [threading.Thread(target=client) for _ in range(concurrency)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return latencies, statuses
+    return post_in_closed_loop(url, photo, concurrency, another)
 
 
 def dropped_rows(base_url: str) -> int:

@@ -20,7 +20,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,6 +29,7 @@ import httpx
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from benchmarks.clients import post_in_closed_loop
 from benchmarks.common import (
     VIT_B16,
     machine,
@@ -78,29 +78,8 @@ def running(command: list[str], ready_url: str, log: Path) -> Iterator[None]:
 
 def closed_loop(url: str, photo: bytes, concurrency: int, seconds: float) -> dict[str, float]:
     """`concurrency` clients, each posting its next request as soon as the last is answered."""
-    latencies: list[float] = []
-    statuses: list[int] = []
-    lock = threading.Lock()
-    stop_at = time.monotonic() + seconds
-
-    def client() -> None:
-        with httpx.Client(timeout=120) as http:
-            while time.monotonic() < stop_at:
-                started = time.perf_counter()
-                try:
-                    status = http.post(url, files={"file": ("photo.jpg", photo, "image/jpeg")}).status_code
-                except httpx.HTTPError:
-                    status = 0
-                with lock:
-                    latencies.append(time.perf_counter() - started)
-                    statuses.append(status)
-
     started = time.monotonic()
-    threads = [threading.Thread(target=client) for _ in range(concurrency)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    latencies, statuses = post_in_closed_loop(url, photo, concurrency, lambda: time.monotonic() < started + seconds)
     wall = time.monotonic() - started
     ok = [latency for latency, status in zip(latencies, statuses, strict=True) if status == 200]
     return {
