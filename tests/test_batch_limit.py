@@ -124,7 +124,7 @@ def model(tmp_path_factory):
 
 
 def test_the_card_shows_the_measured_choice_and_the_batcher_uses_it(model):
-    with api_client(model, max_batch_size=8) as (client, service):
+    with api_client(model, max_batch_size=8, batch_limit="auto") as (client, service):
         batching = client.get("/v1/model").json()["batching"]
         assert batching["batch_limit_chosen_by"] == "measured" and batching["max_batch_size"] == 8
         assert [row["batch_size"] for row in batching["timings"]] == [1, 2, 4, 8]  # a tiny model: all in budget

@@ -25,7 +25,7 @@ from typing import Any, Literal
 import numpy as np
 
 MARGIN = 0.10  # a batch must be 10% cheaper per image to be worth the wait (a shared VM's noise is ~5%)
-BUDGET_S = 10.0  # at most this long timing batch sizes at warm-up
+BUDGET_S = 5.0  # at most about this long timing batch sizes at warm-up (ViT-B/16 on 2 cores: batch 1 to 4 or 8)
 REPEATS = 2  # timed passes per batch size, after one untimed
 
 Forward = Callable[[np.ndarray], np.ndarray]
