@@ -4,8 +4,8 @@ transform save per image, and what they cost in answers.
     python -m benchmarks.fast_decode [--bundle models] [--test-split data/processed/test] [--repeats 200]
 
 1. Time: ms per 640x480 JPEG (q90) decode + eval transform, exact vs fast, timed in turns, for the demo bundle's
-   data config and ViT-B/16's (224 px, crop 0.9: draft mode cannot shrink 640x480 there, half of 480 being
-   under its 248 px resize; a 1280x960 photo is timed too, where it halves).
+   data config and ViT-B/16's (224 px, crop 0.9: draft mode keeps twice the 248 px resize side, so it cannot
+   shrink a 640x480 JPEG there), and for a 4032x3024 phone photo (drafted 1/4 for ViT-B/16, 1/8 for the demo).
 2. Answers: the bundle (PyTorch fp32) on the test split, the images as stored (the demo's 96 px PNGs, which
    draft mode leaves alone) and upscaled to 640x480 JPEG q90 in a temporary folder: accuracy with the exact and
    the fast transform, and the fast one's top-1 agreement with the exact one.
@@ -77,7 +77,7 @@ def speed(data_config: DataConfig, repeats: int) -> dict[str, object]:
     return {
         "draft_side": readers["fast"].draft_side,
         "jpeg_640x480": time_readers(readers, photo_jpeg(640, 480), repeats),
-        "jpeg_1280x960": time_readers(readers, photo_jpeg(1280, 960), max(1, repeats // 4)),
+        "jpeg_4032x3024": time_readers(readers, photo_jpeg(4032, 3024), max(1, repeats // 10)),
     }
 
 

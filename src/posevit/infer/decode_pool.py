@@ -57,7 +57,7 @@ def reader_for(preprocess: Preprocess, data_config: DataConfig, fast_decode: boo
         raise ConfigError(
             f"fast_decode needs the NumPy eval transform, which cannot do this model ({exc}): leave fast_decode off"
         ) from None
-    return ImageReader(fast, fast.decode_side)
+    return ImageReader(fast, fast.draft_side)
 
 
 @dataclass(frozen=True)

@@ -9,9 +9,10 @@ than computing them per pixel, and bit for bit the same).
 
 `fast=True` (`serve.fast_decode`, `posevit predict --fast-decode`) trades exactness for time in the resize: it
 goes in two steps (PIL's `reducing_gap`: an integer box reduce, then the model's filter over the last
-`FAST_REDUCING_GAP` times). With a JPEG decoded in draft mode (`data.images.decode_rgb(draft_side=...)`, at
-least `decode_side` on each side) it is what `benchmarks/fast_decode.py` measures against the exact transform:
-time, top-1 agreement and accuracy.
+`FAST_REDUCING_GAP` times). A JPEG is decoded in draft mode (`data.images.decode_rgb(draft_side=...)`) down to
+`draft_side`, by the same rule: the model's filter always does the last 2x of the downscale (decoding right down
+to the resize side, the inverse DCT's cruder scaling moved 1.6% of the demo's answers; this, 0.9%).
+`benchmarks/fast_decode.py` measures it against the exact transform: time, top-1 agreement and accuracy.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ RESAMPLING = {
     "hamming": Image.Resampling.HAMMING,
 }
 CROP_MODES = ("center", "squash")
-FAST_REDUCING_GAP = 2.0  # PIL's two-step resize: reduce by an integer factor while 2x the target or more remains
+FAST_REDUCING_GAP = 2.0  # cheap reductions (draft, box) stop where 2x the model's resize side remains
 
 
 class EvalPreprocess:
@@ -60,9 +61,9 @@ class EvalPreprocess:
         self.normalised = (levels[None, :] - self.mean[:, None]) / self.std[:, None]  # (channel, 8-bit level)
 
     @property
-    def decode_side(self) -> int:
-        """The shortest side an image may be decoded at (JPEG draft mode) and still be resized down, never up."""
-        return max(self.scale)
+    def draft_side(self) -> int:
+        """The side a JPEG may be decoded down to (draft mode): the model's resize side, `FAST_REDUCING_GAP` times."""
+        return math.ceil(max(self.scale) * FAST_REDUCING_GAP)
 
     def resized_size(self, width: int, height: int) -> tuple[int, int]:
         """(width, height) after the resize: torchvision's `Resize` arithmetic."""
