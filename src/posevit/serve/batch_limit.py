@@ -7,7 +7,8 @@ backend is timed at batch 1, 2, 4, ... up to `serve.max_batch_size`, and the lim
 time per image is within `MARGIN` of the best one measured and beats batch 1's by `MARGIN` (else 1).
 
 The measurement is bounded: one untimed pass per size (it allocates) and `REPEATS` timed ones, the best kept,
-and no size whose estimated cost (the last size's pass, scaled) would overrun `BUDGET_S`. `choose_batch_limit`
+and no size whose estimated cost (the last size's pass, scaled) would overrun `BUDGET_S` (`SWAP_BUDGET_S` for a
+version about to be swapped in). `choose_batch_limit`
 is the decision alone, a pure function of the timings (tests/test_batch_limit.py feeds it made-up ones).
 
 Streams: a predictor says how many forward passes it runs at once (`Predictor.streams`, 1 for the torch and
@@ -26,6 +27,7 @@ import numpy as np
 
 MARGIN = 0.10  # a batch must be 10% cheaper per image to be worth the wait (a shared VM's noise is ~5%)
 BUDGET_S = 5.0  # at most about this long timing batch sizes at warm-up (ViT-B/16 on 2 cores: batch 1 to 4 or 8)
+SWAP_BUDGET_S = 1.0  # before a swap (serve.follow): the old model serves meanwhile, and a swap should be quick
 REPEATS = 2  # timed passes per batch size, after one untimed
 
 Forward = Callable[[np.ndarray], np.ndarray]

@@ -26,6 +26,7 @@ from posevit.core.config import ServeConfig
 from posevit.core.errors import ConfigError, PosevitError
 from posevit.infer.loading import fetch_version, load_served
 from posevit.publish.s3 import make_client
+from posevit.serve.batch_limit import SWAP_BUDGET_S
 from posevit.serve.pointer import Pointer, pointer_of, read_pointer
 from posevit.serve.service import InferenceService, LoadedModel, warm_up
 
@@ -103,7 +104,7 @@ class ModelFollower:
             stage = "load"
             predictor = await asyncio.to_thread(load_served, served, settings)
             stage = "warm"  # and time: the batch limit is re-chosen for the new model
-            batching = await asyncio.to_thread(warm_up, predictor, settings)
+            batching = await asyncio.to_thread(warm_up, predictor, settings, SWAP_BUDGET_S)
         except Exception as exc:  # whatever a broken version raises, the served one stays
             return self._failed(stage, version, exc)
         old = self.service.swap(LoadedModel(predictor, served, batching, settings.fast_decode))

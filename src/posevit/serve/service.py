@@ -27,7 +27,7 @@ from posevit.core.errors import ImageError, ImageTooLarge
 from posevit.infer.decode_pool import ImageReader, reader_for
 from posevit.infer.model_source import ServedModel
 from posevit.infer.predictor import Prediction, Predictor
-from posevit.serve.batch_limit import BatchChoice, pick_batch_limit
+from posevit.serve.batch_limit import BUDGET_S, BatchChoice, pick_batch_limit
 from posevit.serve.batcher import Forward, MicroBatcher
 from posevit.serve.pointer import alias_of
 from posevit.serve.telemetry import ServeMetrics
@@ -100,15 +100,16 @@ class ServedPrediction(Prediction):
     version: str = ""
 
 
-def warm_up(predictor: Predictor, settings: ServeConfig) -> BatchChoice:
+def warm_up(predictor: Predictor, settings: ServeConfig, budget_s: float = BUDGET_S) -> BatchChoice:
     """First passes allocate and pick kernels: run them before traffic does (at start, and before a swap), and
-    choose the batch limit for this model on this machine (`serve.batch_limit`: timed when auto)."""
+    choose the batch limit for this model on this machine (`serve.batch_limit`: timed when auto, for `budget_s`)."""
     return pick_batch_limit(
         predictor.forward,
         (3, *predictor.input_size),
         settings.max_batch_size,
         settings.batch_limit,
         predictor.streams,
+        budget_s,
     )
 
 
