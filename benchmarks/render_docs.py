@@ -164,6 +164,27 @@ def _prediction_log(r: dict[str, Any]) -> list[str]:
     ]
 
 
+def _fast_decode(r: dict[str, Any]) -> list[str]:
+    at = "speed.{}.jpeg_640x480.{}.total.p50_ms"
+    ours = _say(r, ("fast: {} ms", at.format("demo", "fast")), ("ViT-B/16 {} ms", at.format("vit_b16", "fast")))
+    base = _say(r, ("exact: {} ms", at.format("demo", "exact")), ("ViT-B/16 {} ms", at.format("vit_b16", "exact")))
+    ratio = _say(
+        r,
+        ("demo {}x faster", "speed.demo.jpeg_640x480.fast_speedup"),
+        ("ViT-B/16 {}x", "speed.vit_b16.jpeg_640x480.fast_speedup"),
+        ("640x480 JPEG top-1 agreement {}", "answers.jpeg_640x480.top1_agreement"),
+        ("accuracy drop {}", "answers.jpeg_640x480.accuracy_drop"),
+        ("96 px PNG agreement {}", "answers.stored.top1_agreement"),
+    )
+    target = _say(
+        r,
+        ("agreement > {}", "targets.min_top1_agreement"),
+        ("drop <= {}", "targets.max_accuracy_drop"),
+        ("met: {}", "answers.met"),
+    )
+    return [f"640x480 JPEG decode + transform, {ours}", base, ratio, target]
+
+
 def _targets(r: dict[str, Any]) -> str:
     return _say(r, ("MFU {}", "target_mfu"), ("{}x", "target_speedup"))
 
@@ -177,6 +198,7 @@ HEADLINES: dict[str, Callable[[dict[str, Any]], list[str]]] = {
     "loader_throughput": _loader,
     "predict_throughput": _predict,
     "prediction_log": _prediction_log,
+    "fast_decode": _fast_decode,
 }
 
 

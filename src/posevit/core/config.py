@@ -315,6 +315,15 @@ class InferenceSettings(Schema):
         int, Field(ge=1, description="largest image, read from its header before decoding (decompression bombs)")
     ] = 40_000_000
     top_k: Annotated[int, Field(ge=1, description="labels per image, most probable first (the API's default)")] = 5
+    fast_decode: Annotated[
+        bool,
+        Field(
+            description="decode JPEGs at a reduced scale (PIL's draft mode, never below the model's resize) and "
+            "resize in two steps (a box reduce, then the model's filter): cheaper, a little different from the exact "
+            "transform (docs/serving.md has the measured cost and agreement)",
+            json_schema_extra={"switch": True},
+        ),
+    ] = False
 
 
 class ServeConfig(InferenceSettings):
@@ -333,6 +342,14 @@ class ServeConfig(InferenceSettings):
         ),
     ] = None
     max_batch_size: Annotated[int, Field(ge=1, le=1024, description="most images per forward pass")] = 16
+    batch_limit: Annotated[
+        Annotated[int, Field(ge=1, le=1024)] | Literal["auto"],
+        Field(
+            description="most images the batcher gathers for one forward pass: auto (timed at warm-up at batch "
+            "1, 2, 4, ... up to max_batch_size; batches only where the time per image pays), or a number "
+            "(at most max_batch_size)"
+        ),
+    ] = "auto"
     max_wait_ms: Annotated[float, Field(ge=0, le=1000, description="longest wait for a batch to fill")] = 5.0
     max_queue: Annotated[int, Field(ge=1, description="images waiting before requests get 503")] = 64
     timeout_s: Annotated[float, Field(gt=0, description="a request waiting longer gets 504")] = 30.0
@@ -368,6 +385,15 @@ class ServeConfig(InferenceSettings):
     low_confidence: Annotated[
         float, Field(gt=0, lt=1, description="top probability under which an answer counts as of low confidence")
     ] = 0.5
+
+    @model_validator(mode="after")
+    def _batch_limit_within_the_largest_batch(self) -> ServeConfig:
+        if self.batch_limit != "auto" and self.batch_limit > self.max_batch_size:
+            raise ValueError(
+                f"batch_limit = {self.batch_limit} is above max_batch_size = {self.max_batch_size}: lower "
+                "serve.batch_limit, raise serve.max_batch_size, or set batch_limit to auto"
+            )
+        return self
 
     @model_validator(mode="after")
     def _images_need_the_log(self) -> ServeConfig:

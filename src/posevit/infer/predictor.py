@@ -45,6 +45,7 @@ class Predictor(ABC):
     backend: Backend
     precision: str  # what `forward` runs in, for the page and the API
     explains = False  # whether `heat_map` works (it needs gradients: the torch backend)
+    streams = 1  # forward passes it can run at once (the server may dispatch that many batches concurrently)
 
     def __init__(self, config: BundleConfig, device: str) -> None:
         self.config = config
