@@ -53,6 +53,13 @@ def _normalise_batch(batch: dict[str, list], indices: list[int], split_name: str
     return out
 
 
+def _processes(num_proc: int, rows: int) -> int | None:
+    """Workers for `map`: one per 256 rows up to `data.num_proc`, or None (this process) when one would do,
+    since datasets starts a pool for any num_proc >= 1."""
+    workers = min(num_proc, rows // 256)
+    return workers if workers > 1 else None
+
+
 def normalise_split(
     split: datasets.Dataset, split_name: str, cfg: DataConfig
 ) -> tuple[datasets.Dataset, list[dict[str, str]]]:
@@ -76,7 +83,7 @@ def normalise_split(
         with_indices=True,
         features=features,
         fn_kwargs={"split_name": split_name, "max_pixels": cfg.max_image_pixels},
-        num_proc=min(cfg.num_proc, max(1, split.num_rows // 256)) or None,
+        num_proc=_processes(cfg.num_proc, split.num_rows),
         desc=f"normalising {split_name} images",
     )
     bad = mapped.filter(lambda ok: not ok, input_columns="ok")

@@ -21,7 +21,9 @@ def save_splits(splits: datasets.DatasetDict, directory: Path = PROCESSED_DIR) -
     """Write all splits next to `directory`, then swap it in: a killed run leaves the old data."""
     staging = directory.with_name(directory.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
-    splits.save_to_disk(str(staging), num_proc=1)
+    # num_proc=None writes in this process: datasets spawns a pool for any num_proc >= 1, and a spawned
+    # worker imports the whole stage again (torch included) for each split.
+    splits.save_to_disk(str(staging), num_proc=None)
     shutil.rmtree(directory, ignore_errors=True)
     staging.rename(directory)
 

@@ -6,10 +6,11 @@
     posevit predict a.jpg b.png --top-k 3 -o preds.csv
 
 The model is found as `posevit serve` finds it (--model auto | s3://B/P/N@version | s3://B/P/N:latest |
-s3://B/P/N:ALIAS | registry[:version|:ALIAS] | dvc:<rev> | <folder>), and both commands share their settings (flags, POSEVIT_<KEY>
-variables). Files are decoded in a pool of threads ahead of batched forward passes (bf16 where the
-hardware has it, or an ONNX backend: the serving install, without torch, predicts too). Every input gets
-one row: its top-k labels and probabilities, or why it could not be read; unreadable files never stop the run.
+s3://B/P/N:ALIAS | registry[:version|:ALIAS] | dvc:<rev> | <folder>), and both commands share their
+settings (flags, POSEVIT_<KEY> variables). Files are decoded in a pool of threads ahead of batched
+forward passes (bf16 where the hardware has it, or an ONNX backend: the serving install, without torch,
+predicts too). Every input gets one row: its top-k labels and probabilities, or why it could not be read;
+unreadable files never stop the run.
 
 Many machines: `--shard I/N` keeps the inputs whose path hashes to I modulo N, the same split in every
 task however the inputs were listed: SLURM arrays `--shard $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT`
