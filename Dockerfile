@@ -4,7 +4,8 @@
 #       -e AWS_ACCESS_KEY_ID -e AWS_SECRET_ACCESS_KEY -e AWS_REGION [-e AWS_ENDPOINT_URL_S3] posevit-app
 # The model is a registry URI (s3://BUCKET/PREFIX/NAME:latest, or @VERSION to pin one); the S3 endpoint, region
 # and credentials come from the AWS chain. By default the image installs posevit[serve] from its lock
-# (requirements/serve.txt: ONNX Runtime, no PyTorch, ~0.9 GB) and serves the version's int8 ONNX export.
+# (requirements/serve.txt: ONNX Runtime and OpenVINO (~180 MB of it), no PyTorch) and serves the int8 ONNX export;
+# --build-arg BACKEND=openvino-int8 (or POSEVIT_BACKEND at run time) serves its NNCF static int8 OpenVINO IR.
 # For the torch backend and the page's heat maps, install posevit[serve,torch] (~7 GB, CUDA included):
 #   docker build --build-arg EXTRAS=serve,torch --build-arg REQUIREMENTS=requirements/runtime.txt \
 #       --build-arg BACKEND=torch -t posevit-app:torch .

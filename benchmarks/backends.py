@@ -1,11 +1,14 @@
 """Inference backends side by side, in one run: PyTorch fp32, PyTorch bf16 (the default path), ONNX Runtime fp32
-and ONNX Runtime int8 (dynamic quantization), on ViT-B/16 with random weights and on the demo bundle.
+and int8 (dynamic quantization), OpenVINO fp32 and NNCF static int8 (the rest in f32, and in bf16 where native),
+on ViT-B/16 with random weights and on the demo bundle; and the machine's fp32, bf16 and int8 GEMM peaks.
 
-    python -m benchmarks.backends [--repeats 30] [--batch-size 32] [--device cpu] [--skip-vit-b]
+    python -m benchmarks.backends [--repeats 30] [--batch-size 32] [--device cpu] [--model NAME] [--skip-vit-b]
 
-For each model and backend: p50 latency of one image and images/s at batch 32. For the demo
-bundle (models/ and exports/ of this checkout, after `make demo`) also each backend's accuracy
-on data/processed/test. ViT-B/16 is exported here, as the export stage does it. Prints JSON.
+For each model and backend: p50 latency of one image, images/s at batch 32, and the share of its precision's
+GEMM peak both reach (the model's FLOPs counted by PyTorch; int8 backends against the int8 peak). For the demo
+bundle (models/ and exports/ of this checkout, after `make demo`) also each backend's accuracy on
+data/processed/test. ViT-B/16 is exported here, as the export stage does it (`--model` names a smaller timm ViT
+for a shorter run, written to backends-<model>.json). Prints JSON.
 Targets: ViT-B/16 int8 batch-1 p50 <= 0.6x the PyTorch bf16 p50; demo int8 accuracy within
 0.01 of PyTorch fp32.
 """
@@ -24,11 +27,15 @@ import numpy as np
 import torch
 
 from benchmarks.common import VIT_B16, machine, matmul_peak_tflops, write_random_bundle, write_result
+from posevit.core.config import ModelConfig
+from posevit.core.cores import usable_cores
 from posevit.core.paths import EXPORTS_DIR, MODELS_DIR
 from posevit.core.precision import cpu_supports_bf16
 from posevit.export.onnx import FP32_FILE, INT8_FILE, export_onnx, quantize_int8
+from posevit.export.openvino_ir import FP32_IR, INT8_IR, convert_to_ir, quantize_static_int8
 from posevit.models.bundle import Bundle, load_bundle
 from posevit.models.onnx_runtime import OnnxModel
+from posevit.models.openvino_runtime import OpenVinoModel, cpu_has_native_bf16
 
 LogitsFn = Callable[[np.ndarray], np.ndarray]
 TARGET_INT8_VS_BF16 = 0.6
@@ -46,13 +53,31 @@ def torch_runner(bundle: Bundle, device: str, bf16: bool) -> LogitsFn:
     return run
 
 
+PRECISION_OF = {  # which GEMM peak each backend's share is taken of (int8: its linear layers' GEMMs)
+    "torch_fp32": "fp32",
+    "torch_bf16": "bf16",
+    "onnx_fp32": "fp32",
+    "onnx_int8": "int8",
+    "openvino_fp32": "fp32",
+    "openvino_int8": "int8",
+    "openvino_int8_bf16": "int8",
+}
+
+
 def runners(bundle: Bundle, exports: Path, device: str) -> dict[str, LogitsFn]:
-    return {
+    found = {
         "torch_fp32": torch_runner(bundle, device, bf16=False),
         "torch_bf16": torch_runner(bundle, device, bf16=True),
         "onnx_fp32": OnnxModel(exports / FP32_FILE, device, spinning=False).logits,
         "onnx_int8": OnnxModel(exports / INT8_FILE, device, spinning=False).logits,
     }
+    if device == "cpu" and (exports / FP32_IR).is_file():  # exports of a checkout older than the OpenVINO ones lack it
+        found["openvino_fp32"] = OpenVinoModel(exports / FP32_IR, "f32").logits
+    if device == "cpu" and (exports / INT8_IR).is_file():
+        found["openvino_int8"] = OpenVinoModel(exports / INT8_IR, "f32").logits
+        if cpu_has_native_bf16():
+            found["openvino_int8_bf16"] = OpenVinoModel(exports / INT8_IR, "bf16").logits
+    return found
 
 
 def interleaved_medians(backends: dict[str, LogitsFn], pixels: np.ndarray, rounds: int) -> dict[str, float]:
@@ -72,26 +97,88 @@ def interleaved_medians(backends: dict[str, LogitsFn], pixels: np.ndarray, round
     return {name: float(np.median(values)) for name, values in times.items()}
 
 
-def speed(backends: dict[str, LogitsFn], size: int, repeats: int, batch_size: int) -> dict[str, object]:
+def speed(
+    backends: dict[str, LogitsFn],
+    size: int,
+    repeats: int,
+    batch_size: int,
+    flops_per_image: float | None = None,
+    peaks: dict[str, float] | None = None,
+) -> dict[str, object]:
+    """Batch-1 p50 and batch throughput of each backend; with the model's FLOPs and the GEMM peaks, each one's
+    share of its precision's peak (what is left to gain)."""
     rng = np.random.default_rng(0)
     one = interleaved_medians(backends, rng.standard_normal((1, 3, size, size), dtype=np.float32), repeats)
     batch = rng.standard_normal((batch_size, 3, size, size), dtype=np.float32)
     many = interleaved_medians(backends, batch, max(2, repeats // 10))
-    figures: dict[str, object] = {
-        name: {
+    figures: dict[str, object] = {}
+    for name in backends:
+        row: dict[str, object] = {
             "batch1_p50_ms": round(one[name] * 1000, 2),
             f"batch{batch_size}_images_per_s": round(batch_size / many[name], 1),
         }
-        for name in backends
-    }
-    figures["ratios"] = {
+        if flops_per_image and peaks:
+            peak = peaks[PRECISION_OF[name]]
+            row["precision_peak"] = PRECISION_OF[name]
+            row["batch1_share_of_peak"] = round(flops_per_image / one[name] / 1e12 / peak, 3)
+            row[f"batch{batch_size}_share_of_peak"] = round(flops_per_image * batch_size / many[name] / 1e12 / peak, 3)
+        figures[name] = row
+    ratios = {
         "int8_p50_vs_torch_bf16": round(one["onnx_int8"] / one["torch_bf16"], 3),
         "int8_p50_vs_torch_fp32": round(one["onnx_int8"] / one["torch_fp32"], 3),
         "onnx_fp32_p50_vs_torch_fp32": round(one["onnx_fp32"] / one["torch_fp32"], 3),
         f"int8_batch{batch_size}_speedup_vs_torch_bf16": round(many["torch_bf16"] / many["onnx_int8"], 2),
     }
+    for name in ("openvino_int8", "openvino_int8_bf16"):
+        if name in backends:
+            ratios[f"{name}_p50_vs_torch_bf16"] = round(one[name] / one["torch_bf16"], 3)
+            best = max(1 / one[name], batch_size / many[name])
+            ratios[f"{name}_best_throughput_vs_onnx_int8"] = round(
+                best / max(1 / one["onnx_int8"], batch_size / many["onnx_int8"]), 2
+            )
+    figures["ratios"] = ratios
     print(json.dumps(figures), file=sys.stderr)
     return figures
+
+
+def int8_gemm_peak_tops(size: int = 2048, repeats: int = 20) -> float:
+    """Best sustained int8 GEMM rate here (tera int8 ops/s, 2 per multiply-add), measured now: one MatMul with
+    int8 weights behind a FakeQuantize, which OpenVINO's CPU plugin runs as an int8 GEMM (VNNI/AMX), the kernel
+    NNCF's int8 model runs."""
+    import openvino as ov
+    import openvino.opset13 as ops
+
+    rng = np.random.default_rng(0)
+    pixels = ops.parameter([size, size], np.float32)
+    bound = [ops.constant(np.float32(v)) for v in (-4.0, 4.0, -4.0, 4.0)]
+    quantized = ops.fake_quantize(pixels, *bound, 256)
+    weights = ops.constant(rng.integers(-127, 128, (size, size), dtype=np.int8))
+    scale = ops.constant(np.full((size, 1), 0.01, np.float32))
+    matmul = ops.matmul(quantized, ops.multiply(ops.convert(weights, "f32"), scale), False, True)
+    model = ov.Model([matmul], [pixels])
+    config = {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": usable_cores(), "PERFORMANCE_HINT": "LATENCY"}
+    compiled = ov.Core().compile_model(model, "CPU", config)
+    request = compiled.create_infer_request()
+    x = rng.standard_normal((size, size), dtype=np.float32)
+    for _ in range(3):
+        request.infer({0: x})
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        request.infer({0: x})
+        best = min(best, time.perf_counter() - start)
+    return 2 * size**3 / best / 1e12
+
+
+def flops_per_image(bundle: Bundle) -> float:
+    """The model's floating-point operations for one image (2 per multiply-add), counted by PyTorch."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    size = bundle.data_config["input_size"][-1]
+    counter = FlopCounterMode(display=False)
+    with counter, torch.inference_mode():
+        bundle.model.float().eval()(torch.zeros(1, 3, size, size))
+    return float(counter.get_total_flops())
 
 
 def accuracy(bundle: Bundle, backends: dict[str, LogitsFn], batch_size: int) -> dict[str, float]:
@@ -106,30 +193,50 @@ def accuracy(bundle: Bundle, backends: dict[str, LogitsFn], batch_size: int) -> 
     return scores
 
 
-def vit_b16(args: argparse.Namespace) -> dict[str, object]:
+def export_all(bundle: Bundle, exports: Path, calibration_images: int) -> None:
+    """The export stage's five files (ONNX fp32 + dynamic int8, OpenVINO IR fp32 + NNCF static int8), calibrated on
+    random pixels (speed does not depend on the scales' values)."""
+    started = time.perf_counter()
+    fp32 = export_onnx(bundle, exports / FP32_FILE, opset=18)
+    quantize_int8(fp32, exports / INT8_FILE)
+    ir = convert_to_ir(fp32, exports / FP32_IR)
+    size = bundle.data_config["input_size"][-1]
+    rng = np.random.default_rng(1)
+    batches = [rng.standard_normal((1, 3, size, size), dtype=np.float32) for _ in range(calibration_images)]
+    quantize_static_int8(ir, exports / INT8_IR, batches, np.asarray, calibration_images, 0.15)
+    print(
+        f"exported {bundle.config.model_name} (ONNX, OpenVINO IR) in {time.perf_counter() - started:.0f} s",
+        file=sys.stderr,
+    )
+
+
+def large_model(args: argparse.Namespace, peaks: dict[str, float]) -> dict[str, object]:
     with tempfile.TemporaryDirectory() as directory:
         root = Path(directory)
-        bundle = load_bundle(write_random_bundle(root / "models", VIT_B16))
-        started = time.perf_counter()
-        quantize_int8(export_onnx(bundle, root / "exports" / FP32_FILE, opset=18), root / "exports" / INT8_FILE)
-        print(f"exported ViT-B/16 to ONNX fp32 + int8 in {time.perf_counter() - started:.0f} s", file=sys.stderr)
-        figures = speed(runners(bundle, root / "exports", args.device), 224, args.repeats, args.batch_size)
+        bundle = load_bundle(write_random_bundle(root / "models", ModelConfig(name=args.model, pretrained=False)))
+        export_all(bundle, root / "exports", args.calibration_images)
+        size = bundle.data_config["input_size"][-1]
+        flops = flops_per_image(bundle)
+        backends = runners(bundle, root / "exports", args.device)
+        figures = speed(backends, size, args.repeats, args.batch_size, flops, peaks)
     ratio = figures["ratios"]["int8_p50_vs_torch_bf16"]  # type: ignore[index]
     return {
-        "model": VIT_B16.name,
+        "model": args.model,
+        "input_size": size,
+        "gflops_per_image": round(flops / 1e9, 2),
         **figures,
         "target_int8_p50_vs_torch_bf16": TARGET_INT8_VS_BF16,
         "target_met": ratio <= TARGET_INT8_VS_BF16,
     }
 
 
-def demo(args: argparse.Namespace) -> dict[str, object]:
+def demo(args: argparse.Namespace, peaks: dict[str, float]) -> dict[str, object]:
     if not (MODELS_DIR.is_dir() and (EXPORTS_DIR / INT8_FILE).is_file()):
         return {"skipped": f"no {MODELS_DIR}/ and {EXPORTS_DIR}/ here: run `make demo` first"}
     bundle = load_bundle(MODELS_DIR)
     size = bundle.data_config["input_size"][-1]
     backends = runners(bundle, EXPORTS_DIR, args.device)
-    figures = speed(backends, size, args.repeats, args.batch_size)
+    figures = speed(backends, size, args.repeats, args.batch_size, flops_per_image(bundle), peaks)
     scores = accuracy(bundle, {k: v for k, v in backends.items() if k != "torch_fp32"}, args.batch_size)
     return {
         "model": bundle.config.model_name,
@@ -141,29 +248,54 @@ def demo(args: argparse.Namespace) -> dict[str, object]:
     }
 
 
+def print_shares(name: str, figures: dict[str, object]) -> None:
+    """Each backend's share of its precision's GEMM peak, one line each: how far from the machine's limit it runs."""
+    for backend, row in figures.items():
+        if isinstance(row, dict) and "precision_peak" in row:
+            shares = [
+                f"{key.split('_')[0]} {value:.0%}" for key, value in row.items() if key.endswith("_share_of_peak")
+            ]
+            print(f"{name} {backend:<20} of the {row['precision_peak']} peak: {', '.join(shares)}", file=sys.stderr)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=30, help="batch-1 timings per backend (batch timings: 1/10)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--device", default="cpu", help="cpu or cuda (ONNX Runtime then needs its CUDA provider)")
     parser.add_argument(
+        "--model", default=VIT_B16.name, help="the large model, random weights (another timm ViT: a shorter run)"
+    )
+    parser.add_argument("--calibration-images", type=int, default=32, help="NNCF's calibration set (random pixels)")
+    parser.add_argument(
         "--skip-vit-b", action="store_true", help="only the demo bundle (the ViT-B/16 export takes minutes)"
     )
     args = parser.parse_args()
+    peaks = {
+        "bf16": matmul_peak_tflops(torch.bfloat16),
+        "fp32": matmul_peak_tflops(torch.float32),
+        "int8": int8_gemm_peak_tops() if args.device == "cpu" else float("nan"),
+    }
     report: dict[str, object] = {
         "benchmark": "backends",
         "machine": {
             **machine(),
             "cpu_has_native_bf16": cpu_supports_bf16(),
-            "bf16_matmul_peak_tflops": round(matmul_peak_tflops(torch.bfloat16), 3),
-            "fp32_matmul_peak_tflops": round(matmul_peak_tflops(torch.float32), 3),
+            "bf16_matmul_peak_tflops": round(peaks["bf16"], 3),
+            "fp32_matmul_peak_tflops": round(peaks["fp32"], 3),
+            "int8_gemm_peak_tops": round(peaks["int8"], 3),  # OpenVINO's int8 GEMM (VNNI/AMX), 2 ops per MAC
         },
-        "demo": demo(args),
+        "demo": demo(args, peaks),
     }
+    key = "vit_b16" if args.model == VIT_B16.name else "vit"
     if not args.skip_vit_b:
-        report["vit_b16"] = vit_b16(args)
+        report[key] = large_model(args, peaks)
+    for section in ("demo", key):
+        if isinstance(report.get(section), dict):
+            print_shares(section, report[section])  # type: ignore[arg-type]
     print(json.dumps(report, indent=2))
-    write_result("backends-demo" if args.skip_vit_b else "backends", report)
+    name = "backends" if key == "vit_b16" else f"backends-{args.model}"
+    write_result("backends-demo" if args.skip_vit_b else name, report)
 
 
 if __name__ == "__main__":

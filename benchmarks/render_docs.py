@@ -90,12 +90,18 @@ def _serve(r: dict[str, Any]) -> list[str]:
 
 
 def _backends(r: dict[str, Any]) -> list[str]:
-    if "vit_b16" in r:
-        v = r["vit_b16"]
-        speeds = "; ".join(
+    if "vit_b16" in r or "vit" in r:
+        v = r.get("vit_b16") or r["vit"]
+        batch = next((key.split("_")[0] for key in v.get("onnx_int8", {}) if key.endswith("_images_per_s")), "batch32")
+        speeds = f"{v.get('model', 'ViT-B/16')}: " + "; ".join(
             f"{name} "
-            + _say(v, ("p50 {} ms", f"{name}.batch1_p50_ms"), ("{} img/s at batch 32", f"{name}.batch32_images_per_s"))
-            for name in ("onnx_int8", "onnx_fp32")
+            + _say(
+                v,
+                ("p50 {} ms", f"{name}.batch1_p50_ms"),
+                (f"{{}} img/s at batch {batch.removeprefix('batch')}", f"{name}.{batch}_images_per_s"),
+                ("{} of its precision's GEMM peak", f"{name}.{batch}_share_of_peak"),
+            )
+            for name in ("openvino_int8_bf16", "openvino_int8", "onnx_int8", "openvino_fp32", "onnx_fp32")
             if name in v
         )
         base = "; ".join(
@@ -108,6 +114,8 @@ def _backends(r: dict[str, Any]) -> list[str]:
             ("int8 p50 {}x bf16", "ratios.int8_p50_vs_torch_bf16"),
             ("{}x fp32", "ratios.int8_p50_vs_torch_fp32"),
             ("batch 32: {}x bf16", "ratios.int8_batch32_speedup_vs_torch_bf16"),
+            ("OpenVINO int8 (bf16 rest) p50 {}x bf16", "ratios.openvino_int8_bf16_p50_vs_torch_bf16"),
+            ("best throughput {}x ONNX int8", "ratios.openvino_int8_bf16_best_throughput_vs_onnx_int8"),
         )
         target = _say(v, ("int8 p50 <= {}x bf16", "target_int8_p50_vs_torch_bf16"), ("met: {}", "target_met"))
         return [speeds, base, ratio, target]
@@ -156,6 +164,27 @@ def _prediction_log(r: dict[str, Any]) -> list[str]:
     ]
 
 
+def _fast_decode(r: dict[str, Any]) -> list[str]:
+    at = "speed.{}.jpeg_640x480.{}.total.p50_ms"
+    ours = _say(r, ("fast: {} ms", at.format("demo", "fast")), ("ViT-B/16 {} ms", at.format("vit_b16", "fast")))
+    base = _say(r, ("exact: {} ms", at.format("demo", "exact")), ("ViT-B/16 {} ms", at.format("vit_b16", "exact")))
+    ratio = _say(
+        r,
+        ("demo {}x faster", "speed.demo.jpeg_640x480.fast_speedup"),
+        ("ViT-B/16 {}x", "speed.vit_b16.jpeg_640x480.fast_speedup"),
+        ("640x480 JPEG top-1 agreement {}", "answers.jpeg_640x480.top1_agreement"),
+        ("accuracy drop {}", "answers.jpeg_640x480.accuracy_drop"),
+        ("96 px PNG agreement {}", "answers.stored.top1_agreement"),
+    )
+    target = _say(
+        r,
+        ("agreement > {}", "targets.min_top1_agreement"),
+        ("drop <= {}", "targets.max_accuracy_drop"),
+        ("met: {}", "answers.met"),
+    )
+    return [f"640x480 JPEG decode + transform, {ours}", base, ratio, target]
+
+
 def _targets(r: dict[str, Any]) -> str:
     return _say(r, ("MFU {}", "target_mfu"), ("{}x", "target_speedup"))
 
@@ -169,6 +198,7 @@ HEADLINES: dict[str, Callable[[dict[str, Any]], list[str]]] = {
     "loader_throughput": _loader,
     "predict_throughput": _predict,
     "prediction_log": _prediction_log,
+    "fast_decode": _fast_decode,
 }
 
 

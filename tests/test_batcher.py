@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
@@ -227,3 +228,49 @@ def test_a_failing_forward_pass_is_answered_to_every_caller_and_the_batcher_goes
     caplog.set_level(logging.ERROR)
     run(scenario)
     assert "forward pass of a batch of 3 failed" in caplog.text
+
+
+def test_with_two_streams_two_batches_are_in_their_forward_pass_at_once():
+    """A predictor that runs two passes at once (`Predictor.streams`) gets a second batch while the first is held;
+    each pass here waits for the other (a two-party barrier), so the test ends only if both run together."""
+    both_in_pass = threading.Barrier(2, timeout=30)
+    begun = threading.Event()
+
+    def meets_the_other(pixels: np.ndarray) -> np.ndarray:
+        begun.set()
+        both_in_pass.wait()
+        return pixels * 2
+
+    async def scenario():
+        recorded = Recorded()
+        b = MicroBatcher(meets_the_other, 8, 0.0, 64, 30.0, on_batch=recorded.on_batch, streams=2)
+        b.start()
+        try:
+            first = asyncio.ensure_future(b.predict(image(0)))
+            assert await asyncio.to_thread(begun.wait, 30)  # the first image is in one stream's pass, held there
+            second = asyncio.ensure_future(b.predict(image(1)))
+            answers = await asyncio.gather(first, second)
+        finally:
+            await b.stop()
+        assert recorded.batches == [1, 1]  # two passes, not one batch of two
+        for i, answer in enumerate(answers):
+            np.testing.assert_array_equal(answer, image(i) * 2)
+
+    run(scenario)
+
+
+def test_with_one_stream_the_next_batch_waits_for_the_pass_in_flight():
+    async def scenario():
+        async with batcher(max_batch_size=8, max_wait_ms=0) as (b, gate, recorded):
+            first = asyncio.ensure_future(b.predict(image(0)))
+            await in_forward_pass(gate)
+            second = asyncio.ensure_future(b.predict(image(1)))
+            await until(lambda: b.queue_depth == 1)
+            for _ in range(100):  # however long the loop runs, the queued image stays queued
+                await asyncio.sleep(0)
+            assert b.queue_depth == 1 and gate.batch_sizes == [1]
+            gate.release()
+            await asyncio.gather(first, second)
+            assert gate.batch_sizes == [1, 1]
+
+    run(scenario)

@@ -1,5 +1,5 @@
-"""The export stage's work on a real bundle: ONNX fp32 and int8 files, parity on a test split, the bar;
-and the server running the exports through ONNX Runtime with the same API."""
+"""The export stage's work on a real bundle: ONNX fp32 and int8 files, OpenVINO IR fp32 and static int8, parity on
+a test split, the bar; and the server running the exports through ONNX Runtime and OpenVINO with the same API."""
 
 from __future__ import annotations
 
@@ -24,18 +24,33 @@ pytestmark = pytest.mark.timeout(600)
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory) -> Path:
-    """models/ (a decisive random bundle), data/processed/test, and the exports made from them."""
+    """models/ (a decisive random bundle), data/processed/{train,test}, and the exports made from them."""
     root = tmp_path_factory.mktemp("export")
     tiny_bundle(root / "models", seed=5, head_scale=40.0)
-    test = action_dataset(balanced_labels(4), seed=1)
-    test.add_column("id", [f"test/{i}" for i in range(len(test))]).save_to_disk(str(root / "data/processed/test"))
-    paths = ExportPaths(models=root / "models", data=root / "data/processed", exports=root / "exports")
+    for split, per_class, seed in (("train", 2, 2), ("test", 4, 1)):
+        images = action_dataset(balanced_labels(per_class), seed=seed)
+        images = images.add_column("id", [f"{split}/{i}" for i in range(len(images))])
+        images.save_to_disk(str(root / "data/processed" / split))
+    paths = ExportPaths(
+        models=root / "models", data=root / "data/processed", exports=root / "exports", log=root / "export.log"
+    )
     (root / "export.json").write_text(json.dumps(export(ExportConfig(), paths)))
     return root
 
 
 def test_export_writes_fp32_int8_and_an_input_spec(project):
-    assert sorted(p.name for p in (project / "exports").iterdir()) == ["input.json", "model.int8.onnx", "model.onnx"]
+    assert sorted(p.name for p in (project / "exports").iterdir()) == [
+        "input.json",
+        "model.int8.onnx",
+        "model.onnx",
+        "openvino",
+    ]
+    assert sorted(p.name for p in (project / "exports/openvino").iterdir()) == [
+        "model.bin",
+        "model.int8.bin",
+        "model.int8.xml",
+        "model.xml",
+    ]
     spec = json.loads((project / "exports/input.json").read_text())
     assert spec["input"] == "pixels" and spec["data_config"]["input_size"] == [3, 96, 96] and len(spec["labels"]) == 15
     assert not (project / "exports.partial").exists()
@@ -50,6 +65,26 @@ def test_onnx_fp32_matches_pytorch_and_int8_is_measured(project):
     assert metrics["int8_accuracy_drop"] == pytest.approx(
         metrics["pytorch_accuracy"] - metrics["onnx_int8"]["accuracy"]
     )
+
+
+def test_openvino_fp32_matches_pytorch_and_static_int8_is_measured_after_calibrating_on_train(project):
+    metrics = json.loads((project / "export.json").read_text())
+    assert metrics["openvino"]["top1_agreement"] == 1.0 and metrics["openvino"]["max_abs_logit_diff"] < 1e-3
+    assert metrics["openvino"]["accuracy"] == metrics["pytorch_accuracy"]
+    rows = ["openvino_int8", "openvino_int8_bf16"] if metrics["cpu_has_native_bf16"] else ["openvino_int8"]
+    assert [name for name in metrics if name.startswith("openvino_int8") and "calibration" not in name] == rows
+    for name in rows:
+        assert 0.0 <= metrics[name]["top1_agreement"] <= 1.0 and metrics[name]["max_abs_logit_diff"] > 0
+        assert metrics[name]["accuracy_drop"] == pytest.approx(metrics["pytorch_accuracy"] - metrics[name]["accuracy"])
+    # 300 asked for, the train split holds 30: all of them, and never the test split's
+    assert metrics["openvino_int8_calibration"] == {"split": "train", "images": 30, "smooth_quant_alpha": 0.15}
+
+
+def test_the_exporters_and_nncf_write_into_the_log_not_the_terminal(project):
+    log = (project / "export.log").read_text()
+    for section in ("ONNX fp32", "ONNX int8", "OpenVINO IR fp32", "OpenVINO IR static int8"):
+        assert f"==> {section}" in log
+    assert "nncf" in log.lower()  # NNCF's own lines (its logger prints to stdout) are in the log
 
 
 def test_the_bar_names_what_failed():
@@ -71,12 +106,42 @@ def test_the_bar_names_what_failed():
     assert parity_problems(metrics, ExportConfig(min_top1_agreement=0.99, max_int8_accuracy_drop=0.05)) == []
 
 
+def test_the_bar_holds_the_openvino_exports_to_the_same_bounds():
+    def parity(agreement: float, accuracy: float) -> FormatParity:
+        return FormatParity(accuracy=accuracy, max_abs_logit_diff=0.1, top1_agreement=agreement)
+
+    metrics = ExportMetrics(
+        opset=18,
+        n_test=100,
+        pytorch_accuracy=0.9,
+        onnx=parity(1.0, 0.9),
+        openvino=parity(0.98, 0.9),
+        openvino_int8=parity(0.95, 0.895),
+        openvino_int8_bf16=parity(0.9, 0.87),
+    )
+    problems = parity_problems(metrics, ExportConfig())
+    assert len(problems) == 2
+    assert problems[0].startswith("OpenVINO fp32 agrees with PyTorch on top-1 for 98.00%")
+    assert problems[1].startswith("OpenVINO static int8 (the rest bf16) loses 0.0300 accuracy")
+
+
+def openvino_int8_card() -> str:
+    """What the server's card says backend openvino-int8 runs in on this machine, precision auto."""
+    from posevit.core.cores import usable_cores
+    from posevit.models.openvino_runtime import cpu_has_native_bf16
+
+    rest = "bf16" if cpu_has_native_bf16() else "fp32"
+    return f"int8, the rest {rest} (OpenVINO CPU, {usable_cores()} threads, 1 stream)"
+
+
 @pytest.mark.parametrize(
-    ("backend", "precision"), [("onnx", "fp32 (ONNX Runtime)"), ("onnx-int8", "int8 (ONNX Runtime)")]
+    ("backend", "precision"),
+    [("onnx", "fp32 (ONNX Runtime)"), ("onnx-int8", "int8 (ONNX Runtime)"), ("openvino-int8", None)],
 )
 def test_the_server_runs_the_exports_with_the_same_api_and_answers(project, serving_venv, backend, precision):
     """`posevit serve` of the serving install (a venv of requirements/serve.txt alone: no torch, no timm) answers
     as the full install's torch backend does."""
+    precision = precision or openvino_int8_card()
     photo = project / "photo.png"
     photo.write_bytes(png_bytes((200, 30, 90), (120, 96)))
     slim = serving_env()
@@ -152,7 +217,7 @@ def test_the_readme_onnx_snippet_classifies_like_posevit(project):
         assert result.stdout.strip() == expected
 
 
-def test_posevit_predict_runs_the_onnx_backends_with_the_same_answers(project):
+def test_posevit_predict_runs_the_onnx_and_openvino_backends_with_the_same_answers(project):
     from PIL import Image
 
     folder = project / "photos"
@@ -160,7 +225,7 @@ def test_posevit_predict_runs_the_onnx_backends_with_the_same_answers(project):
     for seed in range(12):
         Image.effect_noise((90 + 5 * seed, 120), 30 + 10 * seed).convert("RGB").save(folder / f"{seed}.jpg")
     answers = {}
-    for backend in ("torch", "onnx", "onnx-int8"):
+    for backend in ("torch", "onnx", "onnx-int8", "openvino-int8"):
         output = project / f"{backend}.jsonl"
         result = subprocess.run(
             [
@@ -188,31 +253,41 @@ def test_posevit_predict_runs_the_onnx_backends_with_the_same_answers(project):
         assert result.returncode == 0, result.stderr
         records = [json.loads(line) for line in output.read_text().splitlines()]
         answers[backend] = {r["path"]: {p["label"]: p["probability"] for p in r["predictions"]} for r in records}
-    for backend in ("onnx", "onnx-int8"):
+    for backend in ("onnx", "onnx-int8", "openvino-int8"):
         assert answers[backend].keys() == answers["torch"].keys() and len(answers["torch"]) == 12
         for path, probabilities in answers[backend].items():
             reference = answers["torch"][path]
             assert max(abs(probabilities[label] - reference[label]) for label in reference) < 0.05, (backend, path)
 
 
-def test_two_exports_of_one_bundle_are_byte_identical_and_name_no_path_of_the_machine(project):
+def test_two_exports_of_one_bundle_are_byte_identical_and_name_no_path_of_the_machine(project, capfd):
     """exports/ is a DVC output whose hash must follow from the bundle alone: the exporter's debug metadata
     named the checkout's and the environment's absolute paths, so a fresh clone elsewhere exported other bytes
-    and could not find the committed exports in any cache."""
+    and could not find the committed exports in any cache. NNCF's static int8 too: same calibration images,
+    same scales, same bytes. Meanwhile nothing the exporters print reaches the terminal (it goes to the log)."""
     import hashlib
 
     import onnx
 
     from tests.helpers import ROOT
 
-    again = ExportPaths(models=project / "models", data=project / "data/processed", exports=project / "again")
+    again = ExportPaths(
+        models=project / "models", data=project / "data/processed", exports=project / "again", log=project / "again.log"
+    )
+    capfd.readouterr()
     export(ExportConfig(), again)
+    terminal = capfd.readouterr()
+    assert terminal.out == "" and "nncf" not in terminal.err.lower() and "onnx" not in terminal.err.lower()
     digests = [
-        {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.iterdir()}
+        {
+            p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in folder.rglob("*")
+            if p.is_file()
+        }
         for folder in (project / "exports", again.exports)
     ]
-    assert digests[0] == digests[1] and len(digests[0]) == 3
-    for name in ("model.onnx", "model.int8.onnx"):
+    assert digests[0] == digests[1] and len(digests[0]) == 7
+    for name in ("model.onnx", "model.int8.onnx", "openvino/model.xml", "openvino/model.int8.xml"):
         data = (project / "exports" / name).read_bytes()
         for local in (ROOT, Path(sys.prefix), Path(onnx.__file__).parents[1], project):
             assert str(local).encode() not in data, f"{name} names {local}"

@@ -87,7 +87,13 @@ def test_a_moved_alias_is_swapped_in_and_every_answer_names_its_version(registry
         assert metric(client, info) == 1.0
 
         second = registry.publish(seed=2)  # latest moves
+        first_batching = service.model.batching
         assert poll(client, service) == "swapped"
+        batching = service.model.batching  # timed anew for the version swapped in, which the batcher now uses
+        assert batching is not None and batching is not first_batching and batching.chosen_by == "measured"
+        assert (
+            service.batcher.batch_limit == batching.limit == client.get("/v1/model").json()["batching"]["batch_limit"]
+        )
         assert poll(client, service) == "unchanged"  # the pointer has not moved since: S3 answered 304
         for route in ("/v1/predict", "/api/v1/pose_classifier"):
             answer = post(client, 0, route)

@@ -1,6 +1,6 @@
 """The serving install for real: a venv of requirements/serve.txt alone (posevit[serve]; `make serve-venv`) holds
 exactly that lock and no pipeline package, and its `posevit serve` / `posevit predict` run from a directory that
-is no project, with a model named by its registry URI and the AWS chain for S3."""
+is no project, with a model named by its registry URI and the AWS chain for S3, on ONNX Runtime and OpenVINO."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from posevit.core.hashing import hash_directory
 from posevit.devtools.image_test import write_tiny_bundle
 from posevit.publish.registry import ModelAddress, publish
 from posevit.publish.s3 import make_client
+from tests.helpers.openvino_exports import write_openvino_exports
 from tests.helpers.server import RunningApp
 from tests.helpers.slim import SERVE_REQUIREMENTS, serving_env
 
@@ -44,7 +45,7 @@ def test_the_serving_install_is_its_lock_and_holds_no_pipeline_package(serving_v
         installed.pop(tool, None)
     assert installed == locked
     assert not PIPELINE_ONLY & installed.keys()
-    assert {"onnxruntime", "fastapi", "gradio", "boto3", "pyarrow", "fastapi-offline"} <= installed.keys()
+    assert {"onnxruntime", "openvino", "fastapi", "gradio", "boto3", "pyarrow", "fastapi-offline"} <= installed.keys()
     check = subprocess.run([serving_venv / "bin/python", "-m", "pip", "check"], env=serving_env(), capture_output=True)
     assert check.returncode == 0, check.stdout
 
@@ -54,8 +55,14 @@ def test_serve_and_predict_of_the_serving_install_take_a_model_uri_from_any_dire
 ):
     """Found by a new user: outside the project root both commands said `params.yaml not found: run make params`."""
     published = write_tiny_bundle(tmp_path / "published")  # models/ and exports/, as the export stage leaves them
+    write_openvino_exports(published / "models", published / "exports")  # and its OpenVINO IR
     version = hash_directory(published / "models")
-    files = {f"{p.parent.name}/{p.name}": p for folder in ("models", "exports") for p in (published / folder).iterdir()}
+    files = {
+        p.relative_to(published).as_posix(): p
+        for folder in ("models", "exports")
+        for p in (published / folder).rglob("*")
+        if p.is_file()
+    }
     publish(make_client(), ModelAddress(bucket, "models", "posevit-vit"), version, files, progress=False)
     elsewhere = tmp_path / "elsewhere"  # no params.yaml, no models/
     (elsewhere / "photos").mkdir(parents=True)
@@ -97,3 +104,27 @@ def test_serve_and_predict_of_the_serving_install_take_a_model_uri_from_any_dire
     assert sorted(row["path"] for row in rows) == [f"photos/{seed}.jpg" for seed in range(3)]
     assert all(row["label_1"] and not row["error"] for row in rows)
     assert f"version {version}" in result.stderr
+
+    # OpenVINO's static int8 from the same install: its IR fetched (alone), run without torch
+    result = subprocess.run(
+        [
+            serving_venv / "bin/posevit",
+            "predict",
+            "photos",
+            "--model",
+            f"{uri}@{version}",
+            "--backend",
+            "openvino-int8",
+        ],
+        cwd=elsewhere,
+        env={**environment, "POSEVIT_CACHE": str(elsewhere / "cache")},
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert result.returncode == 0, result.stderr
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert len(rows) == 3 and all(row["label_1"] and not row["error"] for row in rows)
+    assert (fetched / "exports" / "openvino" / "model.int8.xml").is_file()
+    assert (fetched / "exports" / "openvino" / "model.int8.bin").is_file()
+    assert not (fetched / "exports" / "openvino" / "model.xml").exists()  # the fp32 IR is another backend's

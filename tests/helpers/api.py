@@ -62,6 +62,9 @@ def api_client(
     """A started API on the `loaded` model with these `serve` settings; with `gate`, its batches wait on a `Gate`
     (`service.model.forward`), released on the way out whatever happened."""
     predictor, served = loaded
+    # Batches of up to max_batch_size unless a test asks for the measured limit (batch_limit="auto"): the API's tests
+    # then batch the same on any machine, and start without timing the model (tests/test_batch_limit.py does).
+    settings = {"batch_limit": settings.get("max_batch_size", ServeConfig().max_batch_size), **settings}
     service = InferenceService(predictor, served, ServeConfig.model_validate(settings))
     if gate:
         service.model.forward = Gate(predictor.forward)

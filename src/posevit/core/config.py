@@ -33,7 +33,8 @@ from posevit.core.settings import allowed_range
 CONFIG_NAME = "config"
 
 Fraction = Annotated[float, Field(gt=0.0, lt=1.0)]
-Backend = Literal["torch", "onnx", "onnx-int8"]  # what serves a model: PyTorch, or ONNX Runtime on an export
+# What serves a model: PyTorch, or ONNX Runtime or OpenVINO on an export of the export stage.
+Backend = Literal["torch", "onnx", "onnx-int8", "openvino", "openvino-int8"]
 Precision = Literal["auto", "bf16", "fp32"]  # what the torch backend computes in; auto: bf16 where native
 TrainingPrecision = Literal["bf16-mixed", "16-mixed", "32-true", "bf16-true", "64-true"]  # Lightning's names
 PositiveInt = Annotated[int, Field(ge=1)]
@@ -210,13 +211,19 @@ class ExportConfig(Schema):
     opset: Annotated[int, Field(ge=17, le=23)] = 18
     """ONNX opset of the export."""
     int8: bool = True
-    """Also export a dynamically quantized int8 model."""
+    """Also export int8 models: ONNX dynamically quantized, and (with `openvino`) OpenVINO IR statically quantized."""
+    openvino: bool = True
+    """Also export OpenVINO IR (fp32, and with `int8` NNCF's static int8)."""
+    calibration_size: PositiveInt = 300
+    """Images of the train split (never the test split) that NNCF calibrates the static int8 scales on."""
+    smooth_quant_alpha: Annotated[float, Field(ge=-1.0, le=1.0)] = 0.15
+    """SmoothQuant's alpha for NNCF's MatMuls (0 to 1; negative: off); NNCF's ViT-B/16 reference uses 0.15."""
     batch_size: PositiveInt = 64
     """Batch size of the parity check."""
     min_top1_agreement: Annotated[float, Field(ge=0.0, le=1.0)] = 0.995
-    """fp32 ONNX must agree with PyTorch's top-1 on at least this share of the test split."""
+    """Each fp32 export (ONNX, OpenVINO) must agree with PyTorch's top-1 on at least this share of the test split."""
     max_int8_accuracy_drop: Annotated[float, Field(ge=0.0, le=1.0)] = 0.01
-    """int8 may lose at most this much test accuracy."""
+    """Each int8 export may lose at most this much test accuracy against PyTorch fp32."""
 
 
 class PushCondition(Schema):
@@ -283,18 +290,40 @@ class InferenceSettings(Schema):
             ":ALIAS | registry[:version|:alias] (inside the project) | dvc:<rev> | <bundle folder>",
         ),
     ] = "auto"
-    device: Annotated[str, Field(pattern=r"^(cpu|cuda(:\d+)?|mps)$", description="cpu, cuda, cuda:N or mps")] = "cpu"
+    device: Annotated[
+        str,
+        Field(
+            pattern=r"^(cpu|cuda(:\d+)?|mps|gpu(\.\d+)?)$",
+            description="cpu, cuda, cuda:N or mps; gpu or gpu.N: an Intel GPU OpenVINO lists (openvino backends)",
+        ),
+    ] = "cpu"
     backend: Annotated[
-        Backend, Field(description="torch (bf16 where fast), or onnx / onnx-int8 (the export stage's files, no torch)")
+        Backend,
+        Field(
+            description="torch (bf16 where fast); or the export stage's files, no torch: onnx / onnx-int8 (ONNX "
+            "Runtime, fp32 / dynamic int8), openvino / openvino-int8 (OpenVINO, fp32 / NNCF's static int8)"
+        ),
     ] = "torch"
     precision: Annotated[
         Precision,
-        Field(description="backend torch: auto (bf16 where native), bf16, or fp32 (answers exact whatever the batch)"),
+        Field(
+            description="torch: auto (bf16 where native), bf16, or fp32 (answers exact whatever the batch); "
+            "openvino-int8: the same for what stays unquantized; openvino: auto is fp32; onnx backends: auto only"
+        ),
     ] = "auto"
     max_pixels: Annotated[
         int, Field(ge=1, description="largest image, read from its header before decoding (decompression bombs)")
     ] = 40_000_000
     top_k: Annotated[int, Field(ge=1, description="labels per image, most probable first (the API's default)")] = 5
+    fast_decode: Annotated[
+        bool,
+        Field(
+            description="decode JPEGs at a reduced scale (PIL's draft mode, never below the model's resize) and "
+            "resize in two steps (a box reduce, then the model's filter): cheaper, a little different from the exact "
+            "transform (docs/serving.md has the measured cost and agreement)",
+            json_schema_extra={"switch": True},
+        ),
+    ] = False
 
 
 class ServeConfig(InferenceSettings):
@@ -313,6 +342,14 @@ class ServeConfig(InferenceSettings):
         ),
     ] = None
     max_batch_size: Annotated[int, Field(ge=1, le=1024, description="most images per forward pass")] = 16
+    batch_limit: Annotated[
+        Annotated[int, Field(ge=1, le=1024)] | Literal["auto"],
+        Field(
+            description="most images the batcher gathers for one forward pass: auto (timed at warm-up at batch "
+            "1, 2, 4, ... up to max_batch_size; batches only where the time per image pays), or a number "
+            "(at most max_batch_size)"
+        ),
+    ] = "auto"
     max_wait_ms: Annotated[float, Field(ge=0, le=1000, description="longest wait for a batch to fill")] = 5.0
     max_queue: Annotated[int, Field(ge=1, description="images waiting before requests get 503")] = 64
     timeout_s: Annotated[float, Field(gt=0, description="a request waiting longer gets 504")] = 30.0
@@ -348,6 +385,15 @@ class ServeConfig(InferenceSettings):
     low_confidence: Annotated[
         float, Field(gt=0, lt=1, description="top probability under which an answer counts as of low confidence")
     ] = 0.5
+
+    @model_validator(mode="after")
+    def _batch_limit_within_the_largest_batch(self) -> ServeConfig:
+        if self.batch_limit != "auto" and self.batch_limit > self.max_batch_size:
+            raise ValueError(
+                f"batch_limit = {self.batch_limit} is above max_batch_size = {self.max_batch_size}: lower "
+                "serve.batch_limit, raise serve.max_batch_size, or set batch_limit to auto"
+            )
+        return self
 
     @model_validator(mode="after")
     def _images_need_the_log(self) -> ServeConfig:

@@ -38,7 +38,12 @@ ONNX_FP32 = EXPORTS_DIR / "model.onnx"
 ONNX_INT8 = EXPORTS_DIR / "model.int8.onnx"
 ONNX_SPEC = EXPORTS_DIR / "input.json"
 ONNX_BY_BACKEND = {"onnx": ONNX_FP32, "onnx-int8": ONNX_INT8}  # the file each ONNX serving backend runs
+OPENVINO_DIR = EXPORTS_DIR / "openvino"  # OpenVINO IR: each model is its graph (.xml) and weights (.bin)
+OPENVINO_FP32 = OPENVINO_DIR / "model.xml"
+OPENVINO_INT8 = OPENVINO_DIR / "model.int8.xml"  # NNCF's static int8
+IR_BY_BACKEND = {"openvino": OPENVINO_FP32, "openvino-int8": OPENVINO_INT8}  # each OpenVINO backend's graph
 EXPORT_METRICS = Path("metrics/export.json")
+EXPORT_LOG = Path("metrics/export.log")  # what the exporters, the quantizers and NNCF print
 
 # push
 PUSH_RECEIPT = Path("metrics/push.json")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import TypedDict
+from typing import NotRequired, TypedDict
 
 import datasets
 import numpy as np
@@ -19,6 +19,7 @@ LogitsFn = Callable[[np.ndarray], np.ndarray]
 
 class FormatParity(TypedDict):
     accuracy: float
+    accuracy_drop: NotRequired[float]  # PyTorch fp32's accuracy minus this one's
     max_abs_logit_diff: float  # against PyTorch fp32
     top1_agreement: float  # share of images with the same top-1 class as PyTorch fp32
 
@@ -42,8 +43,10 @@ def test_split_logits(
 
 
 def parity(labels: np.ndarray, reference: np.ndarray, logits: np.ndarray) -> FormatParity:
+    accuracy, reference_accuracy = ((values.argmax(1) == labels).mean() for values in (logits, reference))
     return FormatParity(
-        accuracy=round(float((logits.argmax(1) == labels).mean()), 6),
+        accuracy=round(float(accuracy), 6),
+        accuracy_drop=round(float(reference_accuracy - accuracy), 6),
         max_abs_logit_diff=round(float(np.abs(logits - reference).max()), 6),
         top1_agreement=round(float((logits.argmax(1) == reference.argmax(1)).mean()), 6),
     )

@@ -104,7 +104,14 @@ def predict(paths: list[str], settings: PredictConfig, quiet: bool = False) -> i
 
     started = time.perf_counter()
     batches = classify_files(
-        todo, predictor, settings.batch_size, settings.top_k, workers_of(settings), settings.max_pixels, s3
+        todo,
+        predictor,
+        settings.batch_size,
+        settings.top_k,
+        workers_of(settings),
+        settings.max_pixels,
+        s3,
+        fast_decode=settings.fast_decode,
     )
     classified, failed = write_rows(batches, len(todo), output, settings, quiet)
     seconds = time.perf_counter() - started

@@ -6,6 +6,10 @@ them (`benchmarks/predict_throughput.py` measures them against processes and the
 process pool (fork) is for measuring, with torch-free transforms: a forked child that runs torch ops after its
 parent's torch thread pool did can hang. `depth` batches are submitted ahead of the one the caller holds, so
 they decode while its forward pass runs.
+
+`reader_for` is how any caller (this pool, the server) turns bytes into pixels: the predictor's own exact
+transform, or with `fast_decode` a JPEG decoded at reduced scale and the fast NumPy transform
+(`models.preprocess.EvalPreprocess(fast=True)`), the same for every backend.
 """
 
 from __future__ import annotations
@@ -21,12 +25,39 @@ from typing import Literal
 import numpy as np
 from PIL import Image
 
-from posevit.core.errors import ImageError
+from posevit.core.errors import ConfigError, ImageError
 from posevit.data.images import decode_rgb
 from posevit.infer.inputs import Input, S3Objects, read_input
+from posevit.models.bundle_config import DataConfig
+from posevit.models.preprocess import EvalPreprocess
 
 PoolKind = Literal["threads", "processes"]
 Preprocess = Callable[[Image.Image], np.ndarray]
+
+
+@dataclass(frozen=True)
+class ImageReader:
+    """Encoded bytes -> (the upright RGB image, its pixels for the model)."""
+
+    preprocess: Preprocess
+    draft_side: int | None = None  # JPEGs decode at reduced scale down to this side (fast_decode)
+
+    def read(self, data: bytes, max_pixels: int, limit_name: str) -> tuple[Image.Image, np.ndarray]:
+        image = decode_rgb(data, max_pixels, limit_name, self.draft_side)
+        return image, self.preprocess(image)
+
+
+def reader_for(preprocess: Preprocess, data_config: DataConfig, fast_decode: bool) -> ImageReader:
+    """The predictor's exact transform (`preprocess`), or the fast decode and transform for its data config."""
+    if not fast_decode:
+        return ImageReader(preprocess)
+    try:
+        fast = EvalPreprocess(data_config, fast=True)
+    except ConfigError as exc:
+        raise ConfigError(
+            f"fast_decode needs the NumPy eval transform, which cannot do this model ({exc}): leave fast_decode off"
+        ) from None
+    return ImageReader(fast, fast.draft_side)
 
 
 @dataclass(frozen=True)
@@ -38,8 +69,9 @@ class Decoded:
 class Decoder:
     """One input -> its pixels or the reason it has none; never raises for a bad file."""
 
-    def __init__(self, preprocess: Preprocess, max_pixels: int, s3: S3Objects | None = None) -> None:
-        self.preprocess, self.max_pixels, self.s3 = preprocess, max_pixels, s3
+    def __init__(self, preprocess: Preprocess | ImageReader, max_pixels: int, s3: S3Objects | None = None) -> None:
+        self.reader = preprocess if isinstance(preprocess, ImageReader) else ImageReader(preprocess)
+        self.max_pixels, self.s3 = max_pixels, s3
 
     def __call__(self, item: Input) -> Decoded:
         if item.problem:
@@ -48,8 +80,8 @@ class Decoder:
             data = read_input(item.path, self.s3)
             if not data:
                 raise ImageError("the file is empty")
-            image = decode_rgb(data, self.max_pixels, limit_name="--max-pixels")
-            return Decoded(self.preprocess(image), None)
+            _, pixels = self.reader.read(data, self.max_pixels, "--max-pixels")
+            return Decoded(pixels, None)
         except ImageError as exc:
             return Decoded(None, str(exc))
         except OSError as exc:  # unreadable: permissions, a vanished file, an I/O or S3 error

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from posevit.core.cores import usable_cores
-from posevit.infer.decode_pool import Decoded, Decoder, PoolKind, decoded_batches
+from posevit.infer.decode_pool import Decoded, Decoder, PoolKind, decoded_batches, reader_for
 from posevit.infer.inputs import Input, S3Objects
 from posevit.infer.predictor import Predictor
 
@@ -56,12 +56,14 @@ def classify_files(
     max_pixels: int = 40_000_000,
     s3: S3Objects | None = None,
     kind: PoolKind = "threads",
+    fast_decode: bool = False,
 ) -> Iterator[list[Row]]:
     """The rows of each batch, in input order, as soon as its forward pass is done (the next batches
     decode meanwhile)."""
     workers = default_workers() if workers is None else workers
     workers = min(workers, len(inputs))  # no idle threads for a few files
-    decoder = Decoder(predictor.preprocess, max_pixels, s3)
+    reader = reader_for(predictor.preprocess, predictor.config.data_config, fast_decode)
+    decoder = Decoder(reader, max_pixels, s3)
     start = 0
     for decoded in decoded_batches(inputs, decoder, batch_size, workers, kind):
         batch = inputs[start : start + len(decoded)]

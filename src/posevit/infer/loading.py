@@ -18,8 +18,8 @@ if TYPE_CHECKING:
     from posevit.publish.registry import ModelAddress
 
 TORCH_MISSING = (
-    "backend torch needs PyTorch, which this install lacks (the serving install runs the ONNX exports): "
-    "use backend onnx or onnx-int8 (--backend, POSEVIT_BACKEND), or install the full stack"
+    "backend torch needs PyTorch, which this install lacks (the serving install runs the exports): "
+    "use backend onnx, onnx-int8, openvino or openvino-int8 (--backend, POSEVIT_BACKEND), or install the full stack"
 )
 
 

@@ -1,8 +1,8 @@
 """Inference on a bundle: the evaluation transform, batched forward passes, calibrated probabilities.
 
 `Predictor` is what the server, the page and `posevit predict` hold; `infer.backends.load_predictor`
-picks the backend. The ONNX backends need only ONNX Runtime, PIL and NumPy (the serving install has no
-torch); the torch backend (`infer.torch_predictor`, a subclass) alone draws heat maps.
+picks the backend. The ONNX and OpenVINO backends need only their runtime, PIL and NumPy (the serving install
+has no torch); the torch backend (`infer.torch_predictor`, a subclass) alone draws heat maps.
 The server batches through `forward`; `predict` is one image alone (the replaced app's path, which
 `benchmarks/app_latency.py` times).
 """
@@ -17,11 +17,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from posevit.core.config import Backend
+from posevit.core.config import Backend, Precision
 from posevit.core.errors import ConfigError
-from posevit.core.paths import ONNX_BY_BACKEND
+from posevit.core.paths import EXPORTS_DIR, IR_BY_BACKEND, ONNX_BY_BACKEND
 from posevit.models.bundle_config import BundleConfig
 from posevit.models.onnx_runtime import OnnxModel
+from posevit.models.openvino_runtime import HintPrecision, OpenVinoModel, cpu_has_native_bf16
 from posevit.models.preprocess import EvalPreprocess
 
 DISPLAY_SIZE = 288
@@ -44,6 +45,7 @@ class Predictor(ABC):
     backend: Backend
     precision: str  # what `forward` runs in, for the page and the API
     explains = False  # whether `heat_map` works (it needs gradients: the torch backend)
+    streams = 1  # forward passes it can run at once (the server may dispatch that many batches concurrently)
 
     def __init__(self, config: BundleConfig, device: str) -> None:
         self.config = config
@@ -87,23 +89,70 @@ class Predictor(ABC):
         return blended.resize((size[0] * scale, size[1] * scale), Image.Resampling.BICUBIC) if scale > 1 else blended
 
 
-class OnnxPredictor(Predictor):
-    """The export stage's ONNX file (fp32 or dynamic int8) in ONNX Runtime; no torch anywhere."""
+class ExportPredictor(Predictor):
+    """A file of the export stage run without torch: the bundle's eval transform in NumPy and PIL, and logits."""
 
-    def __init__(self, config: BundleConfig, exports_dir: Path, backend: Backend, device: str = "cpu") -> None:
+    def __init__(self, config: BundleConfig, backend: Backend, device: str) -> None:
         super().__init__(config, device)
         self.backend = backend
         self.transform = EvalPreprocess(config.data_config)
-        self.onnx = OnnxModel(exports_dir / ONNX_BY_BACKEND[backend].name, device)
-        self.precision = "int8 (ONNX Runtime)" if backend == "onnx-int8" else "fp32 (ONNX Runtime)"
+
+    @abstractmethod
+    def logits(self, pixels: np.ndarray) -> np.ndarray:
+        """(N, C, H, W) pixels -> (N, classes) logits."""
 
     def preprocess(self, image: Image.Image) -> np.ndarray:
         return self.transform(image)
 
     def forward(self, pixels: np.ndarray) -> np.ndarray:
-        scaled = self.onnx.logits(pixels) / self.temperature
+        scaled = self.logits(pixels) / self.temperature
         exp = np.exp(scaled - scaled.max(axis=-1, keepdims=True))
         return exp / exp.sum(axis=-1, keepdims=True)
+
+
+class OnnxPredictor(ExportPredictor):
+    """The export stage's ONNX file (fp32 or dynamic int8) in ONNX Runtime; no torch anywhere."""
+
+    def __init__(self, config: BundleConfig, exports_dir: Path, backend: Backend, device: str = "cpu") -> None:
+        super().__init__(config, backend, device)
+        self.onnx = OnnxModel(exports_dir / ONNX_BY_BACKEND[backend].name, device)
+        self.precision = "int8 (ONNX Runtime)" if backend == "onnx-int8" else "fp32 (ONNX Runtime)"
+
+    def logits(self, pixels: np.ndarray) -> np.ndarray:
+        return self.onnx.logits(pixels)
+
+
+class OpenVinoPredictor(ExportPredictor):
+    """The export stage's OpenVINO IR (fp32, or NNCF's static int8) in OpenVINO; no torch anywhere.
+
+    The precision hint is always set: `auto` is f32 for the fp32 IR (the plugin would otherwise run it in bf16
+    on CPUs that have bf16), and for the int8 IR bf16 where the CPU has native bf16 (what stays unquantized:
+    LayerNorm, Softmax, GELU), else f32. Static int8 fixes every scale at export, so an image's answer does not
+    depend on the rest of its batch. `streams` > 1 lets that many `forward` calls compute at once.
+    """
+
+    def __init__(
+        self,
+        config: BundleConfig,
+        exports_dir: Path,
+        backend: Backend,
+        device: str = "cpu",
+        precision: Precision = "auto",
+        streams: int = 1,
+    ) -> None:
+        super().__init__(config, backend, device)
+        int8 = backend == "openvino-int8"
+        if precision == "auto":
+            hint: HintPrecision = "bf16" if int8 and device == "cpu" and cpu_has_native_bf16() else "f32"
+        else:
+            hint = "bf16" if precision == "bf16" else "f32"
+        xml = exports_dir / IR_BY_BACKEND[backend].relative_to(EXPORTS_DIR)
+        self.openvino = OpenVinoModel(xml, hint, device, streams=streams)
+        ran = self.openvino.describe()
+        self.precision = f"int8, the rest {ran}" if int8 else ran
+
+    def logits(self, pixels: np.ndarray) -> np.ndarray:
+        return self.openvino.logits(pixels)
 
 
 def _center_crop_like(image: Image.Image, crop_pct: float, size: tuple[int, int]) -> Image.Image:

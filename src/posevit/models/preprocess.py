@@ -3,7 +3,16 @@
 It does what timm's eval transform (`models.transforms.eval_transform`, torchvision underneath)
 does with the bundle's data config, step for step: resize (the shorter side, or both sides for
 `squash`) to input / crop_pct with PIL, centre-crop with torchvision's rounding, scale to [0, 1],
-normalise, channels first. tests/test_preprocess.py holds it equal to timm's on odd sizes.
+normalise, channels first. tests/test_preprocess.py holds it equal to timm's on odd sizes. Scaling and
+normalising look each 8-bit level up in a table of the very float32 values that arithmetic gives (3x faster
+than computing them per pixel, and bit for bit the same).
+
+`fast=True` (`serve.fast_decode`, `posevit predict --fast-decode`) trades exactness for time in the resize: it
+goes in two steps (PIL's `reducing_gap`: an integer box reduce, then the model's filter over the last
+`FAST_REDUCING_GAP` times). A JPEG is decoded in draft mode (`data.images.decode_rgb(draft_side=...)`) down to
+`draft_side`, by the same rule: the model's filter always does the last 2x of the downscale (decoding right down
+to the resize side, the inverse DCT's cruder scaling moved 1.6% of the demo's answers; this, 0.9%).
+`benchmarks/fast_decode.py` measures it against the exact transform: time, top-1 agreement and accuracy.
 """
 
 from __future__ import annotations
@@ -25,12 +34,14 @@ RESAMPLING = {
     "hamming": Image.Resampling.HAMMING,
 }
 CROP_MODES = ("center", "squash")
+FAST_REDUCING_GAP = 2.0  # cheap reductions (draft, box) stop where 2x the model's resize side remains
 
 
 class EvalPreprocess:
     """PIL image -> (3, H, W) float32 pixels, as the model saw them in evaluation."""
 
-    def __init__(self, data_config: DataConfig) -> None:
+    def __init__(self, data_config: DataConfig, fast: bool = False) -> None:
+        self.fast = fast
         _, self.height, self.width = data_config["input_size"]
         crop_pct = data_config["crop_pct"] or 0.875  # timm's default
         if data_config["crop_mode"] not in CROP_MODES or data_config["interpolation"] not in RESAMPLING:
@@ -46,6 +57,13 @@ class EvalPreprocess:
         self.resample = RESAMPLING[data_config["interpolation"]]
         self.mean = np.asarray(data_config["mean"], dtype=np.float32)
         self.std = np.asarray(data_config["std"], dtype=np.float32)
+        levels = np.arange(256, dtype=np.float32) / np.float32(255)
+        self.normalised = (levels[None, :] - self.mean[:, None]) / self.std[:, None]  # (channel, 8-bit level)
+
+    @property
+    def draft_side(self) -> int:
+        """The side a JPEG may be decoded down to (draft mode): the model's resize side, `FAST_REDUCING_GAP` times."""
+        return math.ceil(max(self.scale) * FAST_REDUCING_GAP)
 
     def resized_size(self, width: int, height: int) -> tuple[int, int]:
         """(width, height) after the resize: torchvision's `Resize` arithmetic."""
@@ -56,13 +74,15 @@ class EvalPreprocess:
         return (self.scale[0], new_long) if width <= height else (new_long, self.scale[0])
 
     def __call__(self, image: Image.Image) -> np.ndarray:
-        image = image.convert("RGB")
+        image = image if image.mode == "RGB" else image.convert("RGB")
         size = self.resized_size(*image.size)
         if size != image.size:
-            image = image.resize(size, self.resample)
-        image = self._center_crop(image)
-        pixels = np.asarray(image, dtype=np.float32) / np.float32(255)
-        return np.ascontiguousarray(((pixels - self.mean) / self.std).transpose(2, 0, 1))
+            image = image.resize(size, self.resample, reducing_gap=FAST_REDUCING_GAP if self.fast else None)
+        levels = np.asarray(self._center_crop(image)).transpose(2, 0, 1)  # channels first, still 1 byte a value
+        pixels = np.empty(levels.shape, np.float32)
+        for channel, table in enumerate(self.normalised):
+            np.take(table, levels[channel], out=pixels[channel])  # = (level / 255 - mean) / std, exactly
+        return pixels
 
     def _center_crop(self, image: Image.Image) -> Image.Image:
         width, height = image.size

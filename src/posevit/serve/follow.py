@@ -2,7 +2,8 @@
 
 Every `serve.follow` seconds the follower reads the alias with a conditional GET (S3 answers 304, no body, while
 it has not moved). When it names another version than the one serving, that version is fetched and verified
-against its manifest, loaded on the same backend and device, and warmed up, all off the event loop and beside
+against its manifest, loaded on the same backend and device, and warmed up (its batch limit timed anew when
+`serve.batch_limit` is auto: another model may batch differently), all off the event loop and beside
 the serving model; then `InferenceService.swap` serves it to every request that arrives from then on. Requests
 already in flight finish on the version they started with (each answer names its version); once none is left,
 the old model is released, so memory holds at most two models and only while swapping.
@@ -25,6 +26,7 @@ from posevit.core.config import ServeConfig
 from posevit.core.errors import ConfigError, PosevitError
 from posevit.infer.loading import fetch_version, load_served
 from posevit.publish.s3 import make_client
+from posevit.serve.batch_limit import SWAP_BUDGET_S
 from posevit.serve.pointer import Pointer, pointer_of, read_pointer
 from posevit.serve.service import InferenceService, LoadedModel, warm_up
 
@@ -101,11 +103,11 @@ class ModelFollower:
             )
             stage = "load"
             predictor = await asyncio.to_thread(load_served, served, settings)
-            stage = "warm"
-            await asyncio.to_thread(warm_up, predictor, settings.max_batch_size)
+            stage = "warm"  # and time: the batch limit is re-chosen for the new model
+            batching = await asyncio.to_thread(warm_up, predictor, settings, SWAP_BUDGET_S)
         except Exception as exc:  # whatever a broken version raises, the served one stays
             return self._failed(stage, version, exc)
-        old = self.service.swap(LoadedModel(predictor, served))
+        old = self.service.swap(LoadedModel(predictor, served, batching, settings.fast_decode))
         del predictor
         self.service.metrics.model_swaps.inc()
         self.last_swap = {"from": old.version, "to": version, "seen_at": self.target_seen_at, "at": _now()}

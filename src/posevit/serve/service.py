@@ -2,7 +2,8 @@
 
 Every classification, whoever asks, goes through `InferenceService.classify`: bytes are checked
 against the size limit, decoded and transformed in a worker thread (the pixel limit is read
-from the header before decoding), then the image waits in the batcher for a forward pass.
+from the header before decoding; with serve.fast_decode a JPEG at reduced scale), then the image waits in the
+batcher for a forward pass. The batch limit is the warm-up's choice (`serve.batch_limit`: timed when auto).
 
 The model served is a `LoadedModel` (one version on the backend), which `swap` replaces (`serve.follow`,
 `serve.follow.ModelFollower`). A request holds the model it started with from decoding to its answer, so a
@@ -23,9 +24,10 @@ from PIL import Image
 
 from posevit.core.config import ServeConfig
 from posevit.core.errors import ImageError, ImageTooLarge
-from posevit.data.images import decode_rgb
+from posevit.infer.decode_pool import ImageReader, reader_for
 from posevit.infer.model_source import ServedModel
 from posevit.infer.predictor import Prediction, Predictor
+from posevit.serve.batch_limit import BUDGET_S, BatchChoice, pick_batch_limit
 from posevit.serve.batcher import Forward, MicroBatcher
 from posevit.serve.pointer import alias_of
 from posevit.serve.telemetry import ServeMetrics
@@ -53,16 +55,21 @@ class Follower(Protocol):
 
 @dataclass(eq=False)
 class LoadedModel:
-    """One version on the backend, and how many requests are using it (decoding, waiting or in its batch)."""
+    """One version on the backend, its batch limit (set by `warm_up`), and how many requests are using it
+    (decoding, waiting or in its batch)."""
 
     predictor: Predictor
     served: ServedModel
+    batching: BatchChoice | None = None  # None until warmed up
+    fast_decode: bool = False  # decode and transform with the fast reader (serve.fast_decode)
     forward: Forward = field(init=False)  # the batcher runs this (a test may wrap it)
+    reader: ImageReader = field(init=False)  # bytes -> image and pixels for this model
     in_flight: int = field(default=0, init=False)
     _idle: asyncio.Event = field(default_factory=asyncio.Event, init=False)
 
     def __post_init__(self) -> None:
         self.forward = self.predictor.forward
+        self.reader = reader_for(self.predictor.preprocess, self.predictor.config.data_config, self.fast_decode)
         self._idle.set()
 
     @property
@@ -93,18 +100,24 @@ class ServedPrediction(Prediction):
     version: str = ""
 
 
-def warm_up(predictor: Predictor, max_batch_size: int) -> None:
-    """First passes allocate and pick kernels: run them before traffic does (at start, and before a swap)."""
-    blank = np.zeros((min(4, max_batch_size), 3, *predictor.input_size), np.float32)
-    for _ in range(2):
-        predictor.forward(blank)
+def warm_up(predictor: Predictor, settings: ServeConfig, budget_s: float = BUDGET_S) -> BatchChoice:
+    """First passes allocate and pick kernels: run them before traffic does (at start, and before a swap), and
+    choose the batch limit for this model on this machine (`serve.batch_limit`: timed when auto, for `budget_s`)."""
+    return pick_batch_limit(
+        predictor.forward,
+        (3, *predictor.input_size),
+        settings.max_batch_size,
+        settings.batch_limit,
+        predictor.streams,
+        budget_s,
+    )
 
 
 class InferenceService:
     def __init__(
         self, predictor: Predictor, served: ServedModel, settings: ServeConfig, metrics: ServeMetrics | None = None
     ) -> None:
-        self.model = LoadedModel(predictor, served)
+        self.model = LoadedModel(predictor, served, fast_decode=settings.fast_decode)
         self.settings = settings
         self.metrics = metrics or ServeMetrics()
         self.limits = Limits.of(settings)
@@ -113,12 +126,13 @@ class InferenceService:
         self.follower: Follower | None = None  # set by the server when serve.follow is on
         self.batcher = MicroBatcher(
             self.model.forward,
-            settings.max_batch_size,
+            settings.max_batch_size if settings.batch_limit == "auto" else settings.batch_limit,  # until warm
             settings.max_wait_ms,
             settings.max_queue,
             settings.timeout_s,
             on_batch=self.metrics.observe_batch,
             on_abandoned=self.metrics.abandoned.inc,
+            streams=predictor.streams,
         )
         self.ready = False
 
@@ -134,8 +148,9 @@ class InferenceService:
     async def start(self) -> None:
         """Start the batcher and warm the model up; then ready (and, with serve.follow, start following)."""
         self.batcher.start()
-        predictor = self.predictor
-        await self.batcher.run_on_model_thread(lambda: warm_up(predictor, self.settings.max_batch_size))
+        model = self.model
+        model.batching = await self.batcher.run_on_model_thread(lambda: warm_up(model.predictor, self.settings))
+        self.batcher.batch_limit = model.batching.limit
         self.ready = True
         if self.follower is not None and self.settings.follow is not None:
             self.follower.start(self.settings.follow)
@@ -151,6 +166,9 @@ class InferenceService:
         started on it still use until they are answered (`LoadedModel.drained`)."""
         old, self.model = self.model, new
         self.batcher.forward = new.forward  # the batcher's default too: nothing keeps the old model alive
+        if new.batching is not None:  # chosen for the new model by its warm-up
+            self.batcher.batch_limit = new.batching.limit
+            self.batcher.streams = min(new.batching.streams, self.batcher.max_streams)
         self.metrics.show_model(new.version, self.alias, new.predictor.backend)
         return old
 
@@ -163,9 +181,8 @@ class InferenceService:
                 f"{self.limits.max_file_bytes / 2**20:g} MB (serve.max_file_mb)"
             )
 
-    def _decode(self, data: bytes, predictor: Predictor) -> tuple[Image.Image, np.ndarray]:
-        image = decode_rgb(data, self.limits.max_pixels, limit_name="serve.max_pixels")
-        return image, predictor.preprocess(image)
+    def _decode(self, data: bytes, model: LoadedModel) -> tuple[Image.Image, np.ndarray]:
+        return model.reader.read(data, self.limits.max_pixels, "serve.max_pixels")
 
     async def classify(self, data: bytes) -> tuple[Image.Image, ServedPrediction]:
         """Decode `data` off the event loop, then classify it in the next batch (ImageError if it is no image).
@@ -176,7 +193,7 @@ class InferenceService:
         """
         self.check_size(len(data))
         with self.model.in_use() as model:
-            image, pixels = await asyncio.to_thread(self._decode, data, model.predictor)
+            image, pixels = await asyncio.to_thread(self._decode, data, model)
             started = time.perf_counter()
             self.metrics.queue_depth.set(self.batcher.queue_depth + 1)
             try:
@@ -213,6 +230,9 @@ class InferenceService:
                 "max_batch_size": self.settings.max_batch_size,
                 "max_wait_ms": self.settings.max_wait_ms,
                 "max_queue": self.settings.max_queue,
+                # the limit the batcher gathers up to, and the timings it was chosen by (None before warm-up)
+                **(self.model.batching.card() if self.model.batching is not None else {"batch_limit": None}),
             },
+            "decode": {"fast": self.settings.fast_decode, "draft_side": self.model.reader.draft_side},
             "follow": self.follower.card() if self.follower is not None else None,
         }

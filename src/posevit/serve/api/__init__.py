@@ -53,12 +53,13 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     await service.start()
     prediction_log.start()
     log.info(
-        "ready: %s version %s (%s, %s); batches of up to %d, %g ms wait",
+        "ready: %s version %s (%s, %s); batches of up to %d (%s), %g ms wait",
         service.predictor.model_name,
         service.served.version,
         service.predictor.device,
         service.predictor.precision,
-        service.settings.max_batch_size,
+        service.batcher.batch_limit,
+        "measured" if service.settings.batch_limit == "auto" else "serve.batch_limit",
         service.settings.max_wait_ms,
     )
     yield

@@ -1,0 +1,116 @@
+"""An exported OpenVINO IR run by OpenVINO's runtime: (N, 3, H, W) float32 pixels -> (N, classes) logits.
+
+OpenVINO comes with the serving extra (`pip install posevit[serve]`); it is imported only here, and only
+when an OpenVINO backend (or the export stage) asks for it.
+
+Two settings are always given, never left to the plugin: the threads (the cores this process may use, not
+the machine's) and the inference precision. OpenVINO's CPU plugin runs an fp32 model in bf16 on CPUs with
+native bf16 unless INFERENCE_PRECISION_HINT says f32, so "fp32" would otherwise mean whatever the CPU is.
+"""
+
+from __future__ import annotations
+
+import queue
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from posevit.core.cores import usable_cores
+from posevit.core.errors import ConfigError
+
+HintPrecision = Literal["f32", "bf16"]  # OpenVINO's names for what the unquantized parts compute in
+PROJECT_NAMES = {"f32": "fp32", "bf16": "bf16"}  # posevit's (the torch backend's) names for the same
+
+
+def _runtime() -> Any:
+    try:
+        import openvino as ov
+    except ImportError:
+        raise ConfigError("the OpenVINO backends need OpenVINO: pip install 'posevit[serve]'") from None
+    return ov
+
+
+def openvino_device(device: str, setting: str = "--device") -> str:
+    """posevit's device name as OpenVINO's (cpu -> CPU, gpu[.N] -> GPU[.N]), or a ConfigError saying what runs here."""
+    if device == "cpu":
+        return "CPU"
+    available = list(_runtime().Core().available_devices)
+    if device.startswith("gpu"):
+        wanted = device.upper()
+        gpus = [name for name in available if name.startswith("GPU")]
+        if wanted in gpus or (wanted == "GPU" and gpus):
+            return wanted if wanted in gpus else gpus[0]
+        raise ConfigError(
+            f"{setting}={device}: OpenVINO lists {', '.join(available)} here (no {wanted}): use {setting} cpu"
+        )
+    raise ConfigError(
+        f"{setting}={device}: the OpenVINO backends run on cpu or, where OpenVINO lists one, an Intel gpu "
+        f"(this one lists {', '.join(available)}): use {setting} cpu"
+    )
+
+
+def cpu_has_native_bf16() -> bool:
+    """True where OpenVINO's CPU plugin has native bf16 kernels (AVX-512 BF16 or AMX): bf16 then pays."""
+    return "BF16" in _runtime().Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+
+
+class OpenVinoModel:
+    """One compiled IR with a pool of infer requests: `logits` may be called from several threads at once, each
+    call on its own request (with `streams` > 1 they compute in parallel, one stream each)."""
+
+    def __init__(
+        self,
+        path: Path,
+        precision: HintPrecision,
+        device: str = "cpu",
+        threads: int | None = None,
+        streams: int = 1,
+    ) -> None:
+        ov = _runtime()
+        if not Path(path).is_file():
+            raise ConfigError(f"{path} not found: export the model first (`dvc repro export`)")
+        self.path = Path(path)
+        self.device = openvino_device(device)
+        if precision == "bf16" and self.device == "CPU" and not cpu_has_native_bf16():
+            raise ConfigError(
+                "precision bf16 on this CPU: it has no native bf16 (OpenVINO would emulate it, slower than f32); "
+                "use precision fp32 or auto"
+            )
+        self.threads = threads or usable_cores()
+        config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": precision}
+        if self.device == "CPU":
+            config["INFERENCE_NUM_THREADS"] = self.threads
+        # LATENCY: one stream on all the threads; THROUGHPUT: `streams` requests compute at once, each on its share.
+        config["PERFORMANCE_HINT"] = "LATENCY" if streams == 1 else "THROUGHPUT"
+        if streams > 1:
+            config["NUM_STREAMS"] = streams
+        core = ov.Core()
+        self.compiled = core.compile_model(core.read_model(self.path), self.device, config)
+        # Read back from the compiled model: what it will run in, not what was asked.
+        self.precision: HintPrecision = self.compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
+        self.streams = int(self.compiled.get_property("NUM_STREAMS"))
+        self.requests: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        for _ in range(max(1, self.streams)):
+            self.requests.put(self.compiled.create_infer_request())
+
+    @contextmanager
+    def _request(self) -> Iterator[Any]:
+        request = self.requests.get()  # waits while every request is busy
+        try:
+            yield request
+        finally:
+            self.requests.put(request)
+
+    def logits(self, pixels: np.ndarray) -> np.ndarray:
+        with self._request() as request:
+            request.infer({0: np.ascontiguousarray(pixels, dtype=np.float32)})
+            return np.array(request.get_output_tensor(0).data, dtype=np.float32)  # a copy: the request is reused
+
+    def describe(self) -> str:
+        """What ran, for the model card: precision hint, device, threads and streams as compiled."""
+        threads = f", {self.threads} threads" if self.device == "CPU" else ""
+        streams = f"{self.streams} stream{'s' * (self.streams > 1)}"
+        return f"{PROJECT_NAMES[self.precision]} (OpenVINO {self.device}{threads}, {streams})"

@@ -1,0 +1,133 @@
+"""The OpenVINO backends on a real bundle's IR: static int8 answers independent of the batch, fp32 as ONNX
+Runtime's, the precision hint set and reported, devices checked, and a registry fetch of only their files."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from posevit.core.cores import usable_cores
+from posevit.core.errors import ConfigError
+from posevit.core.hashing import hash_directory
+from posevit.export.openvino_ir import INT8_IR
+from posevit.infer.backends import BACKEND_FILES, check_device, load_predictor
+from posevit.infer.model_source import from_folder, from_registry
+from posevit.infer.predictor import OnnxPredictor, OpenVinoPredictor
+from posevit.models.bundle_config import read_bundle_config
+from posevit.models.openvino_runtime import OpenVinoModel, cpu_has_native_bf16
+from posevit.publish.registry import ModelAddress, publish
+from posevit.publish.s3 import make_client
+from tests.helpers.bundles import tiny_bundle
+from tests.helpers.openvino_exports import photos, write_openvino_exports
+
+pytestmark = pytest.mark.timeout(300)
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    """models/ (a decisive random bundle) and exports/ with its ONNX and both OpenVINO IRs."""
+    root = tmp_path_factory.mktemp("openvino")
+    tiny_bundle(root / "models", seed=5, head_scale=40.0)
+    write_openvino_exports(root / "models", root / "exports")
+    return root
+
+
+@pytest.fixture(scope="module")
+def pixels(project) -> np.ndarray:
+    """16 different photos through the eval transform: one batch."""
+    predictor = OnnxPredictor(read_bundle_config(project / "models"), project / "exports", "onnx")
+    return np.stack([predictor.preprocess(photo) for photo in photos(16)])
+
+
+def openvino(project: Path, backend, precision="auto") -> OpenVinoPredictor:
+    return OpenVinoPredictor(read_bundle_config(project / "models"), project / "exports", backend, "cpu", precision)
+
+
+@pytest.mark.parametrize("precision", ["auto", "fp32"])
+def test_static_int8_answers_do_not_depend_on_the_batch(project, pixels, precision):
+    """Dynamic int8 picks each batch's activation scales from that batch; NNCF's static int8 fixed them at export,
+    so an image's probabilities alone and among 15 others are the same (auto: bf16 for the rest where native)."""
+    predictor = openvino(project, "openvino-int8", precision)
+    together = predictor.forward(pixels)
+    alone = np.concatenate([predictor.forward(pixels[i : i + 1]) for i in range(len(pixels))])
+    assert np.abs(together - alone).max() <= 1e-5
+    assert np.ptp(together, axis=0).max() > 1e-3  # the photos get different answers: nothing trivially constant
+
+
+def test_openvino_fp32_answers_as_onnx_runtime_fp32(project, pixels):
+    config = read_bundle_config(project / "models")
+    onnx = OnnxPredictor(config, project / "exports", "onnx")
+    ir = openvino(project, "openvino")
+    assert np.abs(ir.logits(pixels) - onnx.logits(pixels)).max() < 1e-4
+    assert np.abs(ir.forward(pixels) - onnx.forward(pixels)).max() < 1e-5
+    assert ir.precision == f"fp32 (OpenVINO CPU, {usable_cores()} threads, 1 stream)"  # never the plugin's bf16
+
+
+def test_the_int8_ir_is_quantized_and_runs_its_rest_in_the_precision_the_card_names(project, pixels):
+    graph = (project / "exports" / INT8_IR).read_text()
+    assert graph.count('type="FakeQuantize"') >= 10  # NNCF's int8 points: every Conv and MatMul
+    rest = "bf16" if cpu_has_native_bf16() else "fp32"
+    assert openvino(project, "openvino-int8").precision.startswith(f"int8, the rest {rest} (OpenVINO CPU, ")
+    assert openvino(project, "openvino-int8", "fp32").precision.startswith("int8, the rest fp32 (OpenVINO CPU, ")
+    fp32_rest = openvino(project, "openvino-int8", "fp32").forward(pixels)
+    assert np.abs(openvino(project, "openvino-int8").forward(pixels) - fp32_rest).max() < 0.05
+
+
+def test_two_streams_answer_two_callers_at_once_with_the_same_answers(project, pixels):
+    model = OpenVinoModel(project / "exports" / INT8_IR, "f32", streams=2)
+    assert model.streams == 2 and "2 streams" in model.describe()
+    expected = model.logits(pixels[:4])
+    answers: list[np.ndarray] = []
+    callers = [threading.Thread(target=lambda: answers.append(model.logits(pixels[:4]))) for _ in range(4)]
+    for caller in callers:
+        caller.start()
+    for caller in callers:
+        caller.join()
+    assert len(answers) == 4 and all(np.array_equal(answer, expected) for answer in answers)
+
+
+@pytest.mark.parametrize(
+    ("device", "backend", "message"),
+    [
+        ("gpu", "openvino-int8", "--device=gpu: OpenVINO lists CPU here (no GPU): use --device cpu"),
+        ("cuda", "openvino", "the OpenVINO backends run on cpu or, where OpenVINO lists one, an Intel gpu"),
+        ("gpu.1", "onnx", "is for the OpenVINO backends (openvino, openvino-int8)"),
+    ],
+)
+def test_a_device_the_backend_cannot_use_stops_with_one_line(device, backend, message):
+    with pytest.raises(ConfigError) as error:
+        check_device(device, backend)
+    assert message in str(error.value) and "\n" not in str(error.value)
+
+
+def test_a_registry_fetch_for_an_openvino_backend_takes_only_its_files(project, aws_env, bucket, tmp_path, monkeypatch):
+    monkeypatch.setenv("POSEVIT_CACHE", str(tmp_path / "cache"))
+    version = hash_directory(project / "models")
+    files = {
+        f"{folder}/{path.relative_to(project / folder).as_posix()}": path
+        for folder in ("models", "exports")
+        for path in (project / folder).rglob("*")
+        if path.is_file()
+    }
+    address = ModelAddress(bucket, "registry", "posevit")
+    publish(make_client(), address, version, files, progress=False)
+
+    served = from_registry(address, version, "openvino-int8")
+    fetched = served.bundle_dir.parent
+    taken = sorted(p.relative_to(fetched).as_posix() for p in fetched.rglob("*") if p.is_file())
+    assert taken == sorted(["manifest.json", *(path.as_posix() for path in BACKEND_FILES["openvino-int8"])])
+    assert "exports/openvino/model.int8.bin" in taken and "models/model.safetensors" not in taken
+    predictor = load_predictor(served, backend="openvino-int8", precision="fp32")
+    local = openvino(project, "openvino-int8", "fp32")
+    one = local.preprocess(photos(1)[0])[None]
+    assert np.array_equal(predictor.forward(one), local.forward(one))
+
+
+def test_an_openvino_backend_without_its_ir_says_how_to_make_it(tmp_path):
+    tiny_bundle(tmp_path / "models")
+    (tmp_path / "exports").mkdir()
+    with pytest.raises(ConfigError, match=r"needs the model's export \(openvino/model.int8.xml .*dvc repro export"):
+        load_predictor(from_folder(tmp_path / "models"), backend="openvino-int8")
