@@ -4,8 +4,9 @@
 #       -e AWS_ACCESS_KEY_ID -e AWS_SECRET_ACCESS_KEY -e AWS_REGION [-e AWS_ENDPOINT_URL_S3] posevit-app
 # The model is a registry URI (s3://BUCKET/PREFIX/NAME:latest, or @VERSION to pin one); the S3 endpoint, region
 # and credentials come from the AWS chain. By default the image installs posevit[serve] from its lock
-# (requirements/serve.txt: ONNX Runtime and OpenVINO (~180 MB of it), no PyTorch) and serves the int8 ONNX export;
-# --build-arg BACKEND=openvino-int8 (or POSEVIT_BACKEND at run time) serves its NNCF static int8 OpenVINO IR.
+# (requirements/serve.txt: ONNX Runtime and OpenVINO (~180 MB of it), no PyTorch) and serves the NNCF static int8
+# OpenVINO IR, the fastest export that passes the export stage's parity gates (docs/deployment.md has the figures);
+# --build-arg BACKEND=onnx-int8 (or POSEVIT_BACKEND at run time) serves ONNX Runtime's dynamic int8 instead.
 # For the torch backend and the page's heat maps, install posevit[serve,torch] (~7 GB, CUDA included):
 #   docker build --build-arg EXTRAS=serve,torch --build-arg REQUIREMENTS=requirements/runtime.txt \
 #       --build-arg BACKEND=torch -t posevit-app:torch .
@@ -13,7 +14,7 @@ ARG BASE=python:3.11-slim
 FROM ${BASE}
 ARG REQUIREMENTS=requirements/serve.txt
 ARG EXTRAS=serve
-ARG BACKEND=onnx-int8
+ARG BACKEND=openvino-int8
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
     GRADIO_ANALYTICS_ENABLED=False

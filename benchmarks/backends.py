@@ -9,8 +9,10 @@ GEMM peak both reach (the model's FLOPs counted by PyTorch; int8 backends agains
 bundle (models/ and exports/ of this checkout, after `make demo`) also each backend's accuracy on
 data/processed/test. ViT-B/16 is exported here, as the export stage does it (`--model` names a smaller timm ViT
 for a shorter run, written to backends-<model>.json). Prints JSON.
-Targets: ViT-B/16 int8 batch-1 p50 <= 0.6x the PyTorch bf16 p50; demo int8 accuracy within
-0.01 of PyTorch fp32.
+Targets (issue 21), ViT-B/16: OpenVINO int8 batch-1 p50 <= 0.4x PyTorch bf16's, its best throughput >= 1.6x
+ONNX Runtime dynamic int8's and >= 60% of the int8 peak; ONNX Runtime int8 p50 <= 0.6x PyTorch bf16's. Demo: each
+int8 backend's accuracy within 0.005 of PyTorch fp32's. The peaks are measured before and after the timings and
+the higher taken (a neighbour busy during one measurement would otherwise halve it).
 """
 
 from __future__ import annotations
@@ -39,7 +41,11 @@ from posevit.models.openvino_runtime import OpenVinoModel, cpu_has_native_bf16
 
 LogitsFn = Callable[[np.ndarray], np.ndarray]
 TARGET_INT8_VS_BF16 = 0.6
-TARGET_INT8_ACCURACY_DROP = 0.01
+TARGET_OPENVINO_INT8_VS_BF16 = 0.4
+TARGET_OPENVINO_THROUGHPUT_VS_ONNX_INT8 = 1.6
+TARGET_OPENVINO_SHARE_OF_INT8_PEAK = 0.6
+TARGET_INT8_ACCURACY_DROP = 0.005
+OPENVINO_INT8 = ("openvino_int8", "openvino_int8_bf16")  # what stays unquantized in f32, in bf16
 
 
 def torch_runner(bundle: Bundle, device: str, bf16: bool) -> LogitsFn:
@@ -129,7 +135,7 @@ def speed(
         "onnx_fp32_p50_vs_torch_fp32": round(one["onnx_fp32"] / one["torch_fp32"], 3),
         f"int8_batch{batch_size}_speedup_vs_torch_bf16": round(many["torch_bf16"] / many["onnx_int8"], 2),
     }
-    for name in ("openvino_int8", "openvino_int8_bf16"):
+    for name in OPENVINO_INT8:
         if name in backends:
             ratios[f"{name}_p50_vs_torch_bf16"] = round(one[name] / one["torch_bf16"], 3)
             best = max(1 / one[name], batch_size / many[name])
@@ -219,15 +225,44 @@ def large_model(args: argparse.Namespace, peaks: dict[str, float]) -> dict[str, 
         flops = flops_per_image(bundle)
         backends = runners(bundle, root / "exports", args.device)
         figures = speed(backends, size, args.repeats, args.batch_size, flops, peaks)
-    ratio = figures["ratios"]["int8_p50_vs_torch_bf16"]  # type: ignore[index]
     return {
         "model": args.model,
         "input_size": size,
         "gflops_per_image": round(flops / 1e9, 2),
         **figures,
-        "target_int8_p50_vs_torch_bf16": TARGET_INT8_VS_BF16,
-        "target_met": ratio <= TARGET_INT8_VS_BF16,
+        "targets": large_model_targets(figures, args.batch_size),
     }
+
+
+def large_model_targets(figures: dict[str, object], batch_size: int) -> dict[str, object]:
+    """Each of issue 21's targets: the figure, the bound, met or not (the best OpenVINO int8 variant counts)."""
+    ratios: dict[str, float] = figures["ratios"]  # type: ignore[assignment]
+    variants = [name for name in OPENVINO_INT8 if name in figures]
+    targets: dict[str, object] = {
+        "onnx_int8_p50_vs_torch_bf16": _target(ratios["int8_p50_vs_torch_bf16"], "<=", TARGET_INT8_VS_BF16)
+    }
+    if variants:
+        share = max(
+            max(row["batch1_share_of_peak"], row[f"batch{batch_size}_share_of_peak"])  # type: ignore[index]
+            for row in (figures[name] for name in variants)
+        )
+        targets |= {
+            "openvino_int8_p50_vs_torch_bf16": _target(
+                min(ratios[f"{name}_p50_vs_torch_bf16"] for name in variants), "<=", TARGET_OPENVINO_INT8_VS_BF16
+            ),
+            "openvino_int8_best_throughput_vs_onnx_int8": _target(
+                max(ratios[f"{name}_best_throughput_vs_onnx_int8"] for name in variants),
+                ">=",
+                TARGET_OPENVINO_THROUGHPUT_VS_ONNX_INT8,
+            ),
+            "openvino_int8_best_share_of_int8_peak": _target(share, ">=", TARGET_OPENVINO_SHARE_OF_INT8_PEAK),
+        }
+    return targets
+
+
+def _target(value: float, relation: str, bound: float) -> dict[str, object]:
+    met = value <= bound if relation == "<=" else value >= bound
+    return {"value": round(value, 3), "target": f"{relation} {bound}", "met": met}
 
 
 def demo(args: argparse.Namespace, peaks: dict[str, float]) -> dict[str, object]:
@@ -243,9 +278,38 @@ def demo(args: argparse.Namespace, peaks: dict[str, float]) -> dict[str, object]
         "input_size": size,
         **figures,
         "accuracy": scores,
-        "target_int8_accuracy_drop": TARGET_INT8_ACCURACY_DROP,
-        "target_met": scores["int8_accuracy_drop"] <= TARGET_INT8_ACCURACY_DROP,
+        "targets": {
+            f"{name}_accuracy_drop": _target(scores["pytorch"] - scores[name], "<=", TARGET_INT8_ACCURACY_DROP)
+            for name in ("onnx_int8", *OPENVINO_INT8)
+            if name in scores
+        },
     }
+
+
+def measure_peaks(device: str) -> dict[str, float]:
+    """The machine's bf16 and fp32 GEMM peaks (TFLOP/s) and int8 GEMM peak (TOPS), measured now."""
+    return {
+        "bf16": matmul_peak_tflops(torch.bfloat16),
+        "fp32": matmul_peak_tflops(torch.float32),
+        "int8": int8_gemm_peak_tops() if device == "cpu" else float("nan"),
+    }
+
+
+def peak_fields(peaks: dict[str, float]) -> dict[str, float]:
+    return {
+        "bf16_matmul_peak_tflops": round(peaks["bf16"], 3),
+        "fp32_matmul_peak_tflops": round(peaks["fp32"], 3),
+        "int8_gemm_peak_tops": round(peaks["int8"], 3),  # OpenVINO's int8 GEMM (VNNI/AMX), 2 ops per MAC
+    }
+
+
+def rescale_shares(figures: dict[str, object], used: dict[str, float], peaks: dict[str, float]) -> None:
+    """Shares of peak taken against `used` restated against `peaks` (the higher of the two measurements)."""
+    for row in figures.values():
+        if isinstance(row, dict) and "precision_peak" in row:
+            factor = used[row["precision_peak"]] / peaks[row["precision_peak"]]
+            for key in [key for key in row if key.endswith("_share_of_peak")]:
+                row[key] = round(row[key] * factor, 3)
 
 
 def print_shares(name: str, figures: dict[str, object]) -> None:
@@ -271,27 +335,29 @@ def main() -> None:
         "--skip-vit-b", action="store_true", help="only the demo bundle (the ViT-B/16 export takes minutes)"
     )
     args = parser.parse_args()
-    peaks = {
-        "bf16": matmul_peak_tflops(torch.bfloat16),
-        "fp32": matmul_peak_tflops(torch.float32),
-        "int8": int8_gemm_peak_tops() if args.device == "cpu" else float("nan"),
-    }
+    peaks = measure_peaks(args.device)
     report: dict[str, object] = {
         "benchmark": "backends",
         "machine": {
             **machine(),
             "cpu_has_native_bf16": cpu_supports_bf16(),
-            "bf16_matmul_peak_tflops": round(peaks["bf16"], 3),
-            "fp32_matmul_peak_tflops": round(peaks["fp32"], 3),
-            "int8_gemm_peak_tops": round(peaks["int8"], 3),  # OpenVINO's int8 GEMM (VNNI/AMX), 2 ops per MAC
+            **peak_fields(peaks),
         },
         "demo": demo(args, peaks),
     }
     key = "vit_b16" if args.model == VIT_B16.name else "vit"
     if not args.skip_vit_b:
         report[key] = large_model(args, peaks)
+    after = measure_peaks(args.device)
+    higher = {name: max(peaks[name], after[name]) for name in peaks}
+    machine_row: dict[str, object] = report["machine"]  # type: ignore[assignment]
+    machine_row |= {f"{name}_peak_before_after": [round(peaks[name], 3), round(after[name], 3)] for name in peaks}
+    machine_row |= peak_fields(higher)
     for section in ("demo", key):
         if isinstance(report.get(section), dict):
+            rescale_shares(report[section], peaks, higher)  # type: ignore[arg-type]
+            if "targets" in report[section]:  # type: ignore[operator]
+                report[section]["targets"] = large_model_targets(report[section], args.batch_size)  # type: ignore[index]
             print_shares(section, report[section])  # type: ignore[arg-type]
     print(json.dumps(report, indent=2))
     name = "backends" if key == "vit_b16" else f"backends-{args.model}"

@@ -1,15 +1,18 @@
 """Serving under load: `posevit serve` (micro-batched, bf16 where fast) against the replaced system's server
 (FastAPI sync endpoint, fp32, one image per forward pass), same model, same machine, same run.
 
-    python -m benchmarks.serve_load [--seconds 20] [--concurrency 1 8 32] [--backend torch|onnx|onnx-int8]
+    python -m benchmarks.serve_load [--seconds 20] [--concurrency 1 8 32] [--backend torch|onnx|onnx-int8|openvino-int8]
 
 Both serve a ViT-B/16 bundle with random weights (no hub here; speed does not depend on the
 values). Closed-loop clients (each sends its next request when the last is answered) post a
 640x480 JPEG for `--seconds` at each concurrency; it prints JSON with requests/s, p50, p95,
 errors (non-2xx other than 503) and 503s for both servers, and the in-process latency of the
-old page's path (decode + `Predictor.predict`, one image alone). Targets: at concurrency 8, at
-least 3x the baseline's requests/s and at most half its p95; at 32, no errors (503s only if
-configured); at 1, p50 no worse than the old page path.
+old page's path (decode + `Predictor.predict`, one image alone). Both servers run at once and each
+concurrency level loads one, then the other (timed in turns: a busy neighbour slows both alike).
+Targets: at concurrency 8, at least 3x the baseline's requests/s and at most half its p95; at 32,
+no errors (503s only if configured); at 1, p50 no worse than the old page path. For openvino-int8
+(issue 21): 5x, 0.25 of its p95, and at 1 client p50 at most 0.4x the old page path; beside them the
+ceiling, the requests/s every image at the measured int8 GEMM peak would give.
 """
 
 from __future__ import annotations
@@ -113,12 +116,34 @@ def forward_flops(model_cfg: ModelConfig) -> float:
     return float(counter.get_total_flops())
 
 
-def export_for_serving(bundle_dir: Path, exports: Path) -> None:
+def export_for_serving(bundle_dir: Path, exports: Path, backend: str) -> None:
     """The export stage's files for `bundle_dir`, without its parity check (random weights have nothing to check)."""
     from posevit.export.onnx import FP32_FILE, INT8_FILE, export_onnx, quantize_int8
 
+    if backend.startswith("openvino"):
+        from benchmarks.backends import export_all
+
+        export_all(load_bundle(bundle_dir), exports, calibration_images=32)
+        return
     export_onnx(load_bundle(bundle_dir), exports / FP32_FILE, opset=18)
     quantize_int8(exports / FP32_FILE, exports / INT8_FILE)
+
+
+TARGETS = {  # backend: (c8 throughput ratio >=, c8 p95 ratio <=, c1 p50 vs the old page path <=)
+    "openvino-int8": (5.0, 0.25, 0.4),
+    "default": (3.0, 0.5, 1.0),
+}
+
+
+def load_in_turns(urls: dict[str, str], photo: bytes, levels: list[int], seconds: float) -> dict[str, dict]:
+    """Each concurrency level on each server in turn (ours, baseline, ours, ...), after a short warm-up of each."""
+    for url in urls.values():
+        closed_loop(url, photo, 2, 3)
+    results: dict[str, dict] = {name: {} for name in urls}
+    for level in levels:
+        for name, url in urls.items():
+            results[name][level] = closed_loop(url, photo, level, seconds)
+    return results
 
 
 def main() -> None:
@@ -128,7 +153,7 @@ def main() -> None:
     parser.add_argument("--max-batch-size", type=int, default=16)
     parser.add_argument(
         "--backend",
-        choices=["torch", "onnx", "onnx-int8"],
+        choices=["torch", "onnx", "onnx-int8", "openvino", "openvino-int8"],
         default="torch",
         help="posevit's backend (the ONNX ones export the bundle first, as the export stage does)",
     )
@@ -144,7 +169,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as directory:
         bundle = write_random_bundle(Path(directory) / "models")
         if args.backend != "torch":
-            export_for_serving(bundle, Path(directory) / "exports")
+            export_for_serving(bundle, Path(directory) / "exports", args.backend)
         old_page = page_path_latency(bundle, photo)
         ours_port, base_port = free_port(), free_port()
         ours_command = [
@@ -159,34 +184,36 @@ def main() -> None:
             "--backend",
             args.backend,
         ]
-        with running(ours_command, f"http://127.0.0.1:{ours_port}/health/ready", Path(directory) / "ours.log"):
-            url = f"http://127.0.0.1:{ours_port}/api/v1/pose_classifier"
-            closed_loop(url, photo, 2, 3)  # warm-up
-            ours = {c: closed_loop(url, photo, c, args.seconds) for c in args.concurrency}
-        base_command = [
-            sys.executable,
-            "-m",
-            "benchmarks.baseline_server",
-            "--bundle",
-            str(bundle),
-            "--port",
-            str(base_port),
-        ]
-        with running(base_command, f"http://127.0.0.1:{base_port}/docs", Path(directory) / "baseline.log"):
-            url = f"http://127.0.0.1:{base_port}/api/v1/pose_classifier"
-            closed_loop(url, photo, 2, 3)
-            base = {c: closed_loop(url, photo, c, args.seconds) for c in args.concurrency}
+        base_command = [sys.executable, "-m", "benchmarks.baseline_server", "--bundle", str(bundle)]
+        base_command += ["--port", str(base_port)]
+        route = "api/v1/pose_classifier"
+        with (
+            running(ours_command, f"http://127.0.0.1:{ours_port}/health/ready", Path(directory) / "ours.log"),
+            running(base_command, f"http://127.0.0.1:{base_port}/docs", Path(directory) / "baseline.log"),
+        ):
+            urls = {"ours": f"http://127.0.0.1:{ours_port}/{route}", "base": f"http://127.0.0.1:{base_port}/{route}"}
+            loads = load_in_turns(urls, photo, args.concurrency, args.seconds)
+            ours, base = loads["ours"], loads["base"]
+            card = httpx.get(f"http://127.0.0.1:{ours_port}/v1/model", timeout=10).json()
+            results["posevit_model_card"] = {
+                key: card.get(key) for key in ("precision", "precision_timings_ms", "batching")
+            }
     results.update(old_page_path_in_process=old_page, posevit=list(ours.values()), baseline=list(base.values()))
     summary: dict[str, object] = {}
+    throughput_target, p95_target, c1_target = TARGETS.get(args.backend, TARGETS["default"])
     if 8 in ours:
         summary["c8_throughput_ratio"] = round(ours[8]["requests_per_s"] / base[8]["requests_per_s"], 2)
         summary["c8_p95_ratio"] = round(ours[8]["p95_ms"] / base[8]["p95_ms"], 3)
-        summary["c8_targets"] = "throughput ratio >= 3, p95 ratio <= 0.5"
+        summary["c8_targets"] = f"throughput ratio >= {throughput_target}, p95 ratio <= {p95_target}"
+        summary["c8_met"] = (
+            summary["c8_throughput_ratio"] >= throughput_target and summary["c8_p95_ratio"] <= p95_target  # type: ignore[operator]
+        )
     if 32 in ours:
         summary["c32_errors"] = ours[32]["errors"]
     if 1 in ours:
         summary["c1_p50_vs_old_page_path"] = round(ours[1]["p50_ms"] / old_page["p50_ms"], 3)
-        summary["c1_target"] = "<= 1.0 (HTTP, upload and JSON included on our side)"
+        summary["c1_target"] = f"<= {c1_target} (HTTP, upload and JSON included on our side)"
+        summary["c1_met"] = summary["c1_p50_vs_old_page_path"] <= c1_target  # type: ignore[operator]
     # The most any bf16 server could do here: every image at the measured bf16 GEMM peak, against the baseline.
     peak_bf16, peak_fp32 = matmul_peak_tflops(), matmul_peak_tflops(dtype=torch.float32)
     flops = forward_flops(VIT_B16)
@@ -198,6 +225,15 @@ def main() -> None:
             peak_bf16 * 1e12 / flops / base[8]["requests_per_s"], 2
         )
         summary["posevit_c8_share_of_bf16_peak"] = round(ours[8]["requests_per_s"] * flops / 1e12 / peak_bf16, 3)
+        if args.backend.endswith("int8"):  # the int8 ceiling: every image at the int8 GEMM peak
+            from benchmarks.backends import int8_gemm_peak_tops
+
+            peak_int8 = int8_gemm_peak_tops()
+            summary["int8_gemm_peak_tops"] = round(peak_int8, 3)
+            summary["c8_throughput_ratio_ceiling_at_int8_peak"] = round(
+                peak_int8 * 1e12 / flops / base[8]["requests_per_s"], 2
+            )
+            summary["posevit_c8_share_of_int8_peak"] = round(ours[8]["requests_per_s"] * flops / 1e12 / peak_int8, 3)
     results["summary"] = summary
     print(json.dumps(results, indent=2))
     write_result("serve_load" if args.backend == "torch" else f"serve_load-{args.backend}", results)

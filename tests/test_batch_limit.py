@@ -39,8 +39,10 @@ def test_the_sizes_tried_double_up_to_the_largest_batch():
     [
         # dynamic int8 on 2 cores: batch 1 is the cheapest per image, so no batching at all
         ({1: 90, 2: 95, 4: 97, 8: 99, 16: 101}, 1),
-        # batching pays, and flattens out: the smallest batch within 10% of the best, not the largest
+        # batching pays, and flattens out: the smallest batch within 5% of the best, not the largest
         ({1: 10, 2: 6, 4: 4, 8: 3.75, 16: 3.6}, 8),
+        # ViT-B/16 static int8 in OpenVINO on 2 cores: 2 is within 10% of the best, 4 within 5%
+        ({1: 66.2, 2: 59.2, 4: 55.2, 8: 54.4}, 4),
         # a 5-8% gain is inside the noise margin: not worth making the first image wait for the rest
         ({1: 100, 2: 95, 4: 92.5}, 1),
         # within 10% of the best but not 10% below batch 1: the next size that is both

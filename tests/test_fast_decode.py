@@ -12,7 +12,7 @@ from PIL import Image
 
 from posevit.core.config import PredictConfig, ServeConfig
 from posevit.core.errors import ConfigError, ImageTooLarge
-from posevit.data.images import decode_rgb
+from posevit.data.images import decode_rgb, source_size
 from posevit.infer.decode_pool import reader_for
 from posevit.infer.folders import classify_files
 from posevit.infer.inputs import Input
@@ -62,6 +62,8 @@ def test_the_pixel_limit_is_the_full_size_even_when_decoded_smaller():
 def test_a_rotated_jpeg_decoded_small_is_still_upright():
     image = decode_rgb(exif_rotated_jpeg(), 10**7, draft_side=8)  # 40x20, rotated to 20x40; 1/2 keeps 10 >= 8
     assert image.size == (10, 20)
+    assert source_size(image) == (20, 40)  # what was sent, upright: what the API and the prediction log report
+    assert source_size(decode_rgb(exif_rotated_jpeg(), 10**7)) == (20, 40)
     red, blue = np.asarray(image)[2, 5], np.asarray(image)[-3, 5]  # the left half (red) is on top once upright
     assert red[0] > 200 > red[2] and blue[2] > 200 > blue[0]
 
@@ -120,6 +122,7 @@ def test_the_server_decodes_fast_when_asked_and_says_so(model):
         assert client.get("/v1/model").json()["decode"] == {"fast": True, "draft_side": 192}
         response = client.post("/v1/predict", files={"file": ("photo.jpg", photo(640, 480))})
         assert response.status_code == 200, response.text
+        assert response.json()["image"] == {"width": 640, "height": 480}  # as sent, not the 320x240 it decoded
     with api_client(model, batch_limit=1) as (client, service):
         assert client.get("/v1/model").json()["decode"] == {"fast": False, "draft_side": None}
 

@@ -19,6 +19,8 @@ from posevit.core.errors import ImageError, ImageTooLarge, NotAnImage
 _KEEP_AS_IS_FORMATS = {"JPEG", "PNG", "WEBP", "BMP"}
 _EXIF_ORIENTATION = 0x0112
 _HIGH_BIT_DEPTH_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
+# `Image.info` key: the encoded image's (width, height), upright, when it was decoded at reduced scale.
+_SOURCE_SIZE = "posevit_source_size"
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,7 @@ def open_image(
     except Exception as exc:
         raise ImageError(f"cannot open: {exc}") from None
     width, height = image.size
+    image.info[_SOURCE_SIZE] = (width, height)
     # Checked on the header, before decoding, so a decompression bomb never allocates.
     if width * height > max_pixels:
         raise ImageTooLarge(f"too large: {width}x{height} = {width * height:,} pixels > {limit_name}={max_pixels:,}")
@@ -105,10 +108,21 @@ def decode_rgb(
     """Decode `data` to an upright RGB image (first frame), or raise ImageError saying why; with `draft_side`,
     a JPEG at a reduced scale whose sides stay at least `draft_side` (`open_image`)."""
     image = open_image(data, max_pixels, limit_name, draft_side)
+    width, height = image.info[_SOURCE_SIZE]
     try:
-        return to_rgb(ImageOps.exif_transpose(image))
+        upright = ImageOps.exif_transpose(image)
+        rgb = to_rgb(upright)
     except Exception as exc:
         raise ImageError(f"cannot convert mode {image.mode} to RGB: {exc}") from None
+    rgb.info[_SOURCE_SIZE] = (height, width) if upright.size != image.size else (width, height)
+    return rgb
+
+
+def source_size(image: Image.Image) -> tuple[int, int]:
+    """(width, height) of the photo as sent, upright: `image.size`, unless `decode_rgb` decoded it at reduced
+    scale (then what the client sent, not the smaller image the transform read)."""
+    size = image.info.get(_SOURCE_SIZE)
+    return (int(size[0]), int(size[1])) if size else image.size
 
 
 def normalise_image(data: bytes, max_pixels: int) -> NormalisedImage:

@@ -22,7 +22,7 @@ from posevit.core.errors import ConfigError
 from posevit.core.paths import EXPORTS_DIR, IR_BY_BACKEND, ONNX_BY_BACKEND
 from posevit.models.bundle_config import BundleConfig
 from posevit.models.onnx_runtime import OnnxModel
-from posevit.models.openvino_runtime import HintPrecision, OpenVinoModel, cpu_has_native_bf16
+from posevit.models.openvino_runtime import HintPrecision, OpenVinoModel, fastest_precision
 from posevit.models.preprocess import EvalPreprocess
 
 DISPLAY_SIZE = 288
@@ -53,6 +53,7 @@ class Predictor(ABC):
         self.model_name = config.model_name
         self.temperature = config.temperature or 1.0  # calibrated on the validation split
         self.device = device
+        self.precision_timings: dict[str, float] = {}  # ms of one image per precision, where load chose by timing
 
     @property
     def input_size(self) -> tuple[int, int]:
@@ -126,9 +127,10 @@ class OpenVinoPredictor(ExportPredictor):
     """The export stage's OpenVINO IR (fp32, or NNCF's static int8) in OpenVINO; no torch anywhere.
 
     The precision hint is always set: `auto` is f32 for the fp32 IR (the plugin would otherwise run it in bf16
-    on CPUs that have bf16), and for the int8 IR bf16 where the CPU has native bf16 (what stays unquantized:
-    LayerNorm, Softmax, GELU), else f32. Static int8 fixes every scale at export, so an image's answer does not
-    depend on the rest of its batch. `streams` > 1 lets that many `forward` calls compute at once.
+    on CPUs that have bf16); for the int8 IR on a CPU with native bf16 it is whichever of f32 and bf16 (for what
+    stays unquantized: LayerNorm, Softmax, GELU) runs one image faster here, timed at load, else f32.
+    Static int8 fixes every scale at export, so an image's answer does not depend on the rest of its batch.
+    `streams` > 1 lets that many `forward` calls compute at once.
     """
 
     def __init__(
@@ -142,12 +144,13 @@ class OpenVinoPredictor(ExportPredictor):
     ) -> None:
         super().__init__(config, backend, device)
         int8 = backend == "openvino-int8"
-        if precision == "auto":
-            hint: HintPrecision = "bf16" if int8 and device == "cpu" and cpu_has_native_bf16() else "f32"
-        else:
-            hint = "bf16" if precision == "bf16" else "f32"
         xml = exports_dir / IR_BY_BACKEND[backend].relative_to(EXPORTS_DIR)
-        self.openvino = OpenVinoModel(xml, hint, device, streams=streams)
+        if precision == "auto" and int8 and device == "cpu":
+            shape = tuple(config.data_config["input_size"])
+            self.openvino, self.precision_timings = fastest_precision(xml, device, streams, shape)
+        else:
+            hint: HintPrecision = "bf16" if precision == "bf16" else "f32"
+            self.openvino = OpenVinoModel(xml, hint, device, streams=streams)
         ran = self.openvino.describe()
         self.precision = f"int8, the rest {ran}" if int8 else ran
 

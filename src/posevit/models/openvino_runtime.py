@@ -11,6 +11,7 @@ native bf16 unless INFERENCE_PRECISION_HINT says f32, so "fp32" would otherwise 
 from __future__ import annotations
 
 import queue
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -114,3 +115,27 @@ class OpenVinoModel:
         threads = f", {self.threads} threads" if self.device == "CPU" else ""
         streams = f"{self.streams} stream{'s' * (self.streams > 1)}"
         return f"{PROJECT_NAMES[self.precision]} (OpenVINO {self.device}{threads}, {streams})"
+
+
+def fastest_precision(
+    path: Path, device: str, streams: int, input_shape: tuple[int, ...], rounds: int = 5
+) -> tuple[OpenVinoModel, dict[str, float]]:
+    """The IR compiled with each precision hint the CPU runs natively (f32, and bf16 where native), timed in turns
+    on one image: the faster one and each one's median ms. Which is faster depends on the CPU (on one Zen 4 the
+    int8 model's bf16 rest is faster, on another slower at batch 1), so it is measured, not assumed."""
+    candidates: list[HintPrecision] = ["f32", "bf16"] if cpu_has_native_bf16() else ["f32"]
+    models = {hint: OpenVinoModel(path, hint, device, streams=streams) for hint in candidates}
+    if len(models) == 1:
+        return models["f32"], {}
+    pixels = np.zeros((1, *input_shape), np.float32)
+    times: dict[HintPrecision, list[float]] = {hint: [] for hint in models}
+    for round_ in range(rounds + 1):
+        for hint, model in models.items():
+            started = time.perf_counter()
+            model.logits(pixels)
+            if round_:  # the first pass of each allocates and picks kernels
+                times[hint].append(time.perf_counter() - started)
+    medians: dict[HintPrecision, float] = {
+        hint: round(float(np.median(values)) * 1000, 2) for hint, values in times.items()
+    }
+    return models[min(medians, key=medians.__getitem__)], {str(hint): ms for hint, ms in medians.items()}

@@ -18,7 +18,7 @@ from gradio_client import utils as client_utils
 from PIL import Image
 
 from posevit.core.errors import ImageError, PosevitError
-from posevit.data.images import decode_rgb
+from posevit.data.images import decode_rgb, source_size
 from posevit.serve.service import InferenceService, Limits
 
 TOP_K = 5
@@ -102,7 +102,7 @@ def build_page(service: InferenceService, examples: list[str]) -> gr.Blocks:
             raise gr.Error(str(exc)) from None
         timing = (
             f"Inference **{result.seconds * 1000:.0f} ms** ({predictor.precision}, {predictor.device}, "
-            f"batched) · image {image.width}×{image.height} · version {result.version}"
+            f"batched) · image {'×'.join(map(str, source_size(image)))} · version {result.version}"
         )
         return result.probabilities, overlay, timing, result.probabilities
 

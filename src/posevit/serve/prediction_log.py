@@ -39,6 +39,7 @@ from starlette.requests import Request
 
 from posevit.core.config import ServeConfig
 from posevit.core.errors import ConfigError
+from posevit.data.images import source_size
 from posevit.infer.predictor import Prediction
 from posevit.serve.telemetry import ServeMetrics
 
@@ -163,6 +164,7 @@ class PredictionLog:
         keep = self.settings.log_images == "low_confidence" and top[0][1] < self.settings.low_confidence
         label = re.sub(r"[^A-Za-z0-9._-]", "_", top[0][0]).lstrip(".") or "_"  # a folder name, never `..`
         client = request.client.host if self.settings.log_client_address and request.client else None
+        width, height = source_size(image)  # as sent, also when decoded at reduced scale (serve.fast_decode)
         row = {
             "time": datetime.fromtimestamp(self.now(), UTC),
             "request_id": identifier,
@@ -171,8 +173,8 @@ class PredictionLog:
             "labels": [name for name, _ in top],
             "probabilities": [p for _, p in top],
             "latency_ms": prediction.seconds * 1000,
-            "width": image.width,
-            "height": image.height,
+            "width": width,
+            "height": height,
             "image": f"images/{label}/{identifier}-{index}.png" if keep else None,
             "client": client,
         }

@@ -15,6 +15,7 @@ from fastapi import APIRouter, Depends, File, Request, Response, UploadFile
 from PIL import Image
 
 import posevit.serve.api.schemas as schemas
+from posevit.data.images import source_size
 from posevit.serve.api.deps import LegacyTopK, Log, Service, TopK, require_key
 from posevit.serve.api.errors import ApiError, ClientGone, as_api_error
 from posevit.serve.service import InferenceService, ServedPrediction
@@ -58,11 +59,12 @@ async def unless_disconnected(request: Request, work: Awaitable[T]) -> T:
 
 def as_response(decoded: Decoded, top_k: int) -> schemas.Prediction:
     image, prediction = decoded
+    width, height = source_size(image)
     return schemas.Prediction(
         model=schemas.ModelRef(name=prediction.model_name, version=prediction.version),
         predictions=[schemas.LabelProbability(label=label, probability=p) for label, p in prediction.top(top_k)],
         inference_ms=round(prediction.seconds * 1000, 2),
-        image=schemas.ImageSize(width=image.width, height=image.height),
+        image=schemas.ImageSize(width=width, height=height),
     )
 
 
