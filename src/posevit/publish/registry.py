@@ -232,10 +232,14 @@ def publish(
         not_added: list[str] = []
         if existing is not None:
             published = existing.get("files", {})
-            if any(manifest["files"].get(name) != entry for name, entry in published.items()):
+            changed = sorted(name for name, entry in published.items() if manifest["files"].get(name) != entry)
+            if changed:
                 raise S3Error(
-                    f"{address.uri(version)} is already published with different files (same model, "
-                    f"different metrics, report or exports?); a version is never overwritten"
+                    f"{address.uri(version)} is already published, and this push would change "
+                    f"{', '.join(changed[:5])}{' ...' if len(changed) > 5 else ''} (same model; other metrics, report "
+                    "or exports, e.g. after a posevit upgrade). A version is never overwritten: the published one "
+                    "keeps serving; to publish these files, make a new version (retrain with any change of params "
+                    "or data, e.g. -S train.seed=1)"
                 )
             not_added = sorted(set(manifest["files"]) - set(published))
         if existing is None:
