@@ -34,12 +34,12 @@ def _link_gallery(sheet, report: Path, confusions: list[dict[str, Any]], gallery
         page = pages.get((pair["true"], pair["predicted"]))
         if page is None:
             continue
-        target = Path(os.path.relpath(page.path, report.parent)).as_posix()
-        sheet.write_url(row, 4, f"external:{target}", string=page.path.name, tip=f"{page.shown} of {page.count} images")
+        # xlsxwriter writes a cell's file link with backslashes, as Excel does; the picture's link with slashes
+        link = f"external:{Path(os.path.relpath(page.path, report.parent)).as_posix()}"
+        sheet.write_url(row, 4, link, string=page.path.name, tip=f"{page.shown} of {page.count} images")
         sheet.set_row(row, 52)  # 64 px thumbnails at 0.9 scale
-        sheet.insert_image(
-            row, 5, page.path.name, {"image_data": io.BytesIO(page.thumbnail), "x_scale": 0.9, "y_scale": 0.9}
-        )
+        picture = {"image_data": io.BytesIO(page.thumbnail), "x_scale": 0.9, "y_scale": 0.9, "url": link}
+        sheet.insert_image(row, 5, page.path.name, picture)
 
 
 def write_report(
