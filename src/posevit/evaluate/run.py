@@ -5,7 +5,7 @@ The DVC stage `evaluate` uses the default paths; a sweep run writes into its own
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 from posevit.core import paths as default_paths
@@ -41,16 +41,9 @@ class EvalPaths:
             models=models,
             data=data,
             **{
-                name: root / getattr(cls, name)
-                for name in (
-                    "metrics",
-                    "report",
-                    "predictions",
-                    "confusion_plot",
-                    "per_class_plot",
-                    "reliability_plot",
-                    "errors",
-                )
+                field.name: root / getattr(cls, field.name)
+                for field in fields(cls)
+                if field.name not in ("models", "data")
             },
         )
 
