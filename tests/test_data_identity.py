@@ -3,6 +3,7 @@ it, when unpinned), a content hash of the files of a local copy; and an edit to 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import sys
@@ -44,8 +45,16 @@ def write_hub_copy(root: Path, splits: dict[str, datasets.Dataset], commit: str 
     files.append(root / "README.md")
     (root / ".gitattributes").write_text("*.parquet filter=lfs diff=lfs merge=lfs -text\n")  # not read: not hashed
     for path in files if commit else []:
-        write_download_metadata(root, path.relative_to(root).as_posix(), commit, etag="test")
+        write_download_metadata(root, path.relative_to(root).as_posix(), commit, etag=_hub_etag(path))
     return files
+
+
+def _hub_etag(path: Path) -> str:
+    """The hub's etag: sha256 of an LFS file (the parquet shards), git's blob sha1 of the others."""
+    data = path.read_bytes()
+    if path.suffix == ".parquet":
+        return hashlib.sha256(data).hexdigest()
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
 
 
 def _splits(seed: int = 0) -> dict[str, datasets.Dataset]:
@@ -74,26 +83,27 @@ def test_a_local_hub_format_copy_records_the_hash_of_the_files_it_read_and_the_c
 
     (copy / "notes.txt").write_text("a file the loader does not read")
     assert load_source(cfg).identity == identity
-    _splits(seed=1)["train"].to_parquet(str(files[0]))  # other images in the train shard
+    _splits(seed=1)["train"].to_parquet(str(files[0]))  # other images in the train shard (within the second)
     changed = load_source(cfg).identity
     assert changed["content_hash"] != identity["content_hash"]
-    assert changed["hub_revision"] is None  # a file changed since the download: no longer that commit
+    assert changed["hub_revision"] is None  # its bytes are not the downloaded ones: no longer that commit
 
 
 def _cache_as_a_hub_load(copy: Path, repo_id: str, commit: str, cache: Path) -> None:
-    """What `load_dataset(repo_id)` at `commit` leaves in datasets' cache: the same parquet builder, named by the
-    repo and the commit (offline, datasets reads that cache and reports the commit as the builder's hash)."""
+    """What `load_dataset(repo_id)` at `commit` leaves in datasets' cache: the same parquet builder's arrow files in
+    <namespace>___<name>/<config>/<version>/<commit> (offline, datasets reads that cache and reports the commit as
+    the builder's hash). The namespace is added by hand: a builder given a repo id insists on hf:// data files."""
+    namespace, name = repo_id.split("/")
     local = datasets.load_dataset_builder(str(copy))
     builder = type(local)(
         cache_dir=str(cache),
-        dataset_name=repo_id.split("/")[1],
-        repo_id=repo_id,
-        config_name=local.config.name,
+        dataset_name=name,
+        config_name=local.config.name,  # the card's config, data files and features, as in a hub load
         hash=commit,
-        data_files=local.config.data_files,
-        features=local.info.features,
+        info=local.info,
     )
     builder.download_and_prepare()
+    (cache / name).rename(cache / f"{namespace}___{name}")
 
 
 def test_a_hub_dataset_records_the_commit_datasets_resolved_and_an_unpinned_one_warns_once(

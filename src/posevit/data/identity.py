@@ -9,6 +9,7 @@ under `data/raw/`, a dep of the stage.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 from collections.abc import Iterable
@@ -60,9 +61,23 @@ def hub_identity(cfg: DataConfig, builder: datasets.DatasetBuilder) -> dict[str,
     return {"kind": "hub", "name": cfg.name, "revision": cfg.revision, "resolved_revision": resolved}
 
 
+def _is_downloaded_file(path: Path, etag: str) -> bool:
+    """The hub's etag of a file is its content hash: sha256 for LFS files (the data), git's blob sha1 for the rest."""
+    etag = etag.strip('"')
+    if len(etag) == 64:
+        digest = hashlib.sha256()
+        with path.open("rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+        return digest.hexdigest() == etag
+    data = path.read_bytes()
+    return len(etag) == 40 and hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest() == etag
+
+
 def downloaded_revision(root: Path, files: Iterable[Path]) -> str | None:
-    """The hub commit a local copy was downloaded at (`hf download --local-dir` records one per file under
-    .cache/huggingface/), when every file read has it, unchanged since, and they agree; else None."""
+    """The hub commit a local copy was downloaded at (`hf download --local-dir` records commit and etag per file
+    under .cache/huggingface/), when every file read has a record, still holds the bytes it names, and the
+    records agree; else None."""
     try:
         from huggingface_hub._local_folder import read_download_metadata  # what `hf download` writes
     except ImportError:  # pragma: no cover - an older or newer huggingface_hub
@@ -73,8 +88,8 @@ def downloaded_revision(root: Path, files: Iterable[Path]) -> str | None:
             name = Path(path).resolve().relative_to(root).as_posix()
         except ValueError:
             return None
-        metadata = read_download_metadata(root, name)  # None when the file changed after the download
-        if metadata is None:
+        metadata = read_download_metadata(root, name)  # None when the file is newer than the record
+        if metadata is None or not _is_downloaded_file(Path(path), metadata.etag):
             return None
         commits.add(metadata.commit_hash)
     return commits.pop() if len(commits) == 1 else None

@@ -141,7 +141,8 @@ def write_exports(
 def calibration_batches(bundle: Bundle, train: datasets.Dataset, images: int) -> Iterable[Any]:
     """`images` train images (a fixed shuffle: every class, not the split's first rows), one per batch, through
     the eval transform: what the served model will see."""
-    chosen = train.shuffle(seed=CALIBRATION_SEED).select(range(images))
+    # in memory: a shuffle's indices file would land in data/processed/train, a DVC output (`dvc status`: modified)
+    chosen = train.shuffle(seed=CALIBRATION_SEED, keep_in_memory=True).select(range(images))
     return DataLoader(with_pixels(chosen, bundle.eval_transform()), batch_size=1)
 
 
