@@ -1,4 +1,5 @@
-"""DVC stage `evaluate`: models/ + data/processed/test -> metrics/test.json, plots, metrics/report.xlsx."""
+"""DVC stage `evaluate`: models/ + data/processed/test -> metrics/test.json, plots (the error gallery in
+plots/errors/), metrics/report.xlsx."""
 
 from posevit.core.config import load_params
 from posevit.core.entrypoint import run_stage

@@ -205,6 +205,10 @@ class EvaluateConfig(Schema):
     """Evaluation batch size."""
     confidence_level: Fraction = 0.95
     """Level of the accuracy confidence interval (Wilson)."""
+    error_pairs: PositiveInt = 6
+    """Error gallery: the most confused (true, predicted) pairs drawn, by count (`plots/errors/`)."""
+    errors_per_pair: PositiveInt = 12
+    """Error gallery: misclassified images per pair, most confident first."""
 
 
 class ExportConfig(Schema):

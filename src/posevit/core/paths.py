@@ -13,6 +13,7 @@ CONFIG_DIR = Path("conf")
 PARAMS_FILE = Path("params.yaml")
 
 # preprocess
+RAW_DIR = Path("data/raw")  # local copies (hub-format, image folders): a dep of preprocess, so DVC sees edits
 PROCESSED_DIR = Path("data/processed")
 DATA_METRICS = Path("metrics/data.json")
 SAMPLES_PLOT = Path("plots/demo_samples.png")
@@ -31,6 +32,7 @@ PREDICTIONS_CSV = Path("plots/predictions.csv")
 CONFUSION_PLOT = Path("plots/confusion_matrix.png")
 PER_CLASS_PLOT = Path("plots/per_class_accuracy.png")
 RELIABILITY_PLOT = Path("plots/reliability.png")
+ERRORS_DIR = Path("plots/errors")  # the error gallery: overview.png and <true>__as__<predicted>.png
 
 # export
 EXPORTS_DIR = Path("exports")

@@ -27,6 +27,7 @@ class PreparedData:
     image_stats: datasets.Dataset  # width, height, mode of every kept source image
     dropped: list[dict[str, str]] = field(default_factory=list)  # id, source, reason
     ignored_splits: dict[str, str] = field(default_factory=dict)
+    identity: dict[str, Any] = field(default_factory=dict)  # what was read (`posevit.data.identity`)
 
 
 def _normalise_batch(batch: dict[str, list], indices: list[int], split_name: str, max_pixels: int) -> dict[str, list]:
@@ -94,9 +95,9 @@ def normalise_split(
 
 def prepare_data(cfg: DataConfig) -> PreparedData:
     """Load `data.name`, normalise every image, and cut stratified train/val/test splits."""
-    source = load_source(cfg)
+    loaded = load_source(cfg)
     normalised, dropped = {}, []
-    for name, split in source.items():
+    for name, split in loaded.splits.items():
         normalised[name], split_dropped = normalise_split(split, name, cfg)
         dropped.extend(split_dropped)
     if dropped:
@@ -117,4 +118,6 @@ def prepare_data(cfg: DataConfig) -> PreparedData:
         }
     )
     check_class_coverage(splits)
-    return PreparedData(splits=splits, image_stats=stats, dropped=dropped, ignored_splits=ignored)
+    return PreparedData(
+        splits=splits, image_stats=stats, dropped=dropped, ignored_splits=ignored, identity=loaded.identity
+    )

@@ -6,7 +6,8 @@
 - a hub dataset id (`Bingsu/Human_Action_Recognition`), or a local directory in a
   format `datasets.load_dataset` reads: a copy of a hub repo (parquet files) or an
   image folder with one sub-folder per class.
-Images come back undecoded (bytes) so one broken file cannot stop the load.
+Images come back undecoded (bytes) so one broken file cannot stop the load, with the identity of what was read
+(`posevit.data.identity`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ import io
 import logging
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import datasets
 from tqdm.auto import tqdm
@@ -24,9 +27,16 @@ from posevit.core.config import DataConfig
 from posevit.core.errors import DataError
 from posevit.core.labels import ACTION_CLASSES
 from posevit.data.demo import render_sample, sample_rng
+from posevit.data.identity import demo_identity, hub_identity, local_identity, saved_identity
 from posevit.data.store import IMAGE, LABELS
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LoadedSource:
+    splits: datasets.DatasetDict
+    identity: dict[str, Any]  # what was read: hub commit, content hash or demo settings
 
 
 def _draw_png(job: tuple[int, int, int]) -> bytes:
@@ -64,21 +74,27 @@ def saved_dataset(cfg: DataConfig) -> datasets.DatasetDict:
     return loaded if isinstance(loaded, datasets.DatasetDict) else datasets.DatasetDict({"train": loaded})
 
 
-def hub_or_local_dataset(cfg: DataConfig) -> datasets.DatasetDict:
-    """`datasets.load_dataset`: a hub id, a local hub-format copy, or an image folder."""
+def hub_or_local_dataset(cfg: DataConfig) -> LoadedSource:
+    """What `datasets.load_dataset` does (a hub id, a local hub-format copy, or an image folder), through its
+    builder, which knows the commit it resolved and the files it read."""
     if _looks_like_path(cfg.name) and not Path(cfg.name).exists():
         raise DataError(
             f"data.name={cfg.name!r}: no such directory. Point it at a dataset directory, "
             "an image folder (one sub-folder per class), a hub id, or use data=demo."
         )
     try:
-        return datasets.load_dataset(cfg.name, revision=cfg.revision)
+        builder = datasets.load_dataset_builder(cfg.name, revision=cfg.revision)
+        builder.download_and_prepare()
+        loaded = builder.as_dataset()
     except Exception as exc:
         raise DataError(
             f"data.name={cfg.name!r} could not be loaded: {type(exc).__name__}: {exc}\n"
             "  Offline? Copy the dataset to a local directory (the hub repo's files, or "
             "`save_to_disk`) and set data.name to that path, or use data=demo."
         ) from None
+    splits = loaded if isinstance(loaded, datasets.DatasetDict) else datasets.DatasetDict({"train": loaded})
+    identity = local_identity(cfg, builder) if Path(cfg.name).is_dir() else hub_identity(cfg, builder)
+    return LoadedSource(splits, identity)
 
 
 def _looks_like_path(name: str) -> bool:
@@ -86,15 +102,15 @@ def _looks_like_path(name: str) -> bool:
     return name.startswith((".", "/", "~")) or Path(name).exists() or name.count("/") > 1
 
 
-Loader = Callable[[DataConfig], datasets.DatasetDict]
+Loader = Callable[[DataConfig], LoadedSource]
 
 
 def pick_loader(name: str) -> Loader:
     """Which loader reads `data.name`."""
     if name == "demo":
-        return demo_dataset
+        return lambda cfg: LoadedSource(demo_dataset(cfg), demo_identity(cfg))
     if Path(name).is_dir() and _is_saved_to_disk(Path(name)):
-        return saved_dataset
+        return lambda cfg: LoadedSource(saved_dataset(cfg), saved_identity(cfg))
     return hub_or_local_dataset
 
 
@@ -115,9 +131,10 @@ def _standardise(split: datasets.Dataset, cfg: DataConfig, split_name: str) -> d
     return split.cast_column(IMAGE, datasets.Image(decode=False))
 
 
-def load_source(cfg: DataConfig) -> datasets.DatasetDict:
-    """Load `data.name` as a DatasetDict of splits with `image` (bytes) and `labels` (ClassLabel)."""
-    raw = pick_loader(cfg.name)(cfg)
+def load_source(cfg: DataConfig) -> LoadedSource:
+    """Load `data.name` as a DatasetDict of splits with `image` (bytes) and `labels` (ClassLabel), and its identity."""
+    loaded = pick_loader(cfg.name)(cfg)
+    raw = loaded.splits
     if not raw:
         raise DataError(f"data.name={cfg.name!r} has no splits")
     splits = {name: _standardise(split, cfg, name) for name, split in raw.items()}
@@ -126,4 +143,4 @@ def load_source(cfg: DataConfig) -> datasets.DatasetDict:
     for name, labels in names.items():
         if labels != reference:
             raise DataError(f"split {name!r} has labels {labels}, other splits {reference}: they must agree")
-    return datasets.DatasetDict(splits)
+    return LoadedSource(datasets.DatasetDict(splits), loaded.identity)

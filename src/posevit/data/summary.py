@@ -24,7 +24,8 @@ def _describe(values: np.ndarray) -> dict[str, float]:
 
 
 def summarise(prepared: PreparedData, source_name: str) -> dict[str, Any]:
-    """Per-class counts per split, image size statistics, dropped images, ignored splits."""
+    """What was read (its identity), per-class counts per split, image size statistics, dropped images, ignored
+    splits."""
     splits = prepared.splits
     names = class_names(splits["train"])
     per_split = {}
@@ -37,6 +38,7 @@ def summarise(prepared: PreparedData, source_name: str) -> dict[str, Any]:
     stats = prepared.image_stats
     return {
         "source": source_name,
+        "identity": prepared.identity,
         "num_classes": len(names),
         "classes": names,
         "splits": per_split,
@@ -67,6 +69,10 @@ def format_table(summary: dict[str, Any]) -> str:
         f"height {size['height']['min']}-{size['height']['max']} (median {size['height']['median']:g})"
     )
     rows.append(f"dropped images: {summary['dropped']['count']}")
+    identity = summary.get("identity") or {}
+    read = identity.get("resolved_revision") or identity.get("content_hash")
+    if read:
+        rows.append(f"read: {identity['kind']} {identity['name']} at {read}")
     for split_name, reason in summary["ignored_splits"].items():
         rows.append(f"ignored source split {split_name!r}: {reason}")
     return "\n".join(rows)

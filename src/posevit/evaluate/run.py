@@ -5,7 +5,7 @@ The DVC stage `evaluate` uses the default paths; a sweep run writes into its own
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 from posevit.core import paths as default_paths
@@ -14,6 +14,7 @@ from posevit.core.entrypoint import write_json
 from posevit.core.evaluation_record import TestMetrics
 from posevit.core.hashing import hash_directory
 from posevit.data.store import load_split
+from posevit.evaluate.gallery import write_gallery
 from posevit.evaluate.plots import plot_confusion_matrix, plot_per_class_accuracy, plot_reliability
 from posevit.evaluate.predict import predict, write_predictions
 from posevit.evaluate.scores import ECE_BINS, compute_metrics, confusion_matrix, hardest_confusions, per_class_metrics
@@ -31,6 +32,7 @@ class EvalPaths:
     confusion_plot: Path = default_paths.CONFUSION_PLOT
     per_class_plot: Path = default_paths.PER_CLASS_PLOT
     reliability_plot: Path = default_paths.RELIABILITY_PLOT
+    errors: Path = default_paths.ERRORS_DIR
 
     @classmethod
     def under(cls, root: Path, models: Path, data: Path = default_paths.PROCESSED_DIR) -> EvalPaths:
@@ -39,8 +41,9 @@ class EvalPaths:
             models=models,
             data=data,
             **{
-                name: root / getattr(cls, name)
-                for name in ("metrics", "report", "predictions", "confusion_plot", "per_class_plot", "reliability_plot")
+                field.name: root / getattr(cls, field.name)
+                for field in fields(cls)
+                if field.name not in ("models", "data")
             },
         )
 
@@ -67,6 +70,9 @@ def evaluate(cfg: PipelineConfig, paths: EvalPaths = EvalPaths()) -> TestMetrics
         paths.reliability_plot,
         ECE_BINS,
     )
+    gallery = write_gallery(
+        predictions, test, names, paths.errors, cfg.evaluate.error_pairs, cfg.evaluate.errors_per_pair
+    )
     training = bundle.config.metrics
     write_report(
         paths.report,
@@ -76,6 +82,7 @@ def evaluate(cfg: PipelineConfig, paths: EvalPaths = EvalPaths()) -> TestMetrics
         confusions=hardest_confusions(matrix, names),
         predictions=predictions,
         names=names,
+        gallery=gallery,
         about={
             "model_name": bundle.config.model_name,
             "model_version": hash_directory(paths.models),

@@ -99,10 +99,11 @@ def confusion_matrix(predictions: Predictions, num_classes: int) -> np.ndarray:
 
 
 def hardest_confusions(matrix: np.ndarray, names: list[str], top: int = 10) -> list[dict[str, Any]]:
-    """The most frequent (true, predicted) mistakes, with the share of the true class they take."""
+    """The most frequent (true, predicted) mistakes, with the share of the true class they take; ties go by
+    (true, predicted) class id, the order of the error gallery's pairs."""
     off_diagonal = matrix.copy()
     np.fill_diagonal(off_diagonal, 0)
-    order = np.argsort(off_diagonal, axis=None)[::-1][:top]
+    order = np.argsort(-off_diagonal, axis=None, kind="stable")[:top]
     pairs = []
     for flat in order:
         true, predicted = divmod(int(flat), matrix.shape[1])

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import io
+import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from posevit.core.evaluation_record import TestMetrics
+from posevit.evaluate.gallery import GalleryPage
 from posevit.evaluate.predict import Predictions
 from posevit.evaluate.xlsx import column_series, reproducible_workbook, write_table
 
@@ -17,6 +21,25 @@ _HEAT = {"type": "3_color_scale", "min_color": "#F8696B", "mid_color": "#FFEB84"
 def _top_k(probabilities: np.ndarray, names: list[str], k: int = 3) -> str:
     order = np.argsort(probabilities)[::-1][:k]
     return ", ".join(f"{names[i]} {probabilities[i]:.2f}" for i in order)
+
+
+def _link_gallery(sheet, report: Path, confusions: list[dict[str, Any]], gallery: Sequence[GalleryPage]) -> None:
+    """Per pair with a contact sheet: a link to the PNG, relative to the workbook (valid in the project tree and
+    in `dvc plots`), and its first tiles embedded (they travel with the workbook, e.g. into the registry, which
+    publishes report.xlsx but not plots/)."""
+    pages = {(page.true, page.predicted): page for page in gallery}
+    sheet.set_column(4, 4, 34)
+    sheet.set_column(5, 5, 48)
+    for row, pair in enumerate(confusions, start=1):
+        page = pages.get((pair["true"], pair["predicted"]))
+        if page is None:
+            continue
+        # xlsxwriter writes a cell's file link with backslashes, as Excel does; the picture's link with slashes
+        link = f"external:{Path(os.path.relpath(page.path, report.parent)).as_posix()}"
+        sheet.write_url(row, 4, link, string=page.path.name, tip=f"{page.shown} of {page.count} images")
+        sheet.set_row(row, 52)  # 64 px thumbnails at 0.9 scale
+        picture = {"image_data": io.BytesIO(page.thumbnail), "x_scale": 0.9, "y_scale": 0.9, "url": link}
+        sheet.insert_image(row, 5, page.path.name, picture)
 
 
 def write_report(
@@ -29,6 +52,7 @@ def write_report(
     predictions: Predictions,
     names: list[str],
     about: dict[str, Any],
+    gallery: Sequence[GalleryPage] = (),
 ) -> None:
     """Summary, Per class (+ chart), Confusion matrix, Hardest confusions, Misclassified."""
     workbook, styles = reproducible_workbook(path)
@@ -63,11 +87,12 @@ def write_report(
     )
 
     hardest = workbook.add_worksheet("Hardest confusions")
-    header = ["true", "predicted", "count", "share of true class"]
+    header = ["true", "predicted", "count", "share of true class", "error gallery", "most confident mistakes"]
     write_table(
         hardest, styles, header, ([p["true"], p["predicted"], p["count"], p["share_of_true_class"]] for p in confusions)
     )
     hardest.set_column(0, 1, 20)
+    _link_gallery(hardest, path, confusions, gallery)
 
     wrong = workbook.add_worksheet("Misclassified")
     mistakes = np.flatnonzero(predictions.predicted != predictions.targets)
