@@ -121,7 +121,7 @@ def load_distiller(
             f"the student {student['input_size'][0]}: distil between models of the same input channels"
         )
     model = bundle.model.requires_grad_(False).eval().to(memory_format=torch.channels_last)
-    teacher = DistillationTeacher(model)
+    teacher = DistillationTeacher(model).eval()  # the wrapper too (it sets only the model it wraps)
     teacher.mean_kd = _channel_stats(bundle.data_config["mean"])  # the bundle's, not the timm default config's
     teacher.std_kd = _channel_stats(bundle.data_config["std"])
     distiller = Distiller(teacher, folder, (student, bundle.data_config), cfg)
