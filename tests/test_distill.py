@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader
 
 from posevit.core.config import DistillConfig, ModelConfig, PipelineConfig, TrainConfig, load_params
 from posevit.core.errors import ConfigError
+from posevit.core.hashing import hash_directory
 from posevit.core.labels import ACTION_CLASSES
 from posevit.data.store import LABELS, PIXELS, load_split
 from posevit.infer.teacher import fetch_teacher
@@ -176,7 +177,7 @@ def test_the_student_moves_toward_a_registry_teacher_against_the_same_run_on_lab
     publish(
         make_client(),
         ModelAddress(bucket, "registry", "posevit"),
-        "v1",
+        hash_directory(workspace),  # a version is its bundle's hash
         {f"models/{p.name}": p for p in workspace.iterdir()},
         progress=False,
     )
@@ -184,7 +185,7 @@ def test_the_student_moves_toward_a_registry_teacher_against_the_same_run_on_lab
     teacher = fetch_teacher(distill)
     assert teacher is not None and teacher != workspace and (teacher / "model.safetensors").is_file()
 
-    common = {"epochs": 2, "warmup_epochs": 0, "lr": 2e-3}
+    common = {"epochs": 1, "warmup_epochs": 0, "lr": 3e-3}
     plain = run_train(project, tmp_path, "plain", common)
     distilled = run_train(project, tmp_path, "distilled", {**common, "distill": distill}, teacher)
 
@@ -194,7 +195,7 @@ def test_the_student_moves_toward_a_registry_teacher_against_the_same_run_on_lab
         name: float((predictions(paths.models, data) == answers).float().mean())
         for name, paths in (("plain", plain), ("distilled", distilled))
     }
-    assert agreement["distilled"] >= agreement["plain"] + 0.3, agreement
+    assert agreement["distilled"] >= agreement["plain"] + 0.5, agreement  # measured: 1.0 against 0.0
     config = json.loads((distilled.models / "config.json").read_text())
     assert config["params"]["train"]["distill"] == distill.model_dump(mode="json")
     assert json.loads((plain.models / "config.json").read_text())["params"]["train"]["distill"] is None
