@@ -33,7 +33,9 @@ ROLES = ("teacher", "student")
 def exported(role: str, models: Path, root: Path, data: Path) -> tuple[dict, dict]:
     """(every backend's logits function, the export's parity metrics) of one bundle."""
     exports = root / role / "exports"
-    metrics = export(ExportConfig(), ExportPaths(models=models, data=data, exports=exports, log=root / f"{role}.log"))
+    # It reports, it does not gate: a weak student's int8 loss is a figure here, not a reason to stop.
+    cfg = ExportConfig(min_top1_agreement=0.0, max_int8_accuracy_drop=1.0)
+    metrics = export(cfg, ExportPaths(models=models, data=data, exports=exports, log=root / f"{role}.log"))
     bundle = load_bundle(models)
     found = {name: run for name, run in runners(bundle, exports, "cpu").items() if not name.startswith("torch")}
     return found, dict(metrics)
@@ -70,6 +72,7 @@ def main() -> None:
     report = {
         "benchmark": "distill",
         "models": {role: bundles[role].config.model_name for role in ROLES},
+        "bundles": {"teacher": str(args.teacher), "student": str(args.student)},
         "parameters": {role: count_parameters(bundles[role].model)[1] for role in ROLES},
         "batch1_p50_ms": p50,
         "student_vs_teacher_p50": {
