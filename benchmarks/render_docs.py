@@ -191,6 +191,13 @@ def _fast_decode(r: dict[str, Any]) -> list[str]:
     return [f"640x480 JPEG decode + transform, {ours}", base, ratio, target]
 
 
+def _distill(r: dict[str, Any]) -> list[str]:
+    student, teacher = (_get(r, f"fastest.{role}") or {} for role in ("student", "teacher"))
+    ours = f"student {_get(r, 'models.student')} on {student.get('backend')}: p50 {student.get('batch1_p50_ms')} ms"
+    base = f"teacher {_get(r, 'models.teacher')} on {teacher.get('backend')}: p50 {teacher.get('batch1_p50_ms')} ms"
+    return [ours, base, _say(r, ("{}x faster at batch 1", "fastest_speedup")), "several times faster"]
+
+
 def _targets(r: dict[str, Any]) -> str:
     return _say(r, ("MFU {}", "target_mfu"), ("{}x", "target_speedup"))
 
@@ -205,6 +212,7 @@ HEADLINES: dict[str, Callable[[dict[str, Any]], list[str]]] = {
     "predict_throughput": _predict,
     "prediction_log": _prediction_log,
     "fast_decode": _fast_decode,
+    "distill": _distill,
 }
 
 

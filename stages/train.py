@@ -8,7 +8,13 @@ from posevit.train.loop import TrainPaths, train
 
 def main() -> None:
     cfg = load_params()
-    paths = TrainPaths()
+    teacher = None
+    if cfg.train.distill is not None and cfg.train.distill.fetched:
+        # Imported only for a registry teacher: the stage's code deps (dvc.yaml) stay the training code.
+        from posevit.infer.teacher import fetch_teacher
+
+        teacher = fetch_teacher(cfg.train.distill)
+    paths = TrainPaths(teacher=teacher)
     metrics = train(cfg, paths)
     if metrics is None:  # a non-zero rank of a distributed run: rank 0 writes the outputs
         return

@@ -124,6 +124,24 @@ class AugmentConfig(Schema):
         return self
 
 
+class DistillConfig(Schema):
+    """Knowledge distillation (Hinton et al. 2015): the student also learns the teacher's softened outputs."""
+
+    teacher: Annotated[str, Field(min_length=1)]
+    """The teacher: a bundle folder, or a registry model (registry:VERSION or :ALIAS, s3://BUCKET/PREFIX/NAME@VERSION,
+    dvc:REV); its labels must be the data's, in order."""
+    alpha: Probability = 0.5
+    """Weight of the soft-target loss: (1 - alpha) x label loss + alpha x KD loss; 0 = the labels alone (no teacher
+    is loaded: a sweep's arm without distillation)."""
+    temperature: Annotated[float, Field(gt=0.0, le=100.0)] = 2.0
+    """Softmax temperature T of both sides: KL(softmax(teacher / T) || softmax(student / T)) x T^2."""
+
+    @property
+    def fetched(self) -> bool:
+        """Whether `teacher` names a registry model or a DVC revision (fetched by the entry point), not a folder."""
+        return self.teacher.startswith(("s3://", "dvc:", "registry:")) or self.teacher == "registry"
+
+
 class TrainConfig(Schema):
     seed: int = 0
     """Training seed."""
@@ -163,6 +181,8 @@ class TrainConfig(Schema):
     """Clip the gradient norm to this value."""
     accumulate_grad_batches: PositiveInt = 1
     """Optimiser step every N batches."""
+    distill: DistillConfig | None = None
+    """Distil from a teacher model's soft targets (null: off); see docs/distillation.md."""
 
     @property
     def mixes(self) -> bool:

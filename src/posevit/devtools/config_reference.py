@@ -159,6 +159,9 @@ def rows(model: type[BaseModel], composed: Any, prefix: str) -> Iterator[list[st
         item = get_args(annotation)[0] if get_origin(annotation) is list else None
         if isinstance(item, type) and issubclass(item, BaseModel):
             yield from rows(item, {}, f"{key}[]")
+        group = [member for member in _members(annotation) if member is not type(None)]
+        if len(group) == 1 and isinstance(group[0], type) and issubclass(group[0], BaseModel):  # an optional group
+            yield from rows(group[0], value if isinstance(value, dict) else {}, key)
 
 
 def group_options(group: str, config_dir: Path) -> str:

@@ -44,7 +44,7 @@ def _cfg(**kwargs) -> dict:
     }
 
 
-default_cfgs = generate_default_cfgs({"vit_convstem_tiny.untrained": _cfg()})
+default_cfgs = generate_default_cfgs({"vit_convstem_tiny.untrained": _cfg(), "vit_convstem_micro.untrained": _cfg()})
 
 
 @register_model
@@ -64,6 +64,30 @@ def vit_convstem_tiny(pretrained: bool = False, **kwargs) -> VisionTransformer:
     return build_model_with_cfg(
         VisionTransformer,
         "vit_convstem_tiny",
+        pretrained,
+        pretrained_filter_fn=checkpoint_filter_fn,
+        **dict(model_args, **kwargs),
+    )
+
+
+@register_model
+def vit_convstem_micro(pretrained: bool = False, **kwargs) -> VisionTransformer:
+    """A distillation student: conv stem (8/16/32/64) + 2 blocks of width 64, 2 heads, avg pool (~0.13M params,
+    about a fifth of vit_convstem_tiny's parameters and a quarter of its multiply-adds)."""
+    backbone = conv_stem(kwargs.get("in_chans", 3), widths=(8, 16, 32, 64))
+    model_args = dict(
+        img_size=96,
+        patch_size=1,
+        embed_dim=64,
+        depth=2,
+        num_heads=2,
+        global_pool="avg",
+        class_token=False,
+        embed_layer=partial(HybridEmbed, backbone=backbone),
+    )
+    return build_model_with_cfg(
+        VisionTransformer,
+        "vit_convstem_micro",
         pretrained,
         pretrained_filter_fn=checkpoint_filter_fn,
         **dict(model_args, **kwargs),

@@ -25,6 +25,7 @@ from posevit.core.entrypoint import write_json
 from posevit.core.errors import DataError, PosevitError
 from posevit.core.paths import CONFIG_DIR, PROCESSED_DIR
 from posevit.evaluate.run import EvalPaths, evaluate
+from posevit.infer.teacher import fetch_teacher
 from posevit.train.loop import TrainPaths, train
 
 log = logging.getLogger("posevit.sweep")
@@ -43,6 +44,7 @@ def run_point(raw: DictConfig, run_dir: Path, overrides: list[str]) -> dict:
         live=run_dir / "dvclive",
         metrics=run_dir / "metrics" / "train.json",
         curves=run_dir / "plots" / "training_curves.png",
+        teacher=fetch_teacher(cfg.train.distill),
     )
     train_metrics = train(cfg, paths)
     if train_metrics is None:  # a non-zero rank of a distributed run

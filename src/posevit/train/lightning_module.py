@@ -22,6 +22,7 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from posevit.core.config import TrainConfig
 from posevit.data.store import LABELS, PIXELS
+from posevit.train.distill import Distiller
 
 
 def warmup_cosine(warmup_steps: int, total_steps: int):
@@ -58,10 +59,16 @@ def parameter_groups(model: nn.Module, cfg: TrainConfig) -> list[dict[str, Any]]
 
 class ActionClassifier(pl.LightningModule):
     def __init__(
-        self, model: nn.Module, num_classes: int, train_cfg: TrainConfig, frozen_modules: list[nn.Module] | None = None
+        self,
+        model: nn.Module,
+        num_classes: int,
+        train_cfg: TrainConfig,
+        frozen_modules: list[nn.Module] | None = None,
+        distiller: Distiller | None = None,
     ) -> None:
         super().__init__()
         self.model = model
+        self.distiller = distiller  # a plain object: its teacher stays out of optimiser, checkpoints and train()
         self.cfg = train_cfg
         self.frozen_modules = list(frozen_modules or [])  # plain list: already submodules of `model`
         self.criterion = nn.CrossEntropyLoss(label_smoothing=train_cfg.label_smoothing)
@@ -98,6 +105,10 @@ class ActionClassifier(pl.LightningModule):
             self.ema.eval()
         return self
 
+    def on_fit_start(self) -> None:
+        if self.distiller is not None:
+            self.distiller.to(self.device, next(self.model.parameters()).dtype)
+
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         return self.model(pixels)
 
@@ -114,6 +125,10 @@ class ActionClassifier(pl.LightningModule):
         else:
             logits = self(pixels)
             loss = self.criterion(logits, labels)
+        if self.distiller is not None:  # the teacher sees this very (augmented, mixed) batch
+            kd_loss = self.distiller.kd_loss(logits, pixels)
+            self.log("train/kd_loss", kd_loss, on_step=False, on_epoch=True, batch_size=labels.shape[0], sync_dist=True)
+            loss = self.distiller.combine(loss, kd_loss)
         # Against the hard labels: with mixing this is the share of images whose dominant label won.
         self.train_acc(logits, labels)
         self._log("train", loss, self.train_acc, labels.shape[0])

@@ -36,6 +36,7 @@ from posevit.models.transforms import eval_transform, model_data_config
 from posevit.train.augment import train_transform
 from posevit.train.calibrate import calibrated_temperature, split_logits
 from posevit.train.datamodule import ActionDataModule
+from posevit.train.distill import load_distiller
 from posevit.train.lightning_module import ActionClassifier
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,7 @@ class TrainPaths:
     live: Path = default_paths.LIVE_DIR
     metrics: Path = default_paths.TRAIN_METRICS
     curves: Path = default_paths.CURVES_PLOT
+    teacher: Path | None = None  # train.distill's teacher as a bundle folder, when the entry point fetched it
 
 
 class TrainMetrics(TypedDict):
@@ -85,12 +87,14 @@ class ImagesPerSecond(Callback):
         return self.images / self.seconds if self.seconds else 0.0
 
 
-def run_fingerprint(cfg: PipelineConfig, data_dir: Path) -> str:
-    """What a checkpoint must match to be resumed: training params and the exact data."""
+def run_fingerprint(cfg: PipelineConfig, data_dir: Path, teacher: Path | None = None) -> str:
+    """What a checkpoint must match to be resumed: training params, the exact data (and teacher)."""
     state = {
         "params": cfg.model_dump(include={"model", "train", "trainer"}, mode="json"),
         "data": [hash_directory(data_dir / split) for split in ("train", "val")],
     }
+    if teacher is not None:  # an alias (registry:latest) may name another teacher than the interrupted run's
+        state["teacher"] = hash_directory(teacher)
     return hashlib.sha256(json.dumps(state, sort_keys=True).encode()).hexdigest()
 
 
@@ -279,10 +283,12 @@ def train(cfg: PipelineConfig, paths: TrainPaths = TrainPaths()) -> TrainMetrics
     precision = resolve_precision(cfg.trainer.precision, cfg.trainer.accelerator)
     log_setup(cfg, network, precision)
     datamodule = build_datamodule(cfg, network.data_config, paths.data)
-    module = ActionClassifier(network.model, len(names), cfg.train, network.frozen)
+    distiller = load_distiller(cfg.train.distill, paths.teacher, names, network.data_config)
+    module = ActionClassifier(network.model, len(names), cfg.train, network.frozen, distiller)
     if cfg.trainer.compile:
         network.model.compile()  # in place: parameter names (and so the bundle) stay those of the plain model
-    resume = resumable_checkpoint(paths.checkpoints, run_fingerprint(cfg, paths.data))
+    fingerprint = run_fingerprint(cfg, paths.data, distiller.folder if distiller else None)
+    resume = resumable_checkpoint(paths.checkpoints, fingerprint)
     if resume:
         log.info("resuming the interrupted run from %s", resume)
     best, throughput = BestWeights(paths.checkpoints), ImagesPerSecond()
