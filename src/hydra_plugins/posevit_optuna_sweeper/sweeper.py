@@ -4,8 +4,8 @@ Hydra imports every module of hydra_plugins at start-up, so this one stays light
 posevit.sweep.search, loaded when a sweep starts, as the stock plugin loads its _impl.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: Hydra execs plugin modules before they are in sys.modules, where
+# dataclasses look string annotations up.
 from dataclasses import dataclass
 from typing import Any
 
