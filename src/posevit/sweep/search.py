@@ -11,7 +11,7 @@ stock one cannot do what a search with pruning needs:
   killed sweeper left RUNNING are marked FAIL (interrupted) instead of staying RUNNING forever;
 - each job is told its trial number (`hydra.sweeper.trial=N`): Hydra hands a job only its overrides, not the
   trial, so the job opens the study from the same storage and reports val/acc to that trial each epoch through
-  optuna-integration's Lightning pruning callback, with the configured pruner;
+  Optuna's Lightning pruning callback, with the configured pruner;
 - a new study first runs the composed config's own values of the searched keys (`baseline`), so the search
   is compared with the default setting on the same footing.
 
@@ -33,8 +33,8 @@ from hydra.utils import instantiate
 from hydra_plugins.hydra_optuna_sweeper._impl import OptunaSweeperImpl, create_params_from_overrides
 from omegaconf import DictConfig, OmegaConf
 from optuna.distributions import BaseDistribution, CategoricalDistribution
+from optuna.integration import PyTorchLightningPruningCallback
 from optuna.trial import TrialState
-from optuna_integration import PyTorchLightningPruningCallback
 
 from posevit.core.entrypoint import write_json
 from posevit.core.errors import ConfigError, PosevitError
@@ -52,6 +52,7 @@ class PruningOptunaSweeperImpl(OptunaSweeperImpl):
         self.baseline = baseline
 
     def sweep(self, arguments: list[str]) -> None:
+        assert self.config is not None and self.launcher is not None  # set by setup(), which Hydra calls first
         self._process_searchspace_config()
         space, fixed = create_params_from_overrides([*self._parse_sweeper_params_config(), *arguments])
         space = {**(self.search_space_distributions or {}), **space}
@@ -157,10 +158,14 @@ def save_results(study: optuna.Study, sweep_dir: Path) -> None:
     OmegaConf.save(OmegaConf.create(results), sweep_dir / "optimization_results.yaml")
 
 
-class TrialPruning(PyTorchLightningPruningCallback, pl.Callback):
-    """optuna-integration's Lightning pruning callback, also a `pytorch_lightning` Callback: the integration
-    builds on the `lightning` package's copy of the Callback class, this project's Trainer on
-    `pytorch_lightning`'s (same hooks, different classes)."""
+class TrialPruning(PyTorchLightningPruningCallback):
+    """Optuna's Lightning pruning callback (optuna 2.10's, which subclasses this project's `pytorch_lightning`
+    Callback), minus its one gap: it would report Lightning's sanity-check validation as epoch 0, and Optuna keeps
+    the first value reported for a step, so the real epoch 0 would be dropped."""
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            super().on_validation_end(trainer, pl_module)
 
 
 def job_trial(sweeper: DictConfig) -> optuna.Trial:
@@ -179,7 +184,6 @@ def run_trial(raw: DictConfig, run_dir: Path, overrides: list[str], sweeper: Dic
     pruning = TrialPruning(trial, monitor=MONITOR)
     try:
         record = run_point(raw, run_dir, overrides, callbacks=[pruning], test=False)
-        pruning.check_pruned()  # under DDP the callback stops the run and leaves the raising to this
     except optuna.TrialPruned as pruned:
         write_json(run_dir / RUN_FILE, {"overrides": overrides, "trial": trial.number, "pruned": str(pruned)})
         log.info("trial %d: %s", trial.number, pruned)

@@ -114,10 +114,11 @@ def format_study(summary: StudySummary) -> str:
         f"study {summary.name}: {summary.total} trials ({counts})",
         f"best trial {best.number}: {MONITOR} {best.value:.4f} with {format_params(best.params)}",
     ]
-    if summary.baseline is not None:
+    baseline = summary.baseline
+    if baseline is not None and baseline.value is not None and best.value is not None:
         lines.append(
-            f"baseline trial {summary.baseline.number} (the config's own values): {MONITOR} "
-            f"{summary.baseline.value:.4f}; best - baseline = {best.value - summary.baseline.value:+.4f}"
+            f"baseline trial {baseline.number} (the config's own values): {MONITOR} "
+            f"{baseline.value:.4f}; best - baseline = {best.value - baseline.value:+.4f}"
         )
     if summary.pruned_steps:
         steps = ", ".join(f"{number} after {n}" for number, n in summary.pruned_steps.items())
