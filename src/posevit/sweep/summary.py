@@ -186,12 +186,16 @@ def summarise(
 
 
 def runs_from_hydra(sweep_dir: Path) -> list[SweepRun]:
-    """Every finished point of a Hydra sweep directory (failed points are logged and left out)."""
+    """Every finished point of a Hydra sweep directory (failed points are logged and left out, and so are a
+    search's trials, which have no test metrics)."""
     runs = []
     for path in sorted(Path(sweep_dir).glob("*/run.json"), key=lambda p: (len(p.parent.name), p.parent.name)):
         record = json.loads(path.read_text())
         if "error" in record:
             log.warning("%s failed: %s", path.parent, record["error"])
+            continue
+        if "test" not in record:  # a search's trial (pruned or not): trained and validated, never tested
+            log.info("%s: a search trial without test metrics, left out", path.parent)
             continue
         runs.append(
             SweepRun(

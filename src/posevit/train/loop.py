@@ -7,6 +7,7 @@ import json
 import logging
 import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
@@ -274,8 +275,11 @@ def remove_checkpoints(checkpoints: Path) -> None:
     _stamp(checkpoints).unlink(missing_ok=True)
 
 
-def train(cfg: PipelineConfig, paths: TrainPaths = TrainPaths()) -> TrainMetrics | None:
-    """Fit, keep the best epoch by val/acc as the bundle; returns metrics/train.json's content on rank 0."""
+def train(
+    cfg: PipelineConfig, paths: TrainPaths = TrainPaths(), callbacks: Sequence[Callback] = ()
+) -> TrainMetrics | None:
+    """Fit, keep the best epoch by val/acc as the bundle; returns metrics/train.json's content on rank 0.
+    `callbacks` join the run's own (e.g. a search's pruning callback)."""
     check_hardware(cfg.trainer)
     pl.seed_everything(cfg.train.seed, workers=True)
     names = class_names(load_split("train", paths.data))
@@ -292,8 +296,8 @@ def train(cfg: PipelineConfig, paths: TrainPaths = TrainPaths()) -> TrainMetrics
     if resume:
         log.info("resuming the interrupted run from %s", resume)
     best, throughput = BestWeights(paths.checkpoints), ImagesPerSecond()
-    callbacks = training_callbacks(cfg, paths.checkpoints, best, throughput)
-    trainer = build_trainer(cfg, precision, paths, resume, callbacks)
+    run_callbacks = [*training_callbacks(cfg, paths.checkpoints, best, throughput), *callbacks]
+    trainer = build_trainer(cfg, precision, paths, resume, run_callbacks)
     started = time.perf_counter()
     trainer.fit(module, datamodule=datamodule, ckpt_path=resume)
     wall_time = time.perf_counter() - started
