@@ -272,6 +272,10 @@ def remove_checkpoints(checkpoints: Path) -> None:
 
 def train(cfg: PipelineConfig, paths: TrainPaths = TrainPaths()) -> TrainMetrics | None:
     """Fit, keep the best epoch by val/acc as the bundle; returns metrics/train.json's content on rank 0."""
+    if cfg.train.mode == "linear_probe":
+        from posevit.train.linear_probe import train_linear_probe  # imported here: it builds on this module
+
+        return train_linear_probe(cfg, paths)
     check_hardware(cfg.trainer)
     pl.seed_everything(cfg.train.seed, workers=True)
     names = class_names(load_split("train", paths.data))
