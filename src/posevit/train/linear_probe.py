@@ -112,6 +112,7 @@ def extract_features(
         enable_model_summary=False,
         limit_predict_batches=limit,
         callbacks=[TQDMProgressBar(refresh_rate=10)],
+        inference_mode=False,  # no_grad instead: inference tensors could not be saved for the head's backward
     )
     log.info("feature pass over the %s split (%d images)", split, len(images))
     batches: Any = trainer.predict(FeaturePass(network.model), loader)
