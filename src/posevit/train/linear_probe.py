@@ -4,8 +4,8 @@ on them.
 The usual first look at a new backbone (DINOv2's, CLIP's and MAE's papers all report it): minutes instead of the
 hours of a fine-tune. One feature pass per split (train and val) runs the backbone in eval mode on the eval
 transform, with no augmentation (a cached feature would otherwise freeze one random crop per image for every
-epoch); the classifier head then trains on the cached tensors. The result is the train stage's usual bundle, the
-whole model with the trained head, so evaluate, export and push need nothing new.
+epoch); the classifier head then trains on the cached tensors. `posevit.train.loop` makes the train stage's
+usual bundle of the result, the whole model with the trained head, so evaluate, export and push need nothing new.
 """
 
 from __future__ import annotations
@@ -27,15 +27,13 @@ from tqdm import tqdm
 
 from posevit.core.config import PipelineConfig, TrainConfig, TrainingPrecision
 from posevit.core.errors import ConfigError
-from posevit.core.precision import check_hardware, resolve_precision
-from posevit.data.store import LABELS, PIXELS, class_names, load_split, with_pixels
-from posevit.models.bundle import save_bundle
+from posevit.data.store import LABELS, PIXELS, load_split, with_pixels
+from posevit.models.bundle_config import DataConfig
 from posevit.models.factory import set_fused_attention
-from posevit.models.freeze import count_parameters, model_depth
+from posevit.models.freeze import count_parameters
 from posevit.models.transforms import eval_transform
 from posevit.train.calibrate import calibrated_temperature
 from posevit.train.lightning_module import parameter_groups, warmup_cosine
-from posevit.train.loop import Network, TrainMetrics, TrainPaths, build_network, bundle_config, loader_workers
 
 log = logging.getLogger(__name__)
 
@@ -78,11 +76,16 @@ class Features:
 
 
 def extract_features(
-    cfg: PipelineConfig, network: Network, split: str, precision: TrainingPrecision, paths: TrainPaths
+    cfg: PipelineConfig,
+    model: nn.Module,
+    data_config: DataConfig,
+    split: str,
+    data_dir: Path,
+    precision: TrainingPrecision,
+    workers: int,
 ) -> Features:
     """One pass of the frozen backbone over `split` with the eval transform (trainer.limit_*_batches apply)."""
-    images = with_pixels(load_split(split, paths.data), eval_transform(network.data_config))
-    workers = loader_workers(cfg)
+    images = with_pixels(load_split(split, data_dir), eval_transform(data_config))
     loader = DataLoader(
         images,
         batch_size=cfg.train.batch_size,
@@ -103,7 +106,7 @@ def extract_features(
         inference_mode=False,  # no_grad instead: inference tensors could not be saved for the head's backward
     )
     log.info("feature pass over the %s split (%d images)", split, len(images))
-    batches: Any = trainer.predict(FeaturePass(network.model), loader)
+    batches: Any = trainer.predict(FeaturePass(model), loader)
     return Features(torch.cat([f for f, _ in batches]).cpu(), torch.cat([y for _, y in batches]).cpu())
 
 
@@ -181,33 +184,49 @@ def check_probe_devices(cfg: PipelineConfig) -> None:
         log.info("train.mode=linear_probe uses one device of trainer.devices=%s", cfg.trainer.devices)
 
 
-def train_linear_probe(cfg: PipelineConfig, paths: TrainPaths) -> TrainMetrics:
-    """Features once per split, the head fitted on them, the best epoch's head in the full model's bundle."""
-    check_hardware(cfg.trainer)
+@dataclass(frozen=True)
+class ProbeResult:
+    best: BestHead
+    epochs: int
+    temperature: float
+    wall_time_s: float
+    images_per_s: float  # through the backbone in the feature pass: a probe's cost
+    trainable: int
+    total: int
+
+
+def fit_linear_probe(
+    cfg: PipelineConfig,
+    model: nn.Module,
+    data_config: DataConfig,
+    data_dir: Path,
+    live_dir: Path,
+    precision: TrainingPrecision,
+    workers: int,
+) -> ProbeResult:
+    """Features once per split, the head fitted on them; `model` leaves with the best epoch's head, on the CPU."""
     check_probe_devices(cfg)
-    pl.seed_everything(cfg.train.seed, workers=True)
-    names = class_names(load_split("train", paths.data))
-    network = build_network(cfg, len(names))
-    head = classifier_head(network.model)
-    network.model.requires_grad_(False)
+    head = classifier_head(model)
+    model.requires_grad_(False)
     head.requires_grad_(True)
-    set_fused_attention(network.model, True)  # no backward pass: the fused kernel is the fast one on CPUs too
-    precision = resolve_precision(cfg.trainer.precision, cfg.trainer.accelerator)
-    trainable, total = count_parameters(network.model)
+    set_fused_attention(model, True)  # no backward pass: the fused kernel is the fast one on CPUs too
+    trainable, total = count_parameters(model)
     log.info("linear probe of %s: %s of %s parameters trainable (the head)", cfg.model.name, f"{trainable:,}", total)
     log.info("train.augment does not apply: the feature pass uses the eval transform")
 
     started = time.perf_counter()
-    train_split, val_split = (extract_features(cfg, network, split, precision, paths) for split in ("train", "val"))
+    train_split, val_split = (
+        extract_features(cfg, model, data_config, split, data_dir, precision, workers) for split in ("train", "val")
+    )
     feature_seconds = time.perf_counter() - started
     images = len(train_split.labels) + len(val_split.labels)
     log.info("feature pass: %d images in %.1f s (%.1f images/s)", images, feature_seconds, images / feature_seconds)
 
-    network.model.cpu()  # the head trains on the CPU: a (features x classes) matmul per step
+    model.cpu()  # the head trains on the CPU: a (features x classes) matmul per step
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # steps this small lose to thread hand-offs (measured: 0.4 ms a step on 1, 30 on 2)
     try:
-        best, epochs = fit_head(head, train_split, val_split, cfg.train, paths.live)
+        best, epochs = fit_head(head, train_split, val_split, cfg.train, live_dir)
     finally:
         torch.set_num_threads(threads)
     wall_time = time.perf_counter() - started
@@ -216,16 +235,6 @@ def train_linear_probe(cfg: PipelineConfig, paths: TrainPaths) -> TrainMetrics:
     head.load_state_dict(best.state)  # the model's own classifier: the whole model is the bundle
     with torch.no_grad():  # the val logits of the bundle's model, from the cached features
         temperature = calibrated_temperature(head(val_split.features), val_split.labels)
-    metrics = TrainMetrics(
-        best_val_acc=round(best.val_acc, 6),
-        best_epoch=best.epoch + 1,
-        epochs=epochs,
-        wall_time_s=round(wall_time, 1),
-        train_images_per_s=round(images / feature_seconds, 1),  # the probe's cost: images through the backbone
-        precision=precision,
-        trainable_params=trainable,
-        total_params=total,
+    return ProbeResult(
+        best, epochs, temperature, round(wall_time, 1), round(images / feature_seconds, 1), trainable, total
     )
-    config = bundle_config(cfg, names, network.data_config, temperature, metrics)
-    save_bundle(paths.models, network.model, config.model_copy(update={"freeze_blocks": model_depth(network.model)}))
-    return metrics

@@ -37,6 +37,7 @@ from posevit.train.augment import train_transform
 from posevit.train.calibrate import calibrated_temperature, split_logits
 from posevit.train.datamodule import ActionDataModule
 from posevit.train.lightning_module import ActionClassifier
+from posevit.train.linear_probe import fit_linear_probe
 
 log = logging.getLogger(__name__)
 
@@ -273,8 +274,6 @@ def remove_checkpoints(checkpoints: Path) -> None:
 def train(cfg: PipelineConfig, paths: TrainPaths = TrainPaths()) -> TrainMetrics | None:
     """Fit, keep the best epoch by val/acc as the bundle; returns metrics/train.json's content on rank 0."""
     if cfg.train.mode == "linear_probe":
-        from posevit.train.linear_probe import train_linear_probe  # imported here: it builds on this module
-
         return train_linear_probe(cfg, paths)
     check_hardware(cfg.trainer)
     pl.seed_everything(cfg.train.seed, workers=True)
@@ -312,4 +311,29 @@ def train(cfg: PipelineConfig, paths: TrainPaths = TrainPaths()) -> TrainMetrics
     )
     save_bundle(paths.models, network.model, bundle_config(cfg, names, network.data_config, temperature, metrics))
     remove_checkpoints(paths.checkpoints)
+    return metrics
+
+
+def train_linear_probe(cfg: PipelineConfig, paths: TrainPaths) -> TrainMetrics:
+    """`train.mode=linear_probe` (posevit.train.linear_probe): a fine-tune's bundle and metrics, all blocks frozen."""
+    check_hardware(cfg.trainer)
+    pl.seed_everything(cfg.train.seed, workers=True)
+    names = class_names(load_split("train", paths.data))
+    network = build_network(cfg, len(names))
+    precision = resolve_precision(cfg.trainer.precision, cfg.trainer.accelerator)
+    probe = fit_linear_probe(
+        cfg, network.model, network.data_config, paths.data, paths.live, precision, loader_workers(cfg)
+    )
+    metrics = TrainMetrics(
+        best_val_acc=round(probe.best.val_acc, 6),
+        best_epoch=probe.best.epoch + 1,
+        epochs=probe.epochs,
+        wall_time_s=probe.wall_time_s,
+        train_images_per_s=probe.images_per_s,
+        precision=precision,
+        trainable_params=probe.trainable,
+        total_params=probe.total,
+    )
+    config = bundle_config(cfg, names, network.data_config, probe.temperature, metrics)
+    save_bundle(paths.models, network.model, config.model_copy(update={"freeze_blocks": model_depth(network.model)}))
     return metrics
