@@ -103,6 +103,9 @@ class ModelConfig(Schema):
     """Freeze the patch and position embedding, the class token and the first N blocks (0 trains everything)."""
     drop_path_rate: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
     """Stochastic depth rate."""
+    img_size: Annotated[int, Field(ge=16, le=2048)] | None = None
+    """Square input side in pixels, when not the pretrained config's (e.g. 224 for DINOv2, trained at 518): timm
+    resamples the position embedding once at load, and the data config follows."""
 
 
 class AugmentConfig(Schema):
@@ -183,10 +186,36 @@ class TrainConfig(Schema):
     """Optimiser step every N batches."""
     distill: DistillConfig | None = None
     """Distil from a teacher model's soft targets (null: off); see docs/distillation.md."""
+    mode: Literal["finetune", "linear_probe"] = "finetune"
+    """`finetune` trains the model on augmented images; `linear_probe` computes the frozen backbone's pooled features
+    once per split (eval transform, no augmentation) and trains only the classifier head on them."""
 
     @property
     def mixes(self) -> bool:
         return (self.mixup > 0 or self.cutmix > 0) and self.mixup_prob > 0
+
+    @model_validator(mode="after")
+    def _linear_probe_trains_the_head_only(self) -> TrainConfig:
+        if self.mode != "linear_probe":
+            return self
+        # Each of these acts on the backbone or on images, which a probe on cached features never sees again.
+        conflicts = [
+            f"{name}={value}"
+            for name, value, off in (
+                ("layer_decay", self.layer_decay, None),
+                ("mixup", self.mixup, 0.0),
+                ("cutmix", self.cutmix, 0.0),
+                ("ema_decay", self.ema_decay, None),
+                ("distill", self.distill, None),
+            )
+            if value != off
+        ]
+        if conflicts:
+            raise ValueError(
+                f"mode=linear_probe trains only the head on cached features, so {', '.join(conflicts)} cannot apply: "
+                "set train.layer_decay=null train.mixup=0 train.cutmix=0 train.ema_decay=null train.distill=null"
+            )
+        return self
 
     @model_validator(mode="after")
     def _even_batches_to_mix(self) -> TrainConfig:

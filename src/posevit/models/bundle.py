@@ -76,7 +76,13 @@ def load_bundle(directory: Path = MODELS_DIR, device: str | torch.device = "cpu"
     weights = directory / WEIGHTS_FILE
     if not weights.is_file():
         raise BundleError(f"{weights} not found: the bundle is incomplete")
-    model = timm.create_model(config.model_name, pretrained=False, num_classes=len(config.labels))
+    # The bundle's input size is the one the model was built for (model.img_size may differ from timm's default).
+    model = timm.create_model(
+        config.model_name,
+        pretrained=False,
+        num_classes=len(config.labels),
+        pretrained_cfg_overlay={"input_size": tuple(config.data_config["input_size"])},
+    )
     try:
         state = safetensors.torch.load_file(str(weights), device="cpu")
         model.load_state_dict(state, strict=True)

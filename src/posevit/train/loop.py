@@ -39,6 +39,7 @@ from posevit.train.calibrate import calibrated_temperature, split_logits
 from posevit.train.datamodule import ActionDataModule
 from posevit.train.distill import load_distiller
 from posevit.train.lightning_module import ActionClassifier
+from posevit.train.linear_probe import fit_linear_probe
 
 log = logging.getLogger(__name__)
 
@@ -280,6 +281,8 @@ def train(
 ) -> TrainMetrics | None:
     """Fit, keep the best epoch by val/acc as the bundle; returns metrics/train.json's content on rank 0.
     `callbacks` join the run's own (e.g. a search's pruning callback)."""
+    if cfg.train.mode == "linear_probe":
+        return train_linear_probe(cfg, paths)
     check_hardware(cfg.trainer)
     pl.seed_everything(cfg.train.seed, workers=True)
     names = class_names(load_split("train", paths.data))
@@ -318,4 +321,29 @@ def train(
     )
     save_bundle(paths.models, network.model, bundle_config(cfg, names, network.data_config, temperature, metrics))
     remove_checkpoints(paths.checkpoints)
+    return metrics
+
+
+def train_linear_probe(cfg: PipelineConfig, paths: TrainPaths) -> TrainMetrics:
+    """`train.mode=linear_probe` (posevit.train.linear_probe): a fine-tune's bundle and metrics, all blocks frozen."""
+    check_hardware(cfg.trainer)
+    pl.seed_everything(cfg.train.seed, workers=True)
+    names = class_names(load_split("train", paths.data))
+    network = build_network(cfg, len(names))
+    precision = resolve_precision(cfg.trainer.precision, cfg.trainer.accelerator)
+    probe = fit_linear_probe(
+        cfg, network.model, network.data_config, paths.data, paths.live, precision, loader_workers(cfg)
+    )
+    metrics = TrainMetrics(
+        best_val_acc=round(probe.best.val_acc, 6),
+        best_epoch=probe.best.epoch + 1,
+        epochs=probe.epochs,
+        wall_time_s=probe.wall_time_s,
+        train_images_per_s=probe.images_per_s,
+        precision=precision,
+        trainable_params=probe.trainable,
+        total_params=probe.total,
+    )
+    config = bundle_config(cfg, names, network.data_config, probe.temperature, metrics)
+    save_bundle(paths.models, network.model, config.model_copy(update={"freeze_blocks": model_depth(network.model)}))
     return metrics
