@@ -47,48 +47,34 @@ def _cfg(**kwargs) -> dict:
 default_cfgs = generate_default_cfgs({"vit_convstem_tiny.untrained": _cfg(), "vit_convstem_micro.untrained": _cfg()})
 
 
-@register_model
-def vit_convstem_tiny(pretrained: bool = False, **kwargs) -> VisionTransformer:
-    """Conv stem (16/32/64/128) + 3 transformer blocks of width 128, 4 heads, avg pool (~0.9M params)."""
-    backbone = conv_stem(kwargs.get("in_chans", 3))
+def _convstem_vit(
+    name: str, pretrained: bool, widths: tuple[int, ...], embed_dim: int, depth: int, num_heads: int, **kwargs
+) -> VisionTransformer:
+    """A timm ViT over a conv stem of `widths` (each stage halves the side): 96 px in, one token per stem cell."""
+    backbone = conv_stem(kwargs.get("in_chans", 3), widths=widths)
     model_args = dict(
         img_size=96,
         patch_size=1,
-        embed_dim=128,
-        depth=3,
-        num_heads=4,
+        embed_dim=embed_dim,
+        depth=depth,
+        num_heads=num_heads,
         global_pool="avg",
         class_token=False,
         embed_layer=partial(HybridEmbed, backbone=backbone),
     )
     return build_model_with_cfg(
-        VisionTransformer,
-        "vit_convstem_tiny",
-        pretrained,
-        pretrained_filter_fn=checkpoint_filter_fn,
-        **dict(model_args, **kwargs),
+        VisionTransformer, name, pretrained, pretrained_filter_fn=checkpoint_filter_fn, **dict(model_args, **kwargs)
     )
+
+
+@register_model
+def vit_convstem_tiny(pretrained: bool = False, **kwargs) -> VisionTransformer:
+    """Conv stem (16/32/64/128) + 3 transformer blocks of width 128, 4 heads, avg pool (~0.9M params)."""
+    return _convstem_vit("vit_convstem_tiny", pretrained, (16, 32, 64, 128), 128, 3, 4, **kwargs)
 
 
 @register_model
 def vit_convstem_micro(pretrained: bool = False, **kwargs) -> VisionTransformer:
     """A distillation student: conv stem (8/16/32/64) + 2 blocks of width 64, 2 heads, avg pool (~0.13M params,
     about a fifth of vit_convstem_tiny's parameters and a quarter of its multiply-adds)."""
-    backbone = conv_stem(kwargs.get("in_chans", 3), widths=(8, 16, 32, 64))
-    model_args = dict(
-        img_size=96,
-        patch_size=1,
-        embed_dim=64,
-        depth=2,
-        num_heads=2,
-        global_pool="avg",
-        class_token=False,
-        embed_layer=partial(HybridEmbed, backbone=backbone),
-    )
-    return build_model_with_cfg(
-        VisionTransformer,
-        "vit_convstem_micro",
-        pretrained,
-        pretrained_filter_fn=checkpoint_filter_fn,
-        **dict(model_args, **kwargs),
-    )
+    return _convstem_vit("vit_convstem_micro", pretrained, (8, 16, 32, 64), 64, 2, 2, **kwargs)
