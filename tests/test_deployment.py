@@ -45,7 +45,7 @@ def test_the_settings_it_passes_are_the_servers_and_validate(container):
     assert posevit - NOT_SETTINGS <= settings_names, posevit - NOT_SETTINGS - settings_names
     environ = {name: value for name, value in values.items() if name in settings_names and value is not None}
     settings = load_settings({}, environ=environ)
-    assert settings.follow == 30 and settings.host == "0.0.0.0" and settings.backend == "onnx-int8"
+    assert settings.follow == 30 and settings.host == "0.0.0.0" and settings.backend == "openvino-int8"
     pointer = pointer_of(settings.model)
     assert pointer is not None and pointer.alias == "production"  # it follows an alias, as serve.follow needs
     secrets = [item for item in container["env"] if "valueFrom" in item]
