@@ -5,6 +5,7 @@ report re-runs the best setting on the test split."""
 from __future__ import annotations
 
 import json
+import logging
 import math
 import sys
 
@@ -171,7 +172,16 @@ def search(monkeypatch: pytest.MonkeyPatch, n_trials: int) -> None:
 
     monkeypatch.setattr(sys, "argv", ["posevit.sweep", "--multirun", *SEARCH, f"hydra.sweeper.n_trials={n_trials}"])
     GlobalHydra.instance().clear()
-    main()
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    try:
+        main()
+    finally:  # Hydra's job logging adds handlers (files in the sweep dir, this test's captured stdout): later tests
+        for handler in root.handlers:  # of this worker would log into them after they are gone
+            if handler not in handlers:
+                handler.close()
+        root.handlers[:] = handlers
+        root.setLevel(level)
 
 
 def test_the_search_config_runs_the_posevit_sweeper_through_either_launcher():
