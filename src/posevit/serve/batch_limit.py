@@ -11,46 +11,72 @@ and no size whose estimated cost (the last size's pass, scaled) would overrun `B
 version about to be swapped in). `choose_batch_limit`
 is the decision alone, a pure function of the timings (tests/test_batch_limit.py feeds it made-up ones).
 
-Streams: a predictor says how many forward passes it runs at once (`Predictor.streams`, 1 for the torch and
-ONNX Runtime backends, whose one pass already uses every core); the model card reports it beside the limit.
+Streams (`serve.streams`): a predictor that can run several forward passes at once (the OpenVINO backends, whose
+THROUGHPUT hint splits the cores into streams) lists the stream counts it offers (`Predictor.stream_options`).
+With auto, each is compiled in turn and timed the same way, its passes run that many at once, and the server keeps
+the fewest streams whose time per image under full load is within `NEAR_BEST` of the best and `MARGIN` below one
+stream's; then the batch limit is chosen on that stream count's timings. More streams trade a lone request's
+latency (it gets one stream's share of the cores) for images per second under load, so they must pay for it.
+The torch and ONNX Runtime backends offer one stream: one pass already uses every core.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal, Protocol
 
 import numpy as np
 
-MARGIN = 0.10  # a batch must be 10% cheaper per image to be worth the wait (a shared VM's noise is ~5%)
+MARGIN = 0.10  # a batch (or a stream) must be 10% cheaper per image to be worth it (a shared VM's noise is ~5%)
 # ... and the limit is the smallest size within 5% (the noise) of the cheapest: under load a larger batch is more
 # images per second (ViT-B/16 int8 in OpenVINO, 2 cores: 59 ms per image at 2, 55 at 4, 54 at 8).
 NEAR_BEST = 0.05
-BUDGET_S = 5.0  # at most about this long timing batch sizes at warm-up (ViT-B/16 on 2 cores: batch 1 to 4 or 8)
+BUDGET_S = 5.0  # at most about this long timing batch sizes at warm-up, per stream count (ViT-B/16: batch 1 to 4 or 8)
 SWAP_BUDGET_S = 1.0  # before a swap (serve.follow): the old model serves meanwhile, and a swap should be quick
 REPEATS = 2  # timed passes per batch size, after one untimed
 
 Forward = Callable[[np.ndarray], np.ndarray]
+Setting = int | Literal["auto"]
+
+
+class Batchable(Protocol):
+    """What the warm-up needs of a predictor: its forward pass and the stream counts it can compile."""
+
+    streams: int  # forward passes it runs at once now
+
+    def forward(self, pixels: np.ndarray) -> np.ndarray: ...
+
+    @property
+    def stream_options(self) -> tuple[int, ...]: ...
+
+    def use_streams(self, streams: int) -> None: ...
 
 
 @dataclass(frozen=True)
 class BatchChoice:
-    """The batch limit in force, how it was chosen, and the timings behind it (the model card's `batching`)."""
+    """The batch limit and streams in force, how they were chosen, and the timings behind them (the model card's
+    `batching`)."""
 
     limit: int
     chosen_by: Literal["measured", "serve.batch_limit"]
     streams: int = 1  # forward passes the predictor runs at once
-    seconds_by_size: Mapping[int, float] = field(default_factory=dict)  # best pass per batch size measured
+    seconds_by_size: Mapping[int, float] = field(default_factory=dict)  # best pass per batch size, at `streams`
     not_timed: tuple[int, ...] = ()  # sizes left out to keep within BUDGET_S
+    streams_chosen_by: Literal["measured", "serve.streams", "backend"] = "backend"  # backend: it offers one
+    # seconds per image under full load, at each stream count's cheapest batch (those timed; empty unless measured)
+    seconds_per_image_by_streams: Mapping[int, float] = field(default_factory=dict)
 
     def card(self) -> dict[str, Any]:
+        measured = self.chosen_by == "measured"
         return {
             "batch_limit": self.limit,
             "batch_limit_chosen_by": self.chosen_by,
             "streams": self.streams,
+            "streams_chosen_by": self.streams_chosen_by,
             "timings": [
                 {
                     "batch_size": size,
@@ -59,9 +85,13 @@ class BatchChoice:
                 }
                 for size, seconds in sorted(self.seconds_by_size.items())
             ],
+            "stream_timings": [
+                {"streams": streams, "ms_per_image": round(seconds * 1000, 3)}
+                for streams, seconds in sorted(self.seconds_per_image_by_streams.items())
+            ],
             "not_timed": list(self.not_timed),
-            "margin": MARGIN if self.chosen_by == "measured" else None,
-            "near_best": NEAR_BEST if self.chosen_by == "measured" else None,
+            "margin": MARGIN if measured or self.streams_chosen_by == "measured" else None,
+            "near_best": NEAR_BEST if measured or self.streams_chosen_by == "measured" else None,
         }
 
 
@@ -71,15 +101,26 @@ def candidate_sizes(max_batch_size: int) -> list[int]:
     return [*sizes, max_batch_size]
 
 
+def smallest_that_pays(cost_by_option: Mapping[int, float], margin: float = MARGIN) -> int:
+    """The smallest option (batch size, stream count) whose cost per image is within `NEAR_BEST` of the cheapest and
+    at least `margin` below option 1's; 1 when none pays that much (or option 1 was not measured)."""
+    if 1 not in cost_by_option:
+        return 1
+    threshold = min(min(cost_by_option.values()) * (1 + NEAR_BEST), cost_by_option[1] * (1 - margin))
+    return min((option for option, cost in cost_by_option.items() if option > 1 and cost <= threshold), default=1)
+
+
 def choose_batch_limit(seconds_by_size: Mapping[int, float], margin: float = MARGIN) -> int:
     """The smallest batch size whose time per image is within `NEAR_BEST` of the best measured one and at least
     `margin` below batch 1's; 1 when no batch pays that much (or batch 1 was not measured)."""
-    per_image = {size: seconds / size for size, seconds in seconds_by_size.items()}
-    if 1 not in per_image:
-        return 1
-    threshold = min(min(per_image.values()) * (1 + NEAR_BEST), per_image[1] * (1 - margin))
-    paying = [size for size, seconds in per_image.items() if size > 1 and seconds <= threshold]
-    return min(paying, default=1)
+    return smallest_that_pays({size: seconds / size for size, seconds in seconds_by_size.items()}, margin)
+
+
+def concurrent(forward: Forward, streams: int, pool: ThreadPoolExecutor | None) -> Forward:
+    """`forward` run `streams` times at once on the same batch (the load `streams` streams see), or as it is."""
+    if pool is None or streams == 1:
+        return forward
+    return lambda batch: list(pool.map(forward, [batch] * streams))[0]
 
 
 def time_batch_sizes(
@@ -89,11 +130,12 @@ def time_batch_sizes(
     budget_s: float = BUDGET_S,
     repeats: int = REPEATS,
     clock: Callable[[], float] = time.perf_counter,
+    sizes: Sequence[int] | None = None,
 ) -> tuple[dict[int, float], tuple[int, ...]]:
     """The best of `repeats` passes at each candidate size (after one untimed pass), and the sizes left out
-    because their estimated cost would have overrun `budget_s`. Batch 1 is always timed."""
+    because their estimated cost would have overrun `budget_s`. The first size is always timed."""
     rng = np.random.default_rng(0)
-    sizes = candidate_sizes(max_batch_size)
+    sizes = list(sizes or candidate_sizes(max_batch_size))
     seconds_by_size: dict[int, float] = {}
     started = clock()
     for index, size in enumerate(sizes):
@@ -113,20 +155,84 @@ def time_batch_sizes(
     return seconds_by_size, ()
 
 
+def warm(forward: Forward, sample_shape: tuple[int, ...], batch_limit: int) -> None:
+    """Two passes at a batch of up to 4: the first allocates and picks kernels, before traffic does."""
+    batch = np.zeros((min(4, batch_limit), *sample_shape), np.float32)
+    for _ in range(2):
+        forward(batch)
+
+
+def time_under_load(
+    forward: Forward,
+    sample_shape: tuple[int, ...],
+    streams: int,
+    max_batch_size: int,
+    budget_s: float = BUDGET_S,
+    sizes: Sequence[int] | None = None,
+    clock: Callable[[], float] = time.perf_counter,
+) -> tuple[dict[int, float], tuple[int, ...]]:
+    """`time_batch_sizes` with `streams` passes at once, as a full server runs them: each size's seconds are a
+    pass's share of its round (the round over `streams`), so seconds / size is the time per image under load."""
+    with ThreadPoolExecutor(streams) as pool:
+        rounds, not_timed = time_batch_sizes(
+            concurrent(forward, streams, pool), sample_shape, max_batch_size, budget_s, clock=clock, sizes=sizes
+        )
+    return {size: seconds / streams for size, seconds in rounds.items()}, not_timed
+
+
 def pick_batch_limit(
     forward: Forward,
     sample_shape: tuple[int, ...],
     max_batch_size: int,
-    setting: int | Literal["auto"],
+    setting: Setting,
     streams: int = 1,
     budget_s: float = BUDGET_S,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> BatchChoice:
-    """Warm the model up and choose its batch limit: `setting` when it is a number (two passes at a batch of up
-    to 4 warm it), else by timing it."""
+    """Warm the model up and choose its batch limit: `setting` when it is a number, else by timing it (with
+    `streams` passes at once)."""
     if setting != "auto":
-        warm = np.zeros((min(4, setting), *sample_shape), np.float32)
-        for _ in range(2):
-            forward(warm)
+        warm(forward, sample_shape, setting)
         return BatchChoice(setting, "serve.batch_limit", streams)
-    seconds_by_size, not_timed = time_batch_sizes(forward, sample_shape, max_batch_size, budget_s)
-    return BatchChoice(choose_batch_limit(seconds_by_size), "measured", streams, seconds_by_size, not_timed)
+    shares, not_timed = time_under_load(forward, sample_shape, streams, max_batch_size, budget_s, clock=clock)
+    return BatchChoice(choose_batch_limit(shares), "measured", streams, shares, not_timed)
+
+
+def pick_batching(
+    model: Batchable,
+    sample_shape: tuple[int, ...],
+    max_batch_size: int,
+    batch_setting: Setting,
+    streams_setting: Setting,
+    budget_s: float = BUDGET_S,
+    clock: Callable[[], float] = time.perf_counter,
+) -> BatchChoice:
+    """The model compiled at the stream count it will run, warm, with its batch limit: each as set, or measured
+    (every stream count the model offers timed for `budget_s` at most; the fewest that pays is kept)."""
+    if streams_setting != "auto" or len(model.stream_options) == 1:
+        streams = model.stream_options[0] if streams_setting == "auto" else streams_setting
+        if model.streams != streams:
+            model.use_streams(streams)
+        choice = pick_batch_limit(model.forward, sample_shape, max_batch_size, batch_setting, streams, budget_s, clock)
+        return replace(choice, streams_chosen_by="backend" if streams_setting == "auto" else "serve.streams")
+    by_streams: dict[int, BatchChoice] = {}
+    sizes = None if batch_setting == "auto" else [batch_setting]  # a set limit: timed at that size alone
+    for streams in model.stream_options:
+        if model.streams != streams:
+            model.use_streams(streams)
+        timing = time_under_load(model.forward, sample_shape, streams, max_batch_size, budget_s, sizes, clock)
+        shares, not_timed = timing
+        by_streams[streams] = (
+            BatchChoice(choose_batch_limit(shares), "measured", streams, shares, not_timed)
+            if batch_setting == "auto"
+            else BatchChoice(batch_setting, "serve.batch_limit", streams, shares)
+        )
+    per_image = {
+        streams: min(seconds / size for size, seconds in choice.seconds_by_size.items())
+        for streams, choice in by_streams.items()
+    }
+    chosen = by_streams[smallest_that_pays(per_image)]
+    if model.streams != chosen.streams:  # compiled afresh: cold again
+        model.use_streams(chosen.streams)
+        warm(model.forward, sample_shape, chosen.limit)
+    return replace(chosen, streams_chosen_by="measured", seconds_per_image_by_streams=per_image)
