@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import tempfile
 from pathlib import Path
 
@@ -23,6 +24,18 @@ def pytest_configure(config: pytest.Config) -> None:
     _saved_environment.update({name: os.environ.get(name) for name in _HF_VARIABLES})
     _saved_environment["_cache"] = str(cache)
     os.environ.update({"HF_HOME": str(cache), "HF_DATASETS_CACHE": str(cache / "datasets"), "HF_HUB_OFFLINE": "1"})
+
+
+@pytest.fixture(autouse=True)
+def _sigchld_as_found():
+    """Each test leaves SIGCHLD's handler as it found it. PyTorch's DataLoader installs one in the process the first
+    time it starts workers (to report a worker that died) and never removes it, so a test that trained in-process
+    left it to every later test of its worker. There, once the export stage had also run in-process, a child's exit
+    during `subprocess.run` crashed the worker (SIGSEGV inside the handler's interpreter frame, found with a core
+    dump): a pipeline stage is a process of its own, a test worker is not."""
+    handler = signal.getsignal(signal.SIGCHLD)
+    yield
+    signal.signal(signal.SIGCHLD, handler)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
