@@ -115,7 +115,7 @@ def test_a_server_on_openvino_times_each_stream_count_and_runs_the_one_it_chose(
     with api_client(loaded, max_batch_size=4, batch_limit="auto", streams="auto") as (client, service):
         batching = client.get("/v1/model").json()["batching"]
         assert batching["streams_chosen_by"] == "measured"
-        assert [row["streams"] for row in batching["stream_timings"]] == list(loaded[0].stream_options)
+        assert sorted({row["streams"] for row in batching["stream_timings"]}) == list(loaded[0].stream_options)
         assert batching["streams"] == service.batcher.streams == loaded[0].streams
         assert service.batcher.max_streams == max(loaded[0].stream_options)
         assert client.post("/v1/predict", files={"file": ("0.png", photo(0))}).status_code == 200

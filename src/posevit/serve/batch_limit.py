@@ -13,11 +13,13 @@ is the decision alone, a pure function of the timings (tests/test_batch_limit.py
 
 Streams (`serve.streams`): a predictor that can run several forward passes at once (the OpenVINO backends, whose
 THROUGHPUT hint splits the cores into streams) lists the stream counts it offers (`Predictor.stream_options`).
-With auto, each is compiled in turn and timed the same way, its passes run that many at once, and the server keeps
-the fewest streams whose time per image under full load is within `NEAR_BEST` of the best and `MARGIN` below one
-stream's; then the batch limit is chosen on that stream count's timings. More streams trade a lone request's
-latency (it gets one stream's share of the cores) for images per second under load, so they must pay for it.
-The torch and ONNX Runtime backends offer one stream: one pass already uses every core.
+With auto, each is compiled in turn and its batch sizes timed the same way, that many passes at once, and the pair
+kept is the one whose pass is shortest among those within `NEAR_BEST` of the cheapest per image and `MARGIN` below
+one stream at batch 1 (`choose_streams_and_batch`): ViT-B/16 int8 on 2 cores costs about the same per image as
+2 streams at batch 1 and as 1 stream at batch 8, and the first answers each request in one 110 ms pass, the second
+in one 450 ms pass. A lone request then gets one stream's share of the cores (110 ms against 68 ms at 1 stream):
+`serve.streams: 1` is for latency first. The torch and ONNX Runtime backends offer one stream (one pass uses every
+core).
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ REPEATS = 2  # timed passes per batch size, after one untimed
 
 Forward = Callable[[np.ndarray], np.ndarray]
 Setting = int | Literal["auto"]
+Pair = tuple[int, int]  # (streams, batch size)
 
 
 class Batchable(Protocol):
@@ -67,8 +70,8 @@ class BatchChoice:
     seconds_by_size: Mapping[int, float] = field(default_factory=dict)  # best pass per batch size, at `streams`
     not_timed: tuple[int, ...] = ()  # sizes left out to keep within BUDGET_S
     streams_chosen_by: Literal["measured", "serve.streams", "backend"] = "backend"  # backend: it offers one
-    # seconds per image under full load, at each stream count's cheapest batch (those timed; empty unless measured)
-    seconds_per_image_by_streams: Mapping[int, float] = field(default_factory=dict)
+    # seconds per image under full load by (streams, batch size), where streams were measured (else empty)
+    cost_by_streams: Mapping[Pair, float] = field(default_factory=dict)
 
     def card(self) -> dict[str, Any]:
         measured = self.chosen_by == "measured"
@@ -86,8 +89,8 @@ class BatchChoice:
                 for size, seconds in sorted(self.seconds_by_size.items())
             ],
             "stream_timings": [
-                {"streams": streams, "ms_per_image": round(seconds * 1000, 3)}
-                for streams, seconds in sorted(self.seconds_per_image_by_streams.items())
+                {"streams": streams, "batch_size": size, "ms_per_image": round(seconds * 1000, 3)}
+                for (streams, size), seconds in sorted(self.cost_by_streams.items())
             ],
             "not_timed": list(self.not_timed),
             "margin": MARGIN if measured or self.streams_chosen_by == "measured" else None,
@@ -101,19 +104,23 @@ def candidate_sizes(max_batch_size: int) -> list[int]:
     return [*sizes, max_batch_size]
 
 
-def smallest_that_pays(cost_by_option: Mapping[int, float], margin: float = MARGIN) -> int:
-    """The smallest option (batch size, stream count) whose cost per image is within `NEAR_BEST` of the cheapest and
-    at least `margin` below option 1's; 1 when none pays that much (or option 1 was not measured)."""
-    if 1 not in cost_by_option:
-        return 1
-    threshold = min(min(cost_by_option.values()) * (1 + NEAR_BEST), cost_by_option[1] * (1 - margin))
-    return min((option for option, cost in cost_by_option.items() if option > 1 and cost <= threshold), default=1)
+def choose_streams_and_batch(cost_per_image: Mapping[Pair, float], margin: float = MARGIN) -> Pair:
+    """Of the (streams, batch) pairs whose time per image under full load is within `NEAR_BEST` of the cheapest and
+    at least `margin` below the base's (one stream at the smallest batch measured), the one whose pass is shortest:
+    streams x batch x time per image is how long a request's pass takes under load (fewer streams on a tie). The
+    base when none pays. One stream alone: the smallest batch within `NEAR_BEST` of the cheapest."""
+    base = (1, min(size for streams, size in cost_per_image if streams == 1))
+    threshold = min(min(cost_per_image.values()) * (1 + NEAR_BEST), cost_per_image[base] * (1 - margin))
+    paying = [pair for pair, cost in cost_per_image.items() if cost <= threshold]
+    return min(paying, key=lambda pair: (pair[0] * pair[1] * cost_per_image[pair], pair), default=base)
 
 
 def choose_batch_limit(seconds_by_size: Mapping[int, float], margin: float = MARGIN) -> int:
     """The smallest batch size whose time per image is within `NEAR_BEST` of the best measured one and at least
     `margin` below batch 1's; 1 when no batch pays that much (or batch 1 was not measured)."""
-    return smallest_that_pays({size: seconds / size for size, seconds in seconds_by_size.items()}, margin)
+    if 1 not in seconds_by_size:
+        return 1
+    return choose_streams_and_batch({(1, size): seconds / size for size, seconds in seconds_by_size.items()}, margin)[1]
 
 
 def concurrent(forward: Forward, streams: int, pool: ThreadPoolExecutor | None) -> Forward:
@@ -208,31 +215,24 @@ def pick_batching(
     clock: Callable[[], float] = time.perf_counter,
 ) -> BatchChoice:
     """The model compiled at the stream count it will run, warm, with its batch limit: each as set, or measured
-    (every stream count the model offers timed for `budget_s` at most; the fewest that pays is kept)."""
+    (every stream count the model offers timed for `budget_s` at most, then `choose_streams_and_batch`)."""
     if streams_setting != "auto" or len(model.stream_options) == 1:
         streams = model.stream_options[0] if streams_setting == "auto" else streams_setting
         if model.streams != streams:
             model.use_streams(streams)
         choice = pick_batch_limit(model.forward, sample_shape, max_batch_size, batch_setting, streams, budget_s, clock)
         return replace(choice, streams_chosen_by="backend" if streams_setting == "auto" else "serve.streams")
-    by_streams: dict[int, BatchChoice] = {}
+    timings: dict[int, tuple[dict[int, float], tuple[int, ...]]] = {}
     sizes = None if batch_setting == "auto" else [batch_setting]  # a set limit: timed at that size alone
     for streams in model.stream_options:
         if model.streams != streams:
             model.use_streams(streams)
-        timing = time_under_load(model.forward, sample_shape, streams, max_batch_size, budget_s, sizes, clock)
-        shares, not_timed = timing
-        by_streams[streams] = (
-            BatchChoice(choose_batch_limit(shares), "measured", streams, shares, not_timed)
-            if batch_setting == "auto"
-            else BatchChoice(batch_setting, "serve.batch_limit", streams, shares)
-        )
-    per_image = {
-        streams: min(seconds / size for size, seconds in choice.seconds_by_size.items())
-        for streams, choice in by_streams.items()
-    }
-    chosen = by_streams[smallest_that_pays(per_image)]
-    if model.streams != chosen.streams:  # compiled afresh: cold again
-        model.use_streams(chosen.streams)
-        warm(model.forward, sample_shape, chosen.limit)
-    return replace(chosen, streams_chosen_by="measured", seconds_per_image_by_streams=per_image)
+        timings[streams] = time_under_load(model.forward, sample_shape, streams, max_batch_size, budget_s, sizes, clock)
+    cost = {(streams, size): share / size for streams, (shares, _) in timings.items() for size, share in shares.items()}
+    streams, limit = choose_streams_and_batch(cost)
+    if model.streams != streams:  # compiled afresh: cold again
+        model.use_streams(streams)
+        warm(model.forward, sample_shape, limit)
+    shares, not_timed = timings[streams]
+    chosen_by: Literal["measured", "serve.batch_limit"] = "measured" if batch_setting == "auto" else "serve.batch_limit"
+    return BatchChoice(limit, chosen_by, streams, shares, not_timed, "measured", cost)
