@@ -120,6 +120,7 @@ class MadeUpStreams:
     def __init__(self, ms_per_image: dict[int, float]) -> None:
         self.ms_per_image, self.now, self.streams = ms_per_image, 0.0, 1
         self.compiled: list[int] = []  # every use_streams, in order
+        self.lone = False  # whether lone passes were let onto every core
         self.passes: list[tuple[int, int]] = []  # (streams compiled, batch size) of each pass
         self.lock = threading.Lock()
 
@@ -129,7 +130,10 @@ class MadeUpStreams:
 
     def use_streams(self, streams: int) -> None:
         self.compiled.append(streams)
-        self.streams = streams
+        self.streams, self.lone = streams, False
+
+    def lone_passes_on_every_core(self) -> None:
+        self.lone = self.streams > 1
 
     def clock(self) -> float:
         return self.now
@@ -167,6 +171,7 @@ def test_each_stream_count_is_compiled_timed_under_full_load_and_the_pair_that_p
     model = MadeUpStreams({1: 54.0, 2: 40.0})
     choice = pick(model)
     assert model.compiled == [2] and model.streams == 2 == choice.streams  # 1 was compiled at load
+    assert model.lone  # only once the streams are chosen: while they are timed, every pass is on them
     assert {(streams, size) for streams, size in model.passes} == {(1, 1), (1, 2), (1, 4), (2, 1), (2, 2), (2, 4)}
     assert choice.limit == 1  # every size costs the same per image here: the shortest pass
     assert choice.seconds_by_size == pytest.approx({1: 0.040, 2: 0.080, 4: 0.160})  # two streams' timings
@@ -182,10 +187,10 @@ def test_each_stream_count_is_compiled_timed_under_full_load_and_the_pair_that_p
     ]
 
 
-def test_streams_that_do_not_pay_are_compiled_back_to_one_and_warmed():
+def test_streams_that_do_not_pay_go_back_to_one_and_are_warmed():
     model = MadeUpStreams({1: 54.0, 2: 52.0})
     choice = pick(model)
-    assert model.compiled == [2, 1] and model.streams == 1 == choice.streams
+    assert model.compiled == [2, 1] and model.streams == 1 == choice.streams and not model.lone
     assert model.passes[-2:] == [(1, 1), (1, 1)]  # two warm passes on the model compiled afresh
     assert choice.limit == 1 and choice.card()["streams_chosen_by"] == "measured"
 

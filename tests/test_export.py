@@ -139,8 +139,9 @@ def openvino_int8_card(card: dict) -> str:
         timings = card["precision_timings_ms"]
         assert set(timings) == {"f32", "bf16"}
         rest = "bf16" if timings["bf16"] < timings["f32"] else "fp32"
-    streams = card["batching"]["streams"]  # timed at warm-up (serve.streams auto)
-    return f"int8, the rest {rest} (OpenVINO CPU, {usable_cores()} threads, {streams} stream{'s' * (streams > 1)})"
+    streams = card["batching"]["streams"]  # timed at warm-up (serve.streams auto); lone passes on every core
+    ran = f"{streams} streams; a pass alone on {usable_cores()} threads" if streams > 1 else "1 stream"
+    return f"int8, the rest {rest} (OpenVINO CPU, {usable_cores()} threads, {ran})"
 
 
 @pytest.mark.parametrize(

@@ -23,7 +23,7 @@ from posevit.core.errors import ConfigError
 from posevit.core.paths import EXPORTS_DIR, IR_BY_BACKEND, ONNX_BY_BACKEND
 from posevit.models.bundle_config import BundleConfig
 from posevit.models.onnx_runtime import OnnxModel
-from posevit.models.openvino_runtime import HintPrecision, OpenVinoModel, fastest_precision
+from posevit.models.openvino_runtime import HintPrecision, OpenVinoModel, StreamedModel, fastest_precision
 from posevit.models.preprocess import EvalPreprocess
 
 DISPLAY_SIZE = 288
@@ -87,6 +87,10 @@ class Predictor(ABC):
             f"serve.streams = {streams}: backend {self.backend} runs one forward pass at a time (it uses every core); "
             "streams are for backends openvino and openvino-int8: set serve.streams to auto or 1"
         )
+
+    def lone_passes_on_every_core(self) -> None:
+        """Once streams are chosen: a pass with no other in flight may run on every core (one stream: it does)."""
+        return None
 
     def heat_map(self, image: Image.Image, label: str | None = None) -> np.ndarray:
         raise ConfigError(f"heat maps need gradients, which backend {self.backend} has not: use backend torch")
@@ -161,10 +165,13 @@ class OpenVinoPredictor(ExportPredictor):
         xml = exports_dir / IR_BY_BACKEND[backend].relative_to(EXPORTS_DIR)
         if precision == "auto" and int8 and device == "cpu":
             shape = tuple(config.data_config["input_size"])
-            self.openvino, self.precision_timings = fastest_precision(xml, device, streams, shape)
+            model, self.precision_timings = fastest_precision(xml, device, 1, shape)
         else:
             hint: HintPrecision = "bf16" if precision == "bf16" else "f32"
-            self.openvino = OpenVinoModel(xml, hint, device, streams=streams)
+            model = OpenVinoModel(xml, hint, device)
+        self.openvino = StreamedModel(model)
+        if streams > 1:
+            self.use_streams(streams)
         self._describe()
 
     def _describe(self) -> None:
@@ -174,14 +181,17 @@ class OpenVinoPredictor(ExportPredictor):
 
     @property
     def stream_options(self) -> tuple[int, ...]:
-        if self.openvino.device != "CPU":
+        if self.openvino.model.device != "CPU":
             return (self.streams,)
         cores = usable_cores()
         return tuple(sorted({1, cores, *(2**power for power in range(cores.bit_length()) if 2**power <= cores)}))
 
     def use_streams(self, streams: int) -> None:
-        model = self.openvino
-        self.openvino = OpenVinoModel(model.path, model.precision, self.device, model.threads, streams)
+        self.openvino.use(streams)
+        self._describe()
+
+    def lone_passes_on_every_core(self) -> None:
+        self.openvino.lone_passes_on_every_core()
         self._describe()
 
     def logits(self, pixels: np.ndarray) -> np.ndarray:

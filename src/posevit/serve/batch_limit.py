@@ -58,6 +58,8 @@ class Batchable(Protocol):
 
     def use_streams(self, streams: int) -> None: ...
 
+    def lone_passes_on_every_core(self) -> None: ...
+
 
 @dataclass(frozen=True)
 class BatchChoice:
@@ -230,9 +232,10 @@ def pick_batching(
         timings[streams] = time_under_load(model.forward, sample_shape, streams, max_batch_size, budget_s, sizes, clock)
     cost = {(streams, size): share / size for streams, (shares, _) in timings.items() for size, share in shares.items()}
     streams, limit = choose_streams_and_batch(cost)
-    if model.streams != streams:  # compiled afresh: cold again
+    if model.streams != streams:
         model.use_streams(streams)
         warm(model.forward, sample_shape, limit)
+    model.lone_passes_on_every_core()
     shares, not_timed = timings[streams]
     chosen_by: Literal["measured", "serve.batch_limit"] = "measured" if batch_setting == "auto" else "serve.batch_limit"
     return BatchChoice(limit, chosen_by, streams, shares, not_timed, "measured", cost)
