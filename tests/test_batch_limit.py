@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -14,7 +15,9 @@ from posevit.serve.batch_limit import (
     BatchChoice,
     candidate_sizes,
     choose_batch_limit,
+    choose_streams_and_batch,
     pick_batch_limit,
+    pick_batching,
     time_batch_sizes,
 )
 from posevit.serve.service import LoadedModel
@@ -110,6 +113,104 @@ def test_a_set_limit_is_not_measured_only_warmed_up():
     assert card["batch_limit"] == 8 and card["timings"] == [] and card["batch_limit_chosen_by"] == "serve.batch_limit"
 
 
+class MadeUpStreams:
+    """A model that runs `streams` passes at once, each image costing `ms_per_image[streams]` of the round's time
+    under full load, on a made-up clock that only forward passes advance (threads share it under a lock)."""
+
+    def __init__(self, ms_per_image: dict[int, float]) -> None:
+        self.ms_per_image, self.now, self.streams = ms_per_image, 0.0, 1
+        self.compiled: list[int] = []  # every use_streams, in order
+        self.lone = False  # whether lone passes were let onto every core
+        self.passes: list[tuple[int, int]] = []  # (streams compiled, batch size) of each pass
+        self.lock = threading.Lock()
+
+    @property
+    def stream_options(self) -> tuple[int, ...]:
+        return tuple(self.ms_per_image)
+
+    def use_streams(self, streams: int) -> None:
+        self.compiled.append(streams)
+        self.streams, self.lone = streams, False
+
+    def lone_passes_on_every_core(self) -> None:
+        self.lone = self.streams > 1
+
+    def clock(self) -> float:
+        return self.now
+
+    def forward(self, pixels: np.ndarray) -> np.ndarray:
+        with self.lock:  # a round of `streams` passes advances the clock by streams x size x the per-image cost
+            self.now += self.ms_per_image[self.streams] * len(pixels) / 1000
+            self.passes.append((self.streams, len(pixels)))
+        return np.zeros((len(pixels), 15), np.float32)
+
+
+def pick(model: MadeUpStreams, batch_limit="auto", streams="auto") -> BatchChoice:
+    return pick_batching(model, (3, 8, 8), 4, batch_limit, streams, budget_s=60, clock=model.clock)
+
+
+@pytest.mark.parametrize(
+    ("ms_per_image", "chosen"),
+    [
+        # ViT-B/16 int8 in OpenVINO on 2 cores (measured): 2 streams at batch 1 cost as little per image as any
+        # pair, and their pass is the shortest of those (2 x 57 ms against 8 x 57 ms at 1 stream, batch 8)
+        ({(1, 1): 68.4, (1, 2): 58.1, (1, 4): 60.0, (1, 8): 56.5, (2, 1): 56.9, (2, 2): 54.5, (2, 4): 55.0}, (2, 1)),
+        # two streams no cheaper than one stream's batches: the batch is chosen as without streams
+        ({(1, 1): 66.0, (1, 2): 59.0, (1, 4): 55.0, (2, 1): 64.0, (2, 2): 58.0}, (1, 4)),
+        # nothing 10% below one stream at batch 1: neither streams nor batches
+        ({(1, 1): 54.0, (1, 2): 52.0, (2, 1): 51.0}, (1, 1)),
+        # a set batch limit of 4: the streams are compared at 4 alone
+        ({(1, 4): 60.0, (2, 4): 50.0}, (2, 4)),
+    ],
+)
+def test_the_pair_kept_is_the_shortest_pass_among_the_cheapest(ms_per_image, chosen):
+    assert choose_streams_and_batch(ms_per_image) == chosen
+
+
+def test_each_stream_count_is_compiled_timed_under_full_load_and_the_pair_that_pays_kept():
+    model = MadeUpStreams({1: 54.0, 2: 40.0})
+    choice = pick(model)
+    assert model.compiled == [2] and model.streams == 2 == choice.streams  # 1 was compiled at load
+    assert model.lone  # only once the streams are chosen: while they are timed, every pass is on them
+    assert {(streams, size) for streams, size in model.passes} == {(1, 1), (1, 2), (1, 4), (2, 1), (2, 2), (2, 4)}
+    assert choice.limit == 1  # every size costs the same per image here: the shortest pass
+    assert choice.seconds_by_size == pytest.approx({1: 0.040, 2: 0.080, 4: 0.160})  # two streams' timings
+    card = choice.card()
+    assert card["streams"] == 2 and card["streams_chosen_by"] == "measured"
+    assert [(row["streams"], row["batch_size"], row["ms_per_image"]) for row in card["stream_timings"]] == [
+        (1, 1, 54.0),
+        (1, 2, 54.0),
+        (1, 4, 54.0),
+        (2, 1, 40.0),
+        (2, 2, 40.0),
+        (2, 4, 40.0),
+    ]
+
+
+def test_streams_that_do_not_pay_go_back_to_one_and_are_warmed():
+    model = MadeUpStreams({1: 54.0, 2: 52.0})
+    choice = pick(model)
+    assert model.compiled == [2, 1] and model.streams == 1 == choice.streams and not model.lone
+    assert model.passes[-2:] == [(1, 1), (1, 1)]  # two warm passes on the model compiled afresh
+    assert choice.limit == 1 and choice.card()["streams_chosen_by"] == "measured"
+
+
+def test_set_streams_are_compiled_as_set_and_only_the_batch_limit_is_timed():
+    model = MadeUpStreams({1: 54.0, 2: 40.0})
+    choice = pick(model, streams=2)
+    assert model.compiled == [2] and {streams for streams, _ in model.passes} == {2}
+    assert choice.streams == 2 and choice.streams_chosen_by == "serve.streams" and not choice.cost_by_streams
+    both = pick(MadeUpStreams({1: 54.0, 2: 40.0}), batch_limit=2)  # a set limit: each stream count timed at it alone
+    assert both.limit == 2 and both.streams == 2 and sorted(both.seconds_by_size) == [2]
+
+
+def test_a_backend_with_one_stream_says_so_and_times_only_the_batch():
+    model = MadeUpStreams({1: 54.0})
+    choice = pick(model)
+    assert model.compiled == [] and choice.streams == 1 and choice.card()["streams_chosen_by"] == "backend"
+    assert choice.card()["stream_timings"] == []
+
+
 def test_the_setting_is_auto_or_a_number_within_the_largest_batch():
     assert ServeConfig().batch_limit == "auto"
     assert ServeConfig(batch_limit=4, max_batch_size=8).batch_limit == 4
@@ -117,6 +218,15 @@ def test_the_setting_is_auto_or_a_number_within_the_largest_batch():
         ServeConfig(batch_limit=32)
     with pytest.raises(ValidationError, match="batch_limit"):
         ServeConfig(batch_limit="fast")  # type: ignore[arg-type]
+
+
+def test_streams_are_auto_or_a_number_and_more_than_one_only_for_openvino():
+    assert ServeConfig().streams == "auto" and ServeConfig(streams=1).streams == 1
+    assert ServeConfig(backend="openvino-int8", streams=2).streams == 2
+    with pytest.raises(ValidationError, match="streams = 2 with backend onnx-int8, which runs one forward pass"):
+        ServeConfig(backend="onnx-int8", streams=2)
+    with pytest.raises(ValidationError, match="streams"):
+        ServeConfig(streams=0)
 
 
 # -- in a real API (a tiny torch model) -------------------------------------------------------

@@ -5,7 +5,6 @@ student trained on a deliberately odd teacher agrees with it far more than the s
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -144,23 +143,12 @@ def project(tmp_path_factory):
 
 
 def run_train(project, tmp_path: Path, name: str, train_update: dict, teacher: Path | None = None):
-    cwd = os.getcwd()
-    os.chdir(project.root)
-    try:
+    with project.inside():
         cfg: PipelineConfig = load_params()
         cfg = cfg.model_copy(update={"model": STUDENT, "train": cfg.train.model_copy(update=train_update)})
-        paths = TrainPaths(
-            models=tmp_path / name / "models",
-            checkpoints=tmp_path / name / "ckpt",
-            live=tmp_path / name / "live",
-            metrics=tmp_path / name / "train.json",
-            curves=tmp_path / name / "curves.png",
-            teacher=teacher,
-        )
+        paths = TrainPaths.under(tmp_path / name, teacher=teacher)
         train(cfg, paths)
         return paths
-    finally:
-        os.chdir(cwd)
 
 
 def predictions(folder: Path, data: Path) -> torch.Tensor:

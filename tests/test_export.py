@@ -129,7 +129,8 @@ def test_the_bar_holds_the_openvino_exports_to_the_same_bounds():
 
 def openvino_int8_card(card: dict) -> str:
     """What the server's card must say backend openvino-int8 runs in on this machine, precision auto: f32 for the
-    rest, or where the CPU has native bf16 whichever of f32 and bf16 it timed faster at load."""
+    rest, or where the CPU has native bf16 whichever of f32 and bf16 it timed faster at load, on the streams the
+    warm-up chose."""
     from posevit.core.cores import usable_cores
     from posevit.models.openvino_runtime import cpu_has_native_bf16
 
@@ -138,7 +139,9 @@ def openvino_int8_card(card: dict) -> str:
         timings = card["precision_timings_ms"]
         assert set(timings) == {"f32", "bf16"}
         rest = "bf16" if timings["bf16"] < timings["f32"] else "fp32"
-    return f"int8, the rest {rest} (OpenVINO CPU, {usable_cores()} threads, 1 stream)"
+    streams = card["batching"]["streams"]  # timed at warm-up (serve.streams auto); lone passes on every core
+    ran = f"{streams} streams; a pass alone on {usable_cores()} threads" if streams > 1 else "1 stream"
+    return f"int8, the rest {rest} (OpenVINO CPU, {usable_cores()} threads, {ran})"
 
 
 @pytest.mark.parametrize(

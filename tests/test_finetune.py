@@ -217,11 +217,7 @@ def project(tmp_path_factory):
 
 
 def run_train(project, tmp_path, name: str, train: dict | None = None, trainer: dict | None = None):
-    import os
-
-    cwd = os.getcwd()
-    os.chdir(project.root)
-    try:
+    with project.inside():
         cfg: PipelineConfig = load_params()
         cfg = cfg.model_copy(
             update={
@@ -229,16 +225,8 @@ def run_train(project, tmp_path, name: str, train: dict | None = None, trainer: 
                 "trainer": cfg.trainer.model_copy(update=trainer or {}),
             }
         )
-        paths = TrainPaths(
-            models=tmp_path / name / "models",
-            checkpoints=tmp_path / name / "ckpt",
-            live=tmp_path / name / "live",
-            metrics=tmp_path / name / "train.json",
-            curves=tmp_path / name / "curves.png",
-        )
+        paths = TrainPaths.under(tmp_path / name)
         return train_fn(cfg, paths), paths
-    finally:
-        os.chdir(cwd)
 
 
 train_fn = train
@@ -261,14 +249,8 @@ def test_ema_weights_are_validated_and_shipped(project, tmp_path):
 
 def _initial_weights(project, parameters_only: bool = False) -> dict[str, torch.Tensor]:
     """The weights training started from: the same seed, the same model."""
-    import os
-
-    cwd = os.getcwd()
-    os.chdir(project.root)
-    try:
+    with project.inside():
         cfg = load_params()
-    finally:
-        os.chdir(cwd)
     pl.seed_everything(cfg.train.seed, workers=True)
     model = create_model(cfg.model, num_classes=len(ACTION_CLASSES))
     return {n: p.detach() for n, p in model.named_parameters()} if parameters_only else model.state_dict()

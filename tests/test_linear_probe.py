@@ -4,7 +4,6 @@ result is the usual bundle (loads, scores what training reported, is calibrated)
 from __future__ import annotations
 
 import logging
-import os
 from typing import get_type_hints
 
 import pytest
@@ -32,12 +31,8 @@ def project(tmp_path_factory):
 
 
 def _config(project) -> PipelineConfig:
-    cwd = os.getcwd()
-    os.chdir(project.root)
-    try:
+    with project.inside():
         cfg = load_params()
-    finally:
-        os.chdir(cwd)
     probe = {"mode": "linear_probe", "epochs": EPOCHS, "lr": 1e-2, "warmup_epochs": 0}
     return cfg.model_copy(update={"train": cfg.train.model_copy(update=probe)})
 
@@ -45,7 +40,7 @@ def _config(project) -> PipelineConfig:
 def test_a_linear_probe_trains_only_the_head_on_features_computed_once(project, tmp_path, caplog):
     cfg = _config(project)
     data = project.root / "data/processed"
-    paths = TrainPaths(data=data, models=tmp_path / "models", checkpoints=tmp_path / "ckpt", live=tmp_path / "live")
+    paths = TrainPaths.under(tmp_path, data)
     seen = {"images": 0}
 
     def count_backbone_images(module, args, output) -> None:

@@ -96,6 +96,68 @@ def test_two_streams_answer_two_callers_at_once_with_the_same_answers(project, p
     assert len(answers) == 4 and all(np.array_equal(answer, expected) for answer in answers)
 
 
+def test_the_predictor_offers_streams_up_to_the_cores_and_recompiles_for_them(project, pixels):
+    predictor = openvino(project, "openvino-int8", "fp32")
+    cores = usable_cores()
+    assert predictor.stream_options[0] == 1 and predictor.stream_options[-1] == cores
+    assert list(predictor.stream_options) == sorted(set(predictor.stream_options))
+    expected = predictor.forward(pixels[:4])
+    predictor.use_streams(2)
+    assert predictor.streams == 2 and predictor.precision.endswith(f"{cores} threads, 2 streams)")
+    assert np.array_equal(predictor.forward(pixels[:4]), expected)  # static int8: the same answers on any split
+    predictor.lone_passes_on_every_core()
+    assert predictor.precision.endswith(f"2 streams; a pass alone on {cores} threads)")
+
+
+def test_with_lone_passes_a_pass_alone_runs_on_every_core_and_the_rest_on_the_streams(project, pixels):
+    """Which model a pass ran on is seen by holding one: a second pass started meanwhile must go to the streams."""
+    predictor = openvino(project, "openvino-int8", "fp32")
+    predictor.use_streams(2)
+    predictor.lone_passes_on_every_core()
+    streamed, one_stream = predictor.openvino.model, predictor.openvino.one_stream
+    seen: list[str] = []
+    held, go = threading.Event(), threading.Event()
+
+    def recording(model, name):
+        original = model.logits
+
+        def logits(batch):
+            seen.append(name)
+            if name == "one stream" and not held.is_set():
+                held.set()
+                assert go.wait(60)
+            return original(batch)
+
+        return logits
+
+    streamed.logits, one_stream.logits = recording(streamed, "streams"), recording(one_stream, "one stream")
+    first = threading.Thread(target=predictor.forward, args=(pixels[:1],))
+    first.start()
+    assert held.wait(60)  # the lone pass holds the one-stream model
+    predictor.forward(pixels[:1])  # one in flight already: on the streams
+    go.set()
+    first.join()
+    predictor.forward(pixels[:1])  # alone again
+    assert seen == ["one stream", "streams", "one stream"]
+
+
+def test_a_server_on_openvino_times_each_stream_count_and_runs_the_one_it_chose(project):
+    from posevit.infer.model_source import from_folder
+    from tests.helpers.api import api_client, photo
+
+    loaded = (openvino(project, "openvino-int8", "fp32"), from_folder(project / "models"))
+    with api_client(loaded, max_batch_size=4, batch_limit="auto", streams="auto") as (client, service):
+        batching = client.get("/v1/model").json()["batching"]
+        assert batching["streams_chosen_by"] == "measured"
+        assert sorted({row["streams"] for row in batching["stream_timings"]}) == list(loaded[0].stream_options)
+        assert batching["streams"] == service.batcher.streams == loaded[0].streams
+        assert service.batcher.max_streams == max(loaded[0].stream_options)
+        assert client.post("/v1/predict", files={"file": ("0.png", photo(0))}).status_code == 200
+    with api_client(loaded, max_batch_size=4, batch_limit=2, streams=1) as (client, service):
+        batching = client.get("/v1/model").json()["batching"]
+        assert batching["streams"] == 1 == service.batcher.streams and batching["streams_chosen_by"] == "serve.streams"
+
+
 @pytest.mark.parametrize(
     ("device", "backend", "message"),
     [

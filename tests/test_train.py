@@ -86,15 +86,14 @@ def test_evaluate_without_a_bundle_fails_clearly(project, tmp_path):
 def test_same_params_and_seed_give_identical_val_metrics_and_bundle(project, tmp_path, monkeypatch):
     monkeypatch.chdir(project.root)
     cfg = load_params()
-    runs = [
-        train(cfg, TrainPaths(models=tmp_path / f"m{i}", checkpoints=tmp_path / f"c{i}", live=tmp_path / f"l{i}"))
-        for i in range(2)
-    ]
+    runs = [train(cfg, TrainPaths.under(tmp_path / f"run{i}")) for i in range(2)]
     assert runs[0]["best_val_acc"] == runs[1]["best_val_acc"]
-    history = [(tmp_path / f"l{i}/plots/metrics/val/loss.tsv").read_text().splitlines() for i in range(2)]
+    history = [
+        (tmp_path / f"run{i}/dvclive/train/plots/metrics/val/loss.tsv").read_text().splitlines() for i in range(2)
+    ]
     assert [row.split("\t")[1:] for row in history[0]] == [row.split("\t")[1:] for row in history[1]]
     # Byte-identical bundles: one registry version per model, however often it is retrained.
-    assert hash_directory(tmp_path / "m0") == hash_directory(tmp_path / "m1")
+    assert hash_directory(tmp_path / "run0/models") == hash_directory(tmp_path / "run1/models")
 
 
 def test_a_killed_run_resumes_from_its_last_checkpoint(tmp_path_factory):

@@ -6,7 +6,8 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -49,6 +50,16 @@ class DvcProject:
 
     def params(self) -> dict:
         return yaml.safe_load((self.root / "params.yaml").read_text())
+
+    @contextmanager
+    def inside(self) -> Iterator[None]:
+        """This process in the project's root meanwhile, as a stage runs (params.yaml and data/ are read from there)."""
+        cwd = os.getcwd()
+        os.chdir(self.root)
+        try:
+            yield
+        finally:
+            os.chdir(cwd)
 
 
 def copy_project(destination: Path, *overrides: str) -> DvcProject:

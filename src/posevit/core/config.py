@@ -403,6 +403,14 @@ class ServeConfig(InferenceSettings):
             "(at most max_batch_size)"
         ),
     ] = "auto"
+    streams: Annotated[
+        Annotated[int, Field(ge=1, le=64)] | Literal["auto"],
+        Field(
+            description="forward passes computing at once, the cores split between them (backends openvino, "
+            "openvino-int8): auto (each of 1, 2, 4, ... up to the cores timed at warm-up under full load; more "
+            "only where they pay in images per second), or a number; the other backends run 1"
+        ),
+    ] = "auto"
     max_wait_ms: Annotated[float, Field(ge=0, le=1000, description="longest wait for a batch to fill")] = 5.0
     max_queue: Annotated[int, Field(ge=1, description="images waiting before requests get 503")] = 64
     timeout_s: Annotated[float, Field(gt=0, description="a request waiting longer gets 504")] = 30.0
@@ -445,6 +453,11 @@ class ServeConfig(InferenceSettings):
             raise ValueError(
                 f"batch_limit = {self.batch_limit} is above max_batch_size = {self.max_batch_size}: lower "
                 "serve.batch_limit, raise serve.max_batch_size, or set batch_limit to auto"
+            )
+        if self.streams not in ("auto", 1) and not self.backend.startswith("openvino"):
+            raise ValueError(
+                f"streams = {self.streams} with backend {self.backend}, which runs one forward pass at a time (it "
+                "uses every core): use backend openvino or openvino-int8, or set streams to auto or 1"
             )
         return self
 

@@ -18,11 +18,12 @@ import numpy as np
 from PIL import Image
 
 from posevit.core.config import Backend, Precision
+from posevit.core.cores import usable_cores
 from posevit.core.errors import ConfigError
 from posevit.core.paths import EXPORTS_DIR, IR_BY_BACKEND, ONNX_BY_BACKEND
 from posevit.models.bundle_config import BundleConfig
 from posevit.models.onnx_runtime import OnnxModel
-from posevit.models.openvino_runtime import HintPrecision, OpenVinoModel, fastest_precision
+from posevit.models.openvino_runtime import HintPrecision, OpenVinoModel, StreamedModel, fastest_precision
 from posevit.models.preprocess import EvalPreprocess
 
 DISPLAY_SIZE = 288
@@ -74,6 +75,22 @@ class Predictor(ABC):
         start = time.perf_counter()
         probabilities = self.forward(self.preprocess(image)[None])[0].tolist()
         return Prediction(dict(zip(self.labels, probabilities, strict=True)), time.perf_counter() - start)
+
+    @property
+    def stream_options(self) -> tuple[int, ...]:
+        """The stream counts it can run (`serve.streams` auto times each): here one, as one pass uses every core."""
+        return (self.streams,)
+
+    def use_streams(self, streams: int) -> None:
+        """Run `streams` forward passes at once from now on (compiled afresh: the next pass is cold)."""
+        raise ConfigError(
+            f"serve.streams = {streams}: backend {self.backend} runs one forward pass at a time (it uses every core); "
+            "streams are for backends openvino and openvino-int8: set serve.streams to auto or 1"
+        )
+
+    def lone_passes_on_every_core(self) -> None:
+        """Once streams are chosen: a pass with no other in flight may run on every core (one stream: it does)."""
+        return None
 
     def heat_map(self, image: Image.Image, label: str | None = None) -> np.ndarray:
         raise ConfigError(f"heat maps need gradients, which backend {self.backend} has not: use backend torch")
@@ -130,7 +147,8 @@ class OpenVinoPredictor(ExportPredictor):
     on CPUs that have bf16); for the int8 IR on a CPU with native bf16 it is whichever of f32 and bf16 (for what
     stays unquantized: LayerNorm, Softmax, GELU) runs one image faster here, timed at load, else f32.
     Static int8 fixes every scale at export, so an image's answer does not depend on the rest of its batch.
-    `streams` > 1 lets that many `forward` calls compute at once.
+    `streams` > 1 lets that many `forward` calls compute at once, the cores split between them (on the CPU it
+    offers 1, 2, 4, ... streams up to the cores this process may use).
     """
 
     def __init__(
@@ -147,12 +165,34 @@ class OpenVinoPredictor(ExportPredictor):
         xml = exports_dir / IR_BY_BACKEND[backend].relative_to(EXPORTS_DIR)
         if precision == "auto" and int8 and device == "cpu":
             shape = tuple(config.data_config["input_size"])
-            self.openvino, self.precision_timings = fastest_precision(xml, device, streams, shape)
+            model, self.precision_timings = fastest_precision(xml, device, 1, shape)
         else:
             hint: HintPrecision = "bf16" if precision == "bf16" else "f32"
-            self.openvino = OpenVinoModel(xml, hint, device, streams=streams)
+            model = OpenVinoModel(xml, hint, device)
+        self.openvino = StreamedModel(model)
+        if streams > 1:
+            self.use_streams(streams)
+        self._describe()
+
+    def _describe(self) -> None:
         ran = self.openvino.describe()
-        self.precision = f"int8, the rest {ran}" if int8 else ran
+        self.precision = f"int8, the rest {ran}" if self.backend == "openvino-int8" else ran
+        self.streams = self.openvino.streams
+
+    @property
+    def stream_options(self) -> tuple[int, ...]:
+        if self.openvino.model.device != "CPU":
+            return (self.streams,)
+        cores = usable_cores()
+        return tuple(sorted({1, cores, *(2**power for power in range(cores.bit_length()) if 2**power <= cores)}))
+
+    def use_streams(self, streams: int) -> None:
+        self.openvino.use(streams)
+        self._describe()
+
+    def lone_passes_on_every_core(self) -> None:
+        self.openvino.lone_passes_on_every_core()
+        self._describe()
 
     def logits(self, pixels: np.ndarray) -> np.ndarray:
         return self.openvino.logits(pixels)

@@ -11,46 +11,77 @@ and no size whose estimated cost (the last size's pass, scaled) would overrun `B
 version about to be swapped in). `choose_batch_limit`
 is the decision alone, a pure function of the timings (tests/test_batch_limit.py feeds it made-up ones).
 
-Streams: a predictor says how many forward passes it runs at once (`Predictor.streams`, 1 for the torch and
-ONNX Runtime backends, whose one pass already uses every core); the model card reports it beside the limit.
+Streams (`serve.streams`): a predictor that can run several forward passes at once (the OpenVINO backends, whose
+THROUGHPUT hint splits the cores into streams) lists the stream counts it offers (`Predictor.stream_options`).
+With auto, each is compiled in turn and its batch sizes timed the same way, that many passes at once, and the pair
+kept is the one whose pass is shortest among those within `NEAR_BEST` of the cheapest per image and `MARGIN` below
+one stream at batch 1 (`choose_streams_and_batch`): ViT-B/16 int8 on 2 cores costs about the same per image as
+2 streams at batch 1 and as 1 stream at batch 8, and the first answers each request in one 110 ms pass, the second
+in one 450 ms pass. A lone request then gets one stream's share of the cores (110 ms against 68 ms at 1 stream):
+`serve.streams: 1` is for latency first. The torch and ONNX Runtime backends offer one stream (one pass uses every
+core).
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal, Protocol
 
 import numpy as np
 
-MARGIN = 0.10  # a batch must be 10% cheaper per image to be worth the wait (a shared VM's noise is ~5%)
+MARGIN = 0.10  # a batch (or a stream) must be 10% cheaper per image to be worth it (a shared VM's noise is ~5%)
 # ... and the limit is the smallest size within 5% (the noise) of the cheapest: under load a larger batch is more
 # images per second (ViT-B/16 int8 in OpenVINO, 2 cores: 59 ms per image at 2, 55 at 4, 54 at 8).
 NEAR_BEST = 0.05
-BUDGET_S = 5.0  # at most about this long timing batch sizes at warm-up (ViT-B/16 on 2 cores: batch 1 to 4 or 8)
+BUDGET_S = 5.0  # at most about this long timing batch sizes at warm-up, per stream count (ViT-B/16: batch 1 to 4 or 8)
 SWAP_BUDGET_S = 1.0  # before a swap (serve.follow): the old model serves meanwhile, and a swap should be quick
 REPEATS = 2  # timed passes per batch size, after one untimed
 
 Forward = Callable[[np.ndarray], np.ndarray]
+Setting = int | Literal["auto"]
+Pair = tuple[int, int]  # (streams, batch size)
+
+
+class Batchable(Protocol):
+    """What the warm-up needs of a predictor: its forward pass and the stream counts it can compile."""
+
+    streams: int  # forward passes it runs at once now
+
+    def forward(self, pixels: np.ndarray) -> np.ndarray: ...
+
+    @property
+    def stream_options(self) -> tuple[int, ...]: ...
+
+    def use_streams(self, streams: int) -> None: ...
+
+    def lone_passes_on_every_core(self) -> None: ...
 
 
 @dataclass(frozen=True)
 class BatchChoice:
-    """The batch limit in force, how it was chosen, and the timings behind it (the model card's `batching`)."""
+    """The batch limit and streams in force, how they were chosen, and the timings behind them (the model card's
+    `batching`)."""
 
     limit: int
     chosen_by: Literal["measured", "serve.batch_limit"]
     streams: int = 1  # forward passes the predictor runs at once
-    seconds_by_size: Mapping[int, float] = field(default_factory=dict)  # best pass per batch size measured
+    seconds_by_size: Mapping[int, float] = field(default_factory=dict)  # best pass per batch size, at `streams`
     not_timed: tuple[int, ...] = ()  # sizes left out to keep within BUDGET_S
+    streams_chosen_by: Literal["measured", "serve.streams", "backend"] = "backend"  # backend: it offers one
+    # seconds per image under full load by (streams, batch size), where streams were measured (else empty)
+    cost_by_streams: Mapping[Pair, float] = field(default_factory=dict)
 
     def card(self) -> dict[str, Any]:
+        measured = self.chosen_by == "measured"
         return {
             "batch_limit": self.limit,
             "batch_limit_chosen_by": self.chosen_by,
             "streams": self.streams,
+            "streams_chosen_by": self.streams_chosen_by,
             "timings": [
                 {
                     "batch_size": size,
@@ -59,9 +90,13 @@ class BatchChoice:
                 }
                 for size, seconds in sorted(self.seconds_by_size.items())
             ],
+            "stream_timings": [
+                {"streams": streams, "batch_size": size, "ms_per_image": round(seconds * 1000, 3)}
+                for (streams, size), seconds in sorted(self.cost_by_streams.items())
+            ],
             "not_timed": list(self.not_timed),
-            "margin": MARGIN if self.chosen_by == "measured" else None,
-            "near_best": NEAR_BEST if self.chosen_by == "measured" else None,
+            "margin": MARGIN if measured or self.streams_chosen_by == "measured" else None,
+            "near_best": NEAR_BEST if measured or self.streams_chosen_by == "measured" else None,
         }
 
 
@@ -71,15 +106,30 @@ def candidate_sizes(max_batch_size: int) -> list[int]:
     return [*sizes, max_batch_size]
 
 
+def choose_streams_and_batch(cost_per_image: Mapping[Pair, float], margin: float = MARGIN) -> Pair:
+    """Of the (streams, batch) pairs whose time per image under full load is within `NEAR_BEST` of the cheapest and
+    at least `margin` below the base's (one stream at the smallest batch measured), the one whose pass is shortest:
+    streams x batch x time per image is how long a request's pass takes under load (fewer streams on a tie). The
+    base when none pays. One stream alone: the smallest batch within `NEAR_BEST` of the cheapest."""
+    base = (1, min(size for streams, size in cost_per_image if streams == 1))
+    threshold = min(min(cost_per_image.values()) * (1 + NEAR_BEST), cost_per_image[base] * (1 - margin))
+    paying = [pair for pair, cost in cost_per_image.items() if cost <= threshold]
+    return min(paying, key=lambda pair: (pair[0] * pair[1] * cost_per_image[pair], pair), default=base)
+
+
 def choose_batch_limit(seconds_by_size: Mapping[int, float], margin: float = MARGIN) -> int:
     """The smallest batch size whose time per image is within `NEAR_BEST` of the best measured one and at least
     `margin` below batch 1's; 1 when no batch pays that much (or batch 1 was not measured)."""
-    per_image = {size: seconds / size for size, seconds in seconds_by_size.items()}
-    if 1 not in per_image:
+    if 1 not in seconds_by_size:
         return 1
-    threshold = min(min(per_image.values()) * (1 + NEAR_BEST), per_image[1] * (1 - margin))
-    paying = [size for size, seconds in per_image.items() if size > 1 and seconds <= threshold]
-    return min(paying, default=1)
+    return choose_streams_and_batch({(1, size): seconds / size for size, seconds in seconds_by_size.items()}, margin)[1]
+
+
+def concurrent(forward: Forward, streams: int, pool: ThreadPoolExecutor | None) -> Forward:
+    """`forward` run `streams` times at once on the same batch (the load `streams` streams see), or as it is."""
+    if pool is None or streams == 1:
+        return forward
+    return lambda batch: list(pool.map(forward, [batch] * streams))[0]
 
 
 def time_batch_sizes(
@@ -89,11 +139,12 @@ def time_batch_sizes(
     budget_s: float = BUDGET_S,
     repeats: int = REPEATS,
     clock: Callable[[], float] = time.perf_counter,
+    sizes: Sequence[int] | None = None,
 ) -> tuple[dict[int, float], tuple[int, ...]]:
     """The best of `repeats` passes at each candidate size (after one untimed pass), and the sizes left out
-    because their estimated cost would have overrun `budget_s`. Batch 1 is always timed."""
+    because their estimated cost would have overrun `budget_s`. The first size is always timed."""
     rng = np.random.default_rng(0)
-    sizes = candidate_sizes(max_batch_size)
+    sizes = list(sizes or candidate_sizes(max_batch_size))
     seconds_by_size: dict[int, float] = {}
     started = clock()
     for index, size in enumerate(sizes):
@@ -113,20 +164,78 @@ def time_batch_sizes(
     return seconds_by_size, ()
 
 
+def warm(forward: Forward, sample_shape: tuple[int, ...], batch_limit: int) -> None:
+    """Two passes at a batch of up to 4: the first allocates and picks kernels, before traffic does."""
+    batch = np.zeros((min(4, batch_limit), *sample_shape), np.float32)
+    for _ in range(2):
+        forward(batch)
+
+
+def time_under_load(
+    forward: Forward,
+    sample_shape: tuple[int, ...],
+    streams: int,
+    max_batch_size: int,
+    budget_s: float = BUDGET_S,
+    sizes: Sequence[int] | None = None,
+    clock: Callable[[], float] = time.perf_counter,
+) -> tuple[dict[int, float], tuple[int, ...]]:
+    """`time_batch_sizes` with `streams` passes at once, as a full server runs them: each size's seconds are a
+    pass's share of its round (the round over `streams`), so seconds / size is the time per image under load."""
+    with ThreadPoolExecutor(streams) as pool:
+        rounds, not_timed = time_batch_sizes(
+            concurrent(forward, streams, pool), sample_shape, max_batch_size, budget_s, clock=clock, sizes=sizes
+        )
+    return {size: seconds / streams for size, seconds in rounds.items()}, not_timed
+
+
 def pick_batch_limit(
     forward: Forward,
     sample_shape: tuple[int, ...],
     max_batch_size: int,
-    setting: int | Literal["auto"],
+    setting: Setting,
     streams: int = 1,
     budget_s: float = BUDGET_S,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> BatchChoice:
-    """Warm the model up and choose its batch limit: `setting` when it is a number (two passes at a batch of up
-    to 4 warm it), else by timing it."""
+    """Warm the model up and choose its batch limit: `setting` when it is a number, else by timing it (with
+    `streams` passes at once)."""
     if setting != "auto":
-        warm = np.zeros((min(4, setting), *sample_shape), np.float32)
-        for _ in range(2):
-            forward(warm)
+        warm(forward, sample_shape, setting)
         return BatchChoice(setting, "serve.batch_limit", streams)
-    seconds_by_size, not_timed = time_batch_sizes(forward, sample_shape, max_batch_size, budget_s)
-    return BatchChoice(choose_batch_limit(seconds_by_size), "measured", streams, seconds_by_size, not_timed)
+    shares, not_timed = time_under_load(forward, sample_shape, streams, max_batch_size, budget_s, clock=clock)
+    return BatchChoice(choose_batch_limit(shares), "measured", streams, shares, not_timed)
+
+
+def pick_batching(
+    model: Batchable,
+    sample_shape: tuple[int, ...],
+    max_batch_size: int,
+    batch_setting: Setting,
+    streams_setting: Setting,
+    budget_s: float = BUDGET_S,
+    clock: Callable[[], float] = time.perf_counter,
+) -> BatchChoice:
+    """The model compiled at the stream count it will run, warm, with its batch limit: each as set, or measured
+    (every stream count the model offers timed for `budget_s` at most, then `choose_streams_and_batch`)."""
+    if streams_setting != "auto" or len(model.stream_options) == 1:
+        streams = model.stream_options[0] if streams_setting == "auto" else streams_setting
+        if model.streams != streams:
+            model.use_streams(streams)
+        choice = pick_batch_limit(model.forward, sample_shape, max_batch_size, batch_setting, streams, budget_s, clock)
+        return replace(choice, streams_chosen_by="backend" if streams_setting == "auto" else "serve.streams")
+    timings: dict[int, tuple[dict[int, float], tuple[int, ...]]] = {}
+    sizes = None if batch_setting == "auto" else [batch_setting]  # a set limit: timed at that size alone
+    for streams in model.stream_options:
+        if model.streams != streams:
+            model.use_streams(streams)
+        timings[streams] = time_under_load(model.forward, sample_shape, streams, max_batch_size, budget_s, sizes, clock)
+    cost = {(streams, size): share / size for streams, (shares, _) in timings.items() for size, share in shares.items()}
+    streams, limit = choose_streams_and_batch(cost)
+    if model.streams != streams:
+        model.use_streams(streams)
+        warm(model.forward, sample_shape, limit)
+    model.lone_passes_on_every_core()
+    shares, not_timed = timings[streams]
+    chosen_by: Literal["measured", "serve.batch_limit"] = "measured" if batch_setting == "auto" else "serve.batch_limit"
+    return BatchChoice(limit, chosen_by, streams, shares, not_timed, "measured", cost)

@@ -27,7 +27,7 @@ from posevit.core.errors import ImageError, ImageTooLarge
 from posevit.infer.decode_pool import ImageReader, reader_for
 from posevit.infer.model_source import ServedModel
 from posevit.infer.predictor import Prediction, Predictor
-from posevit.serve.batch_limit import BUDGET_S, BatchChoice, pick_batch_limit
+from posevit.serve.batch_limit import BUDGET_S, BatchChoice, pick_batching
 from posevit.serve.batcher import Forward, MicroBatcher
 from posevit.serve.pointer import alias_of
 from posevit.serve.telemetry import ServeMetrics
@@ -102,15 +102,21 @@ class ServedPrediction(Prediction):
 
 def warm_up(predictor: Predictor, settings: ServeConfig, budget_s: float = BUDGET_S) -> BatchChoice:
     """First passes allocate and pick kernels: run them before traffic does (at start, and before a swap), and
-    choose the batch limit for this model on this machine (`serve.batch_limit`: timed when auto, for `budget_s`)."""
-    return pick_batch_limit(
-        predictor.forward,
+    choose the streams and batch limit for this model on this machine (`serve.streams`, `serve.batch_limit`:
+    timed when auto, for `budget_s` per stream count)."""
+    return pick_batching(
+        predictor,
         (3, *predictor.input_size),
         settings.max_batch_size,
         settings.batch_limit,
-        predictor.streams,
+        settings.streams,
         budget_s,
     )
+
+
+def most_streams(predictor: Predictor, settings: ServeConfig) -> int:
+    """The batcher's model threads: one per stream the warm-up may choose."""
+    return max(predictor.stream_options) if settings.streams == "auto" else settings.streams
 
 
 class InferenceService:
@@ -132,7 +138,7 @@ class InferenceService:
             settings.timeout_s,
             on_batch=self.metrics.observe_batch,
             on_abandoned=self.metrics.abandoned.inc,
-            streams=predictor.streams,
+            streams=most_streams(predictor, settings),
         )
         self.ready = False
 
@@ -151,6 +157,7 @@ class InferenceService:
         model = self.model
         model.batching = await self.batcher.run_on_model_thread(lambda: warm_up(model.predictor, self.settings))
         self.batcher.batch_limit = model.batching.limit
+        self.batcher.streams = model.batching.streams
         self.ready = True
         if self.follower is not None and self.settings.follow is not None:
             self.follower.start(self.settings.follow)

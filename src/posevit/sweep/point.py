@@ -34,15 +34,7 @@ def run_point(
     data = PROCESSED_DIR.resolve()
     if not (data / "test").exists():
         raise DataError(f"{PROCESSED_DIR}/ has no splits: run `dvc repro preprocess` (or `dvc pull`) first")
-    paths = TrainPaths(
-        data=data,
-        models=run_dir / "models",
-        checkpoints=run_dir / "checkpoints",
-        live=run_dir / "dvclive",
-        metrics=run_dir / "metrics" / "train.json",
-        curves=run_dir / "plots" / "training_curves.png",
-        teacher=fetch_teacher(cfg.train.distill),
-    )
+    paths = TrainPaths.under(run_dir, data, fetch_teacher(cfg.train.distill))
     train_metrics = train(cfg, paths, callbacks)
     if train_metrics is None:  # a non-zero rank of a distributed run
         return {}

@@ -54,6 +54,12 @@ class TrainPaths:
     curves: Path = default_paths.CURVES_PLOT
     teacher: Path | None = None  # train.distill's teacher as a bundle folder, when the entry point fetched it
 
+    @classmethod
+    def under(cls, root: Path, data: Path = default_paths.PROCESSED_DIR, teacher: Path | None = None) -> TrainPaths:
+        """The project's layout inside another directory (a sweep run's): root/models, root/checkpoints/train, ..."""
+        outputs = ("models", "checkpoints", "live", "metrics", "curves")
+        return cls(data=data, teacher=teacher, **{name: root / getattr(cls, name) for name in outputs})
+
 
 class TrainMetrics(TypedDict):
     """`metrics/train.json`."""

@@ -53,13 +53,15 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     await service.start()
     prediction_log.start()
     log.info(
-        "ready: %s version %s (%s, %s); batches of up to %d (%s), %g ms wait",
+        "ready: %s version %s (%s, %s); batches of up to %d (%s), %d stream(s) (%s), %g ms wait",
         service.predictor.model_name,
         service.served.version,
         service.predictor.device,
         service.predictor.precision,
         service.batcher.batch_limit,
         "measured" if service.settings.batch_limit == "auto" else "serve.batch_limit",
+        service.batcher.streams,
+        service.model.batching.streams_chosen_by if service.model.batching else "backend",
         service.settings.max_wait_ms,
     )
     yield
