@@ -112,11 +112,11 @@ class OpenVinoModel:
             request.infer({0: np.ascontiguousarray(pixels, dtype=np.float32)})
             return np.array(request.get_output_tensor(0).data, dtype=np.float32)  # a copy: the request is reused
 
-    def describe(self) -> str:
-        """What ran, for the model card: precision hint, device, threads and streams as compiled."""
+    def describe(self, note: str = "") -> str:
+        """What ran, for the model card: precision hint, device, threads and streams as compiled (and `note`)."""
         threads = f", {self.threads} threads" if self.device == "CPU" else ""
         streams = f"{self.streams} stream{'s' * (self.streams > 1)}"
-        return f"{PROJECT_NAMES[self.precision]} (OpenVINO {self.device}{threads}, {streams})"
+        return f"{PROJECT_NAMES[self.precision]} (OpenVINO {self.device}{threads}, {streams}{note})"
 
 
 def fastest_precision(
@@ -182,5 +182,4 @@ class StreamedModel:
                 self._in_flight -= 1
 
     def describe(self) -> str:
-        lone = f"; a pass alone on {self.one_stream.threads} threads" if self.lone_passes else ""
-        return self.model.describe()[:-1] + lone + ")"
+        return self.model.describe(f"; a pass alone on {self.one_stream.threads} threads" if self.lone_passes else "")

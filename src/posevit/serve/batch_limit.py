@@ -17,9 +17,9 @@ With auto, each is compiled in turn and its batch sizes timed the same way, that
 kept is the one whose pass is shortest among those within `NEAR_BEST` of the cheapest per image and `MARGIN` below
 one stream at batch 1 (`choose_streams_and_batch`): ViT-B/16 int8 on 2 cores costs about the same per image as
 2 streams at batch 1 and as 1 stream at batch 8, and the first answers each request in one 110 ms pass, the second
-in one 450 ms pass. A lone request then gets one stream's share of the cores (110 ms against 68 ms at 1 stream):
-`serve.streams: 1` is for latency first. The torch and ONNX Runtime backends offer one stream (one pass uses every
-core).
+in one 450 ms pass. Once streams are chosen, a pass with no other in flight runs on every core
+(`Predictor.lone_passes_on_every_core`), so a lone request keeps one stream's latency. The torch and ONNX Runtime
+backends offer one stream (one pass uses every core).
 """
 
 from __future__ import annotations
@@ -76,7 +76,7 @@ class BatchChoice:
     cost_by_streams: Mapping[Pair, float] = field(default_factory=dict)
 
     def card(self) -> dict[str, Any]:
-        measured = self.chosen_by == "measured"
+        measured = "measured" in (self.chosen_by, self.streams_chosen_by)  # the rule's bounds, where it ran
         return {
             "batch_limit": self.limit,
             "batch_limit_chosen_by": self.chosen_by,
@@ -95,8 +95,8 @@ class BatchChoice:
                 for (streams, size), seconds in sorted(self.cost_by_streams.items())
             ],
             "not_timed": list(self.not_timed),
-            "margin": MARGIN if measured or self.streams_chosen_by == "measured" else None,
-            "near_best": NEAR_BEST if measured or self.streams_chosen_by == "measured" else None,
+            "margin": MARGIN if measured else None,
+            "near_best": NEAR_BEST if measured else None,
         }
 
 
@@ -125,9 +125,9 @@ def choose_batch_limit(seconds_by_size: Mapping[int, float], margin: float = MAR
     return choose_streams_and_batch({(1, size): seconds / size for size, seconds in seconds_by_size.items()}, margin)[1]
 
 
-def concurrent(forward: Forward, streams: int, pool: ThreadPoolExecutor | None) -> Forward:
+def concurrent(forward: Forward, streams: int, pool: ThreadPoolExecutor) -> Forward:
     """`forward` run `streams` times at once on the same batch (the load `streams` streams see), or as it is."""
-    if pool is None or streams == 1:
+    if streams == 1:
         return forward
     return lambda batch: list(pool.map(forward, [batch] * streams))[0]
 
