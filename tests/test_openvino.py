@@ -104,7 +104,9 @@ def test_the_predictor_offers_streams_up_to_the_cores_and_recompiles_for_them(pr
     expected = predictor.forward(pixels[:4])
     predictor.use_streams(2)
     assert predictor.streams == 2 and predictor.precision.endswith(f"{cores} threads, 2 streams)")
-    assert np.array_equal(predictor.forward(pixels[:4]), expected)  # static int8: the same answers on any split
+    # static int8: the same answers on any split of the cores (to 1e-5, as alone and in a batch: another CPU may
+    # reduce the f32 rest in another order on one thread than on two)
+    assert np.abs(predictor.forward(pixels[:4]) - expected).max() <= 1e-5
     predictor.lone_passes_on_every_core()
     assert predictor.precision.endswith(f"2 streams; a pass alone on {cores} threads)")
 
