@@ -103,10 +103,14 @@ def build(context: Path) -> None:
 
 
 def write_tiny_bundle(directory: Path) -> Path:
-    """models/ (a small bundle) and exports/ (its ONNX files) in `directory`, readable by any user."""
+    """models/ (a small bundle) and exports/ (its ONNX files and OpenVINO IRs: the image serves openvino-int8) in
+    `directory`, readable by any user."""
+    import numpy as np
+
     from posevit.core.config import ExportConfig, ModelConfig
     from posevit.core.labels import ACTION_CLASSES
     from posevit.export.onnx import FP32_FILE, INT8_FILE, export_onnx, quantize_int8
+    from posevit.export.openvino_ir import FP32_IR, INT8_IR, convert_to_ir, quantize_static_int8
     from posevit.models.bundle import load_bundle, save_bundle
     from posevit.models.bundle_config import BundleConfig
     from posevit.models.factory import create_model
@@ -123,11 +127,12 @@ def write_tiny_bundle(directory: Path) -> Path:
     exports.mkdir()
     fp32 = export_onnx(load_bundle(models), exports / FP32_FILE, ExportConfig().opset)
     quantize_int8(fp32, exports / INT8_FILE)
-    for folder in (directory, models, exports):
-        folder.chmod(0o755)
-        for path in folder.iterdir():
-            if path.is_file():
-                path.chmod(0o644)  # readable by the image's non-root user
+    ir = convert_to_ir(fp32, exports / FP32_IR)
+    side = model_data_config(model)["input_size"][-1]
+    noise = [np.random.default_rng(i).standard_normal((1, 3, side, side), dtype=np.float32) for i in range(8)]
+    quantize_static_int8(ir, exports / INT8_IR, noise, np.asarray, len(noise), ExportConfig().smooth_quant_alpha)
+    for path in [directory, *directory.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)  # readable by the image's non-root user
     return directory
 
 
@@ -151,7 +156,12 @@ def publish_tiny_model(s3: LocalS3, directory: Path) -> str:
     directory.mkdir(parents=True)
     published = write_tiny_bundle(directory)
     version = hash_directory(published / "models")
-    files = {f"{p.parent.name}/{p.name}": p for folder in ("models", "exports") for p in (published / folder).iterdir()}
+    files = {
+        p.relative_to(published).as_posix(): p
+        for folder in ("models", "exports")
+        for p in (published / folder).rglob("*")
+        if p.is_file()
+    }
     s3.create_buckets([ADDRESS.bucket])
     publish(s3.client(), ADDRESS, version, files, progress=False)
     return version
@@ -191,6 +201,12 @@ def local_manifest(manifest: Path, port: int, s3: LocalS3) -> tuple[str, str]:
     return yaml.safe_dump_all(documents), f"{deployment['metadata']['name']}-pod-0-{server['name']}"
 
 
+def container_log(container: str) -> str:
+    """What the container printed: the server logs to stderr, so both streams."""
+    logs = podman("logs", container, check=False, capture=True)
+    return logs.stdout + logs.stderr
+
+
 def wait_healthy(container: str, timeout: float = 300) -> None:
     """The image's own HEALTHCHECK command, run in the container until it passes."""
     deadline = time.monotonic() + timeout
@@ -199,9 +215,9 @@ def wait_healthy(container: str, timeout: float = 300) -> None:
             return
         state = podman("inspect", "--format", "{{.State.Status}}", container, check=False, capture=True).stdout.strip()
         if state not in ("running", "created"):
-            raise ImageTestError(f"the container stopped ({state}):\n{podman('logs', container, capture=True).stdout}")
+            raise ImageTestError(f"the container stopped ({state}):\n{container_log(container)}")
         time.sleep(3)
-    raise ImageTestError(f"not healthy within {timeout:.0f} s:\n{podman('logs', container, capture=True).stdout}")
+    raise ImageTestError(f"not healthy within {timeout:.0f} s:\n{container_log(container)}")
 
 
 def predict(port: int) -> httpx.Response:
