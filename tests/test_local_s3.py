@@ -9,6 +9,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -153,3 +154,12 @@ def test_make_s3_moves_to_a_free_port_when_the_default_one_is_taken(tmp_path):
     finally:
         make(project, "s3-stop")
         blocker.close()
+
+
+def test_the_server_has_volume_slots_for_every_bucket_a_test_session_makes(s3_server):
+    """Each bucket takes a volume of its own; left to itself SeaweedFS caps them at free disk / volume size, which
+    ran out after about 70 buckets on a 72 GB disk ("no free volumes left", an InternalError on the next write)."""
+    master = json.loads((s3_server.root / "ports.json").read_text())["master"]
+    with urllib.request.urlopen(f"http://127.0.0.1:{master}/dir/status", timeout=10) as answer:
+        topology = json.loads(answer.read())["Topology"]
+    assert topology["Max"] >= 1000, topology

@@ -44,6 +44,7 @@ DEFAULT_ROOT = Path(".s3")
 DEFAULT_S3_PORT = 8333
 REGION = "us-east-1"
 GRPC_OFFSET = 10000  # weed listens on port + 10000 for gRPC next to every HTTP port
+VOLUME_SLOTS = 2000  # volumes the server may create (a cap, not space: an empty volume takes none)
 COMPONENTS = ("master", "volume", "filer", "admin")
 
 
@@ -245,6 +246,9 @@ class LocalS3:
             "-webdav=false",
             "-s3.port.iceberg=0",
             "-s3.port.lance=0",
+            # each bucket is a collection with volumes of its own; the default cap (free disk / volume size) ran out
+            # after a few dozen buckets in a test session ("no free volumes left"); empty volumes cost no disk
+            f"-volume.max={VOLUME_SLOTS}",
         ]
         with self.log_file.open("ab") as log_handle:
             process = subprocess.Popen(
