@@ -65,7 +65,7 @@ def matmul_peak_tflops(
     dtype: torch.dtype = torch.bfloat16, size: int | None = None, repeats: int = 20, device: str = "cpu"
 ) -> float:
     """Best sustained GEMM rate of `dtype` on `device`, measured now (TFLOP/s)."""
-    size = size or (8192 if device == "cuda" else 2048)  # a GPU needs a bigger GEMM to reach its peak
+    size = size or gemm_size(dtype, device)
     a = torch.randn(size, size, dtype=dtype, device=device)
     b = torch.randn(size, size, dtype=dtype, device=device)
     for _ in range(3):
@@ -78,6 +78,24 @@ def matmul_peak_tflops(
         synchronize(device)
         best = min(best, time.perf_counter() - start)
     return 2 * size**3 / best / 1e12
+
+
+def gemm_size(dtype: torch.dtype, device: str, most_s: float = 1.0) -> int:
+    """The side of the GEMM that reaches the peak: 2048 (8192 on a GPU), smaller where one would take longer than
+    `most_s` (bf16 on a CPU without native bf16 runs a reference kernel at ~1 GFLOP/s: 14 s for one 2048 GEMM)."""
+    largest = 8192 if device == "cuda" else 2048
+    size = 256
+    while size < largest:
+        a = torch.randn(size, size, dtype=dtype, device=device)
+        a @ a  # the first call picks the kernel
+        synchronize(device)
+        start = time.perf_counter()
+        a @ a
+        synchronize(device)
+        if (time.perf_counter() - start) * 8 > most_s:  # the next size does 8x the work
+            break
+        size *= 2
+    return size
 
 
 def synchronize(device: str) -> None:
@@ -109,6 +127,19 @@ def _cpu_model() -> str:
         return platform.processor() or platform.machine()
     names = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
     return names[0] if names else platform.machine()
+
+
+VECTOR_FEATURES = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni", "amx_bf16", "amx_int8")
+
+
+def cpu_features() -> list[str]:
+    """Which of the vector instruction sets the GEMM kernels use this CPU has (bf16 and int8 peaks follow them)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text(encoding="utf-8")
+    except OSError:
+        return []
+    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
+    return [name for name in VECTOR_FEATURES if name in flags]
 
 
 def _git_commit() -> str | None:
@@ -148,6 +179,7 @@ def write_result(name: str, payload: dict[str, object], source: str = "measured 
         "commit": _git_commit(),
         "machine": {
             "cpu_model": _cpu_model(),
+            "cpu_features": cpu_features(),  # the instruction sets the figures depend on: another class, other figures
             "cores": len(os.sched_getaffinity(0)),
             # Other work on the machine while it ran (a shared VM's neighbours slow the absolute figures).
             "load_average_1min": round(os.getloadavg()[0], 2),

@@ -5,8 +5,10 @@
 Both bundles are exported as the export stage exports them (`posevit.export.run.export`: ONNX fp32 and dynamic
 int8, OpenVINO IR fp32 and NNCF static int8 calibrated on train images, with its parity on data/processed/test),
 then every backend of both runs one image in turns (teacher, student, teacher, ...; benchmarks.backends'
-`interleaved_medians`), so the ratios hold on a shared machine. Reports each backend's p50 for both, the
-student/teacher ratio on each, and on the fastest backend of each. Writes benchmarks/results/distill.json.
+`interleaved_medians`), so the ratios hold on a shared machine, then a batch of `--batch-size` the same way
+(throughput: at batch 1 a model this small is mostly fixed per-call cost, in a batch its FLOPs show). Reports
+each backend's p50 and images/s for both, the student/teacher ratios on each, and on the fastest backend of
+each. Writes benchmarks/results/distill.json.
 """
 
 from __future__ import annotations
@@ -41,12 +43,21 @@ def exported(role: str, models: Path, root: Path, data: Path) -> tuple[dict, dic
     return found, dict(metrics)
 
 
+def by_role(figures: dict[str, float], digits: int) -> dict[str, dict[str, float]]:
+    """{"teacher onnx_fp32": x, ...} -> {"teacher": {"onnx_fp32": x, ...}, "student": {...}}."""
+    return {
+        role: {name.split(" ", 1)[1]: round(value, digits) for name, value in figures.items() if name.startswith(role)}
+        for role in ROLES
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--teacher", type=Path, required=True, help="the teacher's bundle folder")
     parser.add_argument("--student", type=Path, required=True, help="the student's bundle folder")
     parser.add_argument("--data", type=Path, default=PROCESSED_DIR, help="processed splits (calibration, parity)")
     parser.add_argument("--repeats", type=int, default=300, help="batch-1 timings per backend and model")
+    parser.add_argument("--batch-size", type=int, default=32, help="the batch the throughput is timed at")
     args = parser.parse_args()
 
     bundles = {role: load_bundle(folder) for role, folder in zip(ROLES, (args.teacher, args.student), strict=True)}
@@ -61,14 +72,14 @@ def main() -> None:
             accuracy[role] = {"pytorch_fp32": metrics["pytorch_accuracy"]} | {
                 name: metrics[name]["accuracy"] for name in backends if name in metrics
             }
-        size = sizes.pop()
-        pixels = np.random.default_rng(0).standard_normal((1, 3, size, size), dtype=np.float32)
-        medians = interleaved_medians(timed, pixels, args.repeats)
-    p50 = {
-        role: {n.split(" ", 1)[1]: round(s * 1000, 3) for n, s in medians.items() if n.startswith(role)}
-        for role in ROLES
-    }
+        size, rng = sizes.pop(), np.random.default_rng(0)
+        medians = interleaved_medians(timed, rng.standard_normal((1, 3, size, size), dtype=np.float32), args.repeats)
+        batch = rng.standard_normal((args.batch_size, 3, size, size), dtype=np.float32)
+        batch_medians = interleaved_medians(timed, batch, max(3, args.repeats // 10))
+    p50 = by_role({name: seconds * 1000 for name, seconds in medians.items()}, 3)
+    throughput = by_role({name: args.batch_size / seconds for name, seconds in batch_medians.items()}, 1)
     fastest = {role: min(p50[role], key=p50[role].get) for role in ROLES}
+    busiest = {role: max(throughput[role], key=throughput[role].get) for role in ROLES}
     report = {
         "benchmark": "distill",
         "models": {role: bundles[role].config.model_name for role in ROLES},
@@ -80,6 +91,16 @@ def main() -> None:
         },
         "fastest": {role: {"backend": fastest[role], "batch1_p50_ms": p50[role][fastest[role]]} for role in ROLES},
         "fastest_speedup": round(p50["teacher"][fastest["teacher"]] / p50["student"][fastest["student"]], 2),
+        f"batch{args.batch_size}_images_per_s": throughput,
+        "student_vs_teacher_throughput": {
+            name: round(throughput["student"][name] / throughput["teacher"][name], 2) for name in throughput["student"]
+        },
+        "highest_throughput": {
+            role: {"backend": busiest[role], "images_per_s": throughput[role][busiest[role]]} for role in ROLES
+        },
+        "highest_throughput_speedup": round(
+            throughput["student"][busiest["student"]] / throughput["teacher"][busiest["teacher"]], 2
+        ),
         "test_accuracy": accuracy,
     }
     print(json.dumps(report, indent=2))

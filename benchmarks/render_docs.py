@@ -77,13 +77,17 @@ def _app(r: dict[str, Any]) -> list[str]:
 
 def _serve(r: dict[str, Any]) -> list[str]:
     ours = _levels(r.get("posevit")) + _say(
-        r, ("; old page path in process p50 {} ms", "old_page_path_in_process.p50_ms")
+        r,
+        ("; old page path in process p50 {} ms", "old_page_path_in_process.p50_ms"),
+        ("posevit's torch page path {} ms", "posevit_torch_page_path_in_process.p50_ms"),
     )
     ratio = _say(
         r,
         ("c=8: {}x req/s", "summary.c8_throughput_ratio"),
         ("p95 ratio {}", "summary.c8_p95_ratio"),
+        ("ceiling {}x", "summary.c8_throughput_ratio_ceiling_at_int8_peak"),
         ("c=1 p50 {}x the old page path", "summary.c1_p50_vs_old_page_path"),
+        ("ceiling {}x", "summary.c1_p50_vs_old_page_path_ceiling_at_int8_peak"),
     )
     target = _say(r, ("c=8: {}", "summary.c8_targets"), ("c=1: {}", "summary.c1_target"))
     return [f"{r.get('posevit_backend', 'torch')} backend: {ours}", _levels(r.get("baseline")), ratio, target]
@@ -192,10 +196,86 @@ def _fast_decode(r: dict[str, Any]) -> list[str]:
 
 
 def _distill(r: dict[str, Any]) -> list[str]:
+    ratio = _say(r, ("{}x faster at batch 1", "fastest_speedup"), ("{}x the throughput", "highest_throughput_speedup"))
+    return [_distill_role(r, "student"), _distill_role(r, "teacher"), ratio, "several times faster"]
+
+
+def _distill_role(r: dict[str, Any], role: str) -> str:
+    fastest, busiest = _get(r, f"fastest.{role}") or {}, _get(r, f"highest_throughput.{role}")
+    said = f"{role} {_get(r, f'models.{role}')} on {fastest.get('backend')}: p50 {fastest.get('batch1_p50_ms')} ms"
+    return said + (f"; {busiest['images_per_s']} img/s batched on {busiest['backend']}" if busiest else "")
+
+
+def _targets(record: dict[str, Any]) -> str:
+    """`name value (target <= bound): met` for each of a record's targets."""
+    targets = record.get("targets", {})
+    return "; ".join(
+        f"{name} {t['value']} ({t['target']}): {'met' if t['met'] else 'missed'}" for name, t in targets.items()
+    )
+
+
+def _loader(r: dict[str, Any]) -> list[str]:
+    rates = r.get("loader_images_per_s", {})
+    ours = " / ".join(f"{rate:g}" for rate in rates.values()) + f" img/s with {' / '.join(rates)} workers"
+    ours += _say(r, (" at {} px", "input_size"))
+    base = _say(r, ("training {} img/s here", "training_images_per_s_here"))
+    ratio = _say(r, ("a GPU at {} img/s", "gpu_images_per_s"), ("needs {} workers", "workers_needed_for_gpu"))
+    return [ours, base, ratio, ""]
+
+
+def _predict(r: dict[str, Any]) -> list[str]:
+    threads = r.get("images_per_s", {})
+    ours = "; ".join(f"{folder}: {rates.get('threads')} img/s" for folder, rates in threads.items())
+    base = "; ".join(f"{folder}: {rates.get('dataloader')} img/s" for folder, rates in threads.items())
+    ratio = "; ".join(f"{folder} {value}x" for folder, value in (r.get("threads_vs_dataloader") or {}).items())
+    return [f"thread pool, {r.get('transform', '')}: {ours}", f"torch DataLoader: {base}", ratio, ">= 1x"]
+
+
+def _prediction_log(r: dict[str, Any]) -> list[str]:
+    ours = _say(r, ("log on: p50 {} ms", "with_log.p50_ms"), ("p95 {} ms", "with_log.p95_ms"))
+    ours += _say(r, (", {} failed requests", "failed_requests"), ("{} rows dropped", "dropped_rows"))
+    base = _say(r, ("log off: p50 {} ms", "without_log.p50_ms"), ("p95 {} ms", "without_log.p95_ms"))
+    ratio = _say(r, ("p50 {}x", "p50_ratio"), ("median of the turns' {}x", "median_turn_p50_ratio"))
+    return [
+        f"c={r.get('concurrency')}, {ours}",
+        base,
+        ratio,
+        _say(r, ("p50 <= {}x, no failed request", "target_p50_ratio")),
+    ]
+
+
+def _fast_decode(r: dict[str, Any]) -> list[str]:
+    at = "speed.{}.jpeg_640x480.{}.total.p50_ms"
+    ours = _say(r, ("fast: {} ms", at.format("demo", "fast")), ("ViT-B/16 {} ms", at.format("vit_b16", "fast")))
+    base = _say(r, ("exact: {} ms", at.format("demo", "exact")), ("ViT-B/16 {} ms", at.format("vit_b16", "exact")))
+    ratio = _say(
+        r,
+        ("demo {}x faster", "speed.demo.jpeg_640x480.fast_speedup"),
+        ("ViT-B/16 {}x", "speed.vit_b16.jpeg_640x480.fast_speedup"),
+        ("640x480 JPEG top-1 agreement {}", "answers.jpeg_640x480.top1_agreement"),
+        ("accuracy drop {}", "answers.jpeg_640x480.accuracy_drop"),
+        ("96 px PNG agreement {}", "answers.stored.top1_agreement"),
+    )
+    target = _say(
+        r,
+        ("agreement > {}", "targets.min_top1_agreement"),
+        ("drop <= {}", "targets.max_accuracy_drop"),
+        ("met: {}", "answers.met"),
+    )
+    return [f"640x480 JPEG decode + transform, {ours}", base, ratio, target]
+
+
+def _distill(r: dict[str, Any]) -> list[str]:
     student, teacher = (_get(r, f"fastest.{role}") or {} for role in ("student", "teacher"))
     ours = f"student {_get(r, 'models.student')} on {student.get('backend')}: p50 {student.get('batch1_p50_ms')} ms"
     base = f"teacher {_get(r, 'models.teacher')} on {teacher.get('backend')}: p50 {teacher.get('batch1_p50_ms')} ms"
-    return [ours, base, _say(r, ("{}x faster at batch 1", "fastest_speedup")), "several times faster"]
+    busiest = {role: _get(r, f"highest_throughput.{role}") or {} for role in ("student", "teacher")}
+    for role, said in (("student", "ours"), ("teacher", "base")):
+        if busiest[role]:
+            line = f"; {busiest[role]['images_per_s']} img/s batched on {busiest[role]['backend']}"
+            ours, base = (ours + line, base) if said == "ours" else (ours, base + line)
+    ratio = _say(r, ("{}x faster at batch 1", "fastest_speedup"), ("{}x the throughput", "highest_throughput_speedup"))
+    return [ours, base, ratio, "several times faster"]
 
 
 def _targets(r: dict[str, Any]) -> str:
@@ -227,6 +307,8 @@ def _provenance(record: dict[str, Any]) -> str:
     if record.get("date"):
         machine = record.get("machine", {})
         where = f"{machine.get('cpu_model', '?')}, {machine.get('cores', '?')} cores"
+        if machine.get("cpu_features"):
+            where += f" ({', '.join(machine['cpu_features'])})"
         if "load_average_1min" in machine:
             where += f", load average {machine['load_average_1min']} at the end of the run"
         return f"measured {record['date']} at commit `{record.get('commit')}` on {where}"

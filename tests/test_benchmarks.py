@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from tests.helpers import ROOT
@@ -58,3 +59,34 @@ def test_train_throughput_on_cuda_says_when_there_is_no_gpu(tmp_path):
     }
     assert "no GPU" in done.stderr
     assert not list(tmp_path.iterdir())  # nothing measured, so no result replaces the last real one
+
+
+def test_a_missed_backend_target_carries_the_ceiling_of_the_int8_peak():
+    """The backends benchmark's targets say how far the machine allows: the figure every image at the int8 GEMM
+    peak would give, from the same run's baseline timings (here made-up backends that only wait)."""
+    import time
+
+    import numpy as np
+
+    from benchmarks.backends import OPENVINO_INT8, large_model_targets, speed
+
+    def waiting(seconds_per_image: float):
+        def logits(pixels: np.ndarray) -> np.ndarray:
+            time.sleep(seconds_per_image * len(pixels))
+            return np.zeros((len(pixels), 15), np.float32)
+
+        return logits
+
+    delays = {"torch_fp32": 0.02, "torch_bf16": 0.01, "onnx_fp32": 0.02, "onnx_int8": 0.008}
+    backends = {name: waiting(seconds) for name, seconds in (delays | dict.fromkeys(OPENVINO_INT8, 0.006)).items()}
+    peaks = {"bf16": 1.0, "fp32": 0.5, "int8": 2.0}  # TFLOP/s, TOPS
+    flops = 4e9  # at 2 TOPS: 2 ms an image
+    figures = speed(backends, 8, repeats=3, batch_size=2, flops_per_image=flops, peaks=peaks)
+    targets = large_model_targets(figures, 2)
+    p50, throughput = targets["openvino_int8_p50_vs_torch_bf16"], targets["openvino_int8_best_throughput_vs_onnx_int8"]
+    assert p50["met"] is False and throughput["met"] is False  # 0.6x and 1.33x: both short
+    bf16_s = figures["torch_bf16"]["batch1_p50_ms"] / 1000
+    assert p50["ceiling_at_int8_peak"] == pytest.approx(0.002 / bf16_s, rel=0.02)
+    onnx_best = max(1000 / figures["onnx_int8"]["batch1_p50_ms"], figures["onnx_int8"]["batch2_images_per_s"])
+    assert throughput["ceiling_at_int8_peak"] == pytest.approx(500 / onnx_best, rel=0.02)
+    assert "ceiling_at_int8_peak" not in targets["onnx_int8_p50_vs_torch_bf16"]
