@@ -59,13 +59,13 @@ def _train(r: dict[str, Any]) -> list[str]:
     compiled = _say(r, ("compiled {} img/s", "compiled_stage_images_per_s"), ("{}x the eager stage", "compile_speedup"))
     ours += f"; {compiled}" if compiled else ""
     ratio = _say(r, ("{}x", "speedup"), ("ceiling {}x", "speedup_ceiling_at_bf16_peak"))
-    return [ours, _say(r, ("fp32 eager loop {} img/s", "fp32_loop_images_per_s")), ratio, _targets(r)]
+    return [ours, _say(r, ("fp32 eager loop {} img/s", "fp32_loop_images_per_s")), ratio, _speed_targets(r)]
 
 
 def _eval(r: dict[str, Any]) -> list[str]:
     ours = _say(r, ("{} img/s", "evaluate_images_per_s"), ("MFU {}", "evaluate_mfu"))
     base = _say(r, ("per-image fp32 loop {} img/s", "per_image_fp32_images_per_s"))
-    return [ours, base, _say(r, ("{}x", "speedup")), _targets(r)]
+    return [ours, base, _say(r, ("{}x", "speedup")), _speed_targets(r)]
 
 
 def _app(r: dict[str, Any]) -> list[str]:
@@ -121,7 +121,7 @@ def _backends(r: dict[str, Any]) -> list[str]:
             ("OpenVINO int8 (bf16 rest) p50 {}x bf16", "ratios.openvino_int8_bf16_p50_vs_torch_bf16"),
             ("best throughput {}x ONNX int8", "ratios.openvino_int8_bf16_best_throughput_vs_onnx_int8"),
         )
-        return [speeds, base, ratio, _targets(v)]
+        return [speeds, base, ratio, _target_list(v)]
     d = r.get("demo", {})
     accuracy = ", ".join(f"{k} {v}" for k, v in d.get("accuracy", {}).items() if k.startswith(("onnx", "torch")))
     ours = f"accuracy on {_get(d, 'accuracy.n_test')} test images: {accuracy}; " + _say(
@@ -133,14 +133,15 @@ def _backends(r: dict[str, Any]) -> list[str]:
         ("p50 {} ms", "torch_fp32.batch1_p50_ms"),
         ("{} img/s", "torch_fp32.batch32_images_per_s"),
     )
-    return [ours, base, _say(d, ("int8 drop {}", "accuracy.int8_accuracy_drop")), _targets(d)]
+    return [ours, base, _say(d, ("int8 drop {}", "accuracy.int8_accuracy_drop")), _target_list(d)]
 
 
-def _targets(record: dict[str, Any]) -> str:
-    """`name value (target <= bound): met` for each of a record's targets."""
-    targets = record.get("targets", {})
+def _target_list(record: dict[str, Any]) -> str:
+    """`name value (target <= bound): met` for each of a record's targets, and the machine's ceiling where known."""
     return "; ".join(
-        f"{name} {t['value']} ({t['target']}): {'met' if t['met'] else 'missed'}" for name, t in targets.items()
+        f"{name} {t['value']} ({t['target']}): {'met' if t['met'] else 'missed'}"
+        + (f", ceiling at the int8 peak {t['ceiling_at_int8_peak']}" if "ceiling_at_int8_peak" in t else "")
+        for name, t in record.get("targets", {}).items()
     )
 
 
@@ -206,79 +207,7 @@ def _distill_role(r: dict[str, Any], role: str) -> str:
     return said + (f"; {busiest['images_per_s']} img/s batched on {busiest['backend']}" if busiest else "")
 
 
-def _targets(record: dict[str, Any]) -> str:
-    """`name value (target <= bound): met` for each of a record's targets."""
-    targets = record.get("targets", {})
-    return "; ".join(
-        f"{name} {t['value']} ({t['target']}): {'met' if t['met'] else 'missed'}" for name, t in targets.items()
-    )
-
-
-def _loader(r: dict[str, Any]) -> list[str]:
-    rates = r.get("loader_images_per_s", {})
-    ours = " / ".join(f"{rate:g}" for rate in rates.values()) + f" img/s with {' / '.join(rates)} workers"
-    ours += _say(r, (" at {} px", "input_size"))
-    base = _say(r, ("training {} img/s here", "training_images_per_s_here"))
-    ratio = _say(r, ("a GPU at {} img/s", "gpu_images_per_s"), ("needs {} workers", "workers_needed_for_gpu"))
-    return [ours, base, ratio, ""]
-
-
-def _predict(r: dict[str, Any]) -> list[str]:
-    threads = r.get("images_per_s", {})
-    ours = "; ".join(f"{folder}: {rates.get('threads')} img/s" for folder, rates in threads.items())
-    base = "; ".join(f"{folder}: {rates.get('dataloader')} img/s" for folder, rates in threads.items())
-    ratio = "; ".join(f"{folder} {value}x" for folder, value in (r.get("threads_vs_dataloader") or {}).items())
-    return [f"thread pool, {r.get('transform', '')}: {ours}", f"torch DataLoader: {base}", ratio, ">= 1x"]
-
-
-def _prediction_log(r: dict[str, Any]) -> list[str]:
-    ours = _say(r, ("log on: p50 {} ms", "with_log.p50_ms"), ("p95 {} ms", "with_log.p95_ms"))
-    ours += _say(r, (", {} failed requests", "failed_requests"), ("{} rows dropped", "dropped_rows"))
-    base = _say(r, ("log off: p50 {} ms", "without_log.p50_ms"), ("p95 {} ms", "without_log.p95_ms"))
-    ratio = _say(r, ("p50 {}x", "p50_ratio"), ("median of the turns' {}x", "median_turn_p50_ratio"))
-    return [
-        f"c={r.get('concurrency')}, {ours}",
-        base,
-        ratio,
-        _say(r, ("p50 <= {}x, no failed request", "target_p50_ratio")),
-    ]
-
-
-def _fast_decode(r: dict[str, Any]) -> list[str]:
-    at = "speed.{}.jpeg_640x480.{}.total.p50_ms"
-    ours = _say(r, ("fast: {} ms", at.format("demo", "fast")), ("ViT-B/16 {} ms", at.format("vit_b16", "fast")))
-    base = _say(r, ("exact: {} ms", at.format("demo", "exact")), ("ViT-B/16 {} ms", at.format("vit_b16", "exact")))
-    ratio = _say(
-        r,
-        ("demo {}x faster", "speed.demo.jpeg_640x480.fast_speedup"),
-        ("ViT-B/16 {}x", "speed.vit_b16.jpeg_640x480.fast_speedup"),
-        ("640x480 JPEG top-1 agreement {}", "answers.jpeg_640x480.top1_agreement"),
-        ("accuracy drop {}", "answers.jpeg_640x480.accuracy_drop"),
-        ("96 px PNG agreement {}", "answers.stored.top1_agreement"),
-    )
-    target = _say(
-        r,
-        ("agreement > {}", "targets.min_top1_agreement"),
-        ("drop <= {}", "targets.max_accuracy_drop"),
-        ("met: {}", "answers.met"),
-    )
-    return [f"640x480 JPEG decode + transform, {ours}", base, ratio, target]
-
-
-def _distill(r: dict[str, Any]) -> list[str]:
-    student, teacher = (_get(r, f"fastest.{role}") or {} for role in ("student", "teacher"))
-    ours = f"student {_get(r, 'models.student')} on {student.get('backend')}: p50 {student.get('batch1_p50_ms')} ms"
-    base = f"teacher {_get(r, 'models.teacher')} on {teacher.get('backend')}: p50 {teacher.get('batch1_p50_ms')} ms"
-    busiest = {role: _get(r, f"highest_throughput.{role}") or {} for role in ("student", "teacher")}
-    for role, said in (("student", "ours"), ("teacher", "base")):
-        if busiest[role]:
-            line = f"; {busiest[role]['images_per_s']} img/s batched on {busiest[role]['backend']}"
-            ours, base = (ours + line, base) if said == "ours" else (ours, base + line)
-    ratio = _say(r, ("{}x faster at batch 1", "fastest_speedup"), ("{}x the throughput", "highest_throughput_speedup"))
-    return [ours, base, ratio, "several times faster"]
-
-
-def _targets(r: dict[str, Any]) -> str:
+def _speed_targets(r: dict[str, Any]) -> str:
     return _say(r, ("MFU {}", "target_mfu"), ("{}x", "target_speedup"))
 
 
