@@ -363,11 +363,12 @@ def main() -> None:
     machine_row |= {f"{name}_peak_before_after": [round(peaks[name], 3), round(after[name], 3)] for name in peaks}
     machine_row |= peak_fields(higher)
     for section in ("demo", key):
-        if isinstance(report.get(section), dict):
-            rescale_shares(report[section], peaks, higher)  # type: ignore[arg-type]
+        figures = report.get(section)
+        if isinstance(figures, dict):
+            rescale_shares(figures, peaks, higher)
             if section == key:  # its shares of peak moved: so may its targets
-                report[section]["targets"] = large_model_targets(report[section], args.batch_size)  # type: ignore[index]
-            print_shares(section, report[section])  # type: ignore[arg-type]
+                figures["targets"] = large_model_targets(figures, args.batch_size)
+            print_shares(section, figures)
     print(json.dumps(report, indent=2))
     name = "backends" if key == "vit_b16" else f"backends-{args.model}"
     write_result("backends-demo" if args.skip_vit_b else name, report)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.backends import interleaved_medians, runners
+from benchmarks.backends import LogitsFn, interleaved_medians, runners
 from benchmarks.common import write_result
 from posevit.core.config import ExportConfig
 from posevit.core.paths import PROCESSED_DIR
@@ -65,7 +65,8 @@ def main() -> None:
     if len(sizes) != 1:
         sys.exit(f"teacher and student take different input sizes ({sorted(sizes)}): time them one by one")
     with tempfile.TemporaryDirectory() as directory:
-        timed, accuracy = {}, {}
+        timed: dict[str, LogitsFn] = {}
+        accuracy: dict[str, dict[str, float]] = {}
         for role, folder in zip(ROLES, (args.teacher, args.student), strict=True):
             backends, metrics = exported(role, folder, Path(directory), args.data)
             timed |= {f"{role} {name}": run for name, run in backends.items()}
@@ -78,8 +79,8 @@ def main() -> None:
         batch_medians = interleaved_medians(timed, batch, max(3, args.repeats // 10))
     p50 = by_role({name: seconds * 1000 for name, seconds in medians.items()}, 3)
     throughput = by_role({name: args.batch_size / seconds for name, seconds in batch_medians.items()}, 1)
-    fastest = {role: min(p50[role], key=p50[role].get) for role in ROLES}
-    busiest = {role: max(throughput[role], key=throughput[role].get) for role in ROLES}
+    fastest = {role: min(p50[role], key=p50[role].__getitem__) for role in ROLES}
+    busiest = {role: max(throughput[role], key=throughput[role].__getitem__) for role in ROLES}
     report = {
         "benchmark": "distill",
         "models": {role: bundles[role].config.model_name for role in ROLES},

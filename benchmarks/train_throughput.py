@@ -16,6 +16,7 @@ import argparse
 import json
 import sys
 import time
+from typing import Literal
 
 import pytorch_lightning as pl
 import torch
@@ -56,7 +57,8 @@ def build(device: str = "cpu"):
 
 class StepTimer(pl.Callback):
     def __init__(self, warmup: int, device: str) -> None:
-        self.warmup, self.device, self.times, self._start = warmup, device, [], 0.0
+        self.warmup, self.device, self._start = warmup, device, 0.0
+        self.times: list[float] = []
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         synchronize(self.device)
@@ -74,7 +76,7 @@ def stage_images_per_s(device: str, batch: int, steps: int, warmup: int, compile
     `model.compile()` (the first warm-up step pays for the compilation)."""
     model, frozen = build()
     model = model.to(memory_format=torch.channels_last)
-    accelerator = "gpu" if device == "cuda" else "cpu"
+    accelerator: Literal["gpu", "cpu"] = "gpu" if device == "cuda" else "cpu"
     set_fused_attention(model, resolve_fused_attention(TrainerConfig(accelerator=accelerator)))
     precision = resolve_precision("auto", accelerator)
     timer = StepTimer(warmup, device)
