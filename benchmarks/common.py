@@ -5,6 +5,7 @@ rendered from those files by `python -m benchmarks.render_docs`)."""
 from __future__ import annotations
 
 import datetime
+import functools
 import io
 import json
 import os
@@ -80,6 +81,7 @@ def matmul_peak_tflops(
     return 2 * size**3 / best / 1e12
 
 
+@functools.cache  # a benchmark measures its peaks several times: probe the size once
 def gemm_size(dtype: torch.dtype, device: str, most_s: float = 1.0) -> int:
     """The side of the GEMM that reaches the peak: 2048 (8192 on a GPU), smaller where one would take longer than
     `most_s` (bf16 on a CPU without native bf16 runs a reference kernel at ~1 GFLOP/s: 14 s for one 2048 GEMM)."""
@@ -120,13 +122,17 @@ RESULTS_DIR = Path(__file__).parent / "results"
 RESULTS_DIR_ENV = "POSEVIT_BENCHMARK_RESULTS"
 
 
-def _cpu_model() -> str:
+def _cpuinfo(field: str) -> str | None:
+    """The first CPU's `field` in /proc/cpuinfo ("model name", "flags"), None where there is none."""
     try:
         lines = Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines()
     except OSError:
-        return platform.processor() or platform.machine()
-    names = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
-    return names[0] if names else platform.machine()
+        return None
+    return next((line.split(":", 1)[1].strip() for line in lines if line.split(":", 1)[0].strip() == field), None)
+
+
+def _cpu_model() -> str:
+    return _cpuinfo("model name") or platform.processor() or platform.machine()
 
 
 VECTOR_FEATURES = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni", "amx_bf16", "amx_int8")
@@ -134,11 +140,7 @@ VECTOR_FEATURES = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni", 
 
 def cpu_features() -> list[str]:
     """Which of the vector instruction sets the GEMM kernels use this CPU has (bf16 and int8 peaks follow them)."""
-    try:
-        text = Path("/proc/cpuinfo").read_text(encoding="utf-8")
-    except OSError:
-        return []
-    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
+    flags = (_cpuinfo("flags") or "").split()
     return [name for name in VECTOR_FEATURES if name in flags]
 
 

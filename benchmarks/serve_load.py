@@ -44,7 +44,7 @@ from benchmarks.common import (
     write_random_bundle,
     write_result,
 )
-from posevit.core.config import ModelConfig
+from posevit.core.config import ModelConfig, Precision
 from posevit.data.images import decode_rgb
 from posevit.devtools.local_s3 import free_port
 from posevit.infer.torch_predictor import TorchPredictor
@@ -97,10 +97,12 @@ def closed_loop(url: str, photo: bytes, concurrency: int, seconds: float) -> dic
     }
 
 
-def page_path_latency(bundle_dir: Path, photo: bytes, precision: str = "fp32", runs: int = 20) -> dict[str, float]:
+def page_path_latency(
+    bundle_dir: Path, photo: bytes, precision: Precision = "fp32", runs: int = 20
+) -> dict[str, float]:
     """The old page's path, in process: decode the upload, then `Predictor.predict` alone. The replaced app ran its
     model in fp32 (as the baseline server does); "auto" (bf16 here) is posevit's own torch path, for reference."""
-    predictor = TorchPredictor(load_bundle(bundle_dir), precision=precision)  # type: ignore[arg-type]
+    predictor = TorchPredictor(load_bundle(bundle_dir), precision=precision)
     for _ in range(3):
         predictor.predict(decode_rgb(photo, 40_000_000))
     seconds = []
