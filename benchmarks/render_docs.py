@@ -86,11 +86,13 @@ def _serve(r: dict[str, Any]) -> list[str]:
         ("c=8: {}x req/s", "summary.c8_throughput_ratio"),
         ("p95 ratio {}", "summary.c8_p95_ratio"),
         ("ceiling {}x", "summary.c8_throughput_ratio_ceiling_at_int8_peak"),
+        ("served at {} of the backend alone", "summary.c8_share_of_backend_alone"),
         ("c=1 p50 {}x the old page path", "summary.c1_p50_vs_old_page_path"),
         ("ceiling {}x", "summary.c1_p50_vs_old_page_path_ceiling_at_int8_peak"),
     )
     target = _say(r, ("c=8: {}", "summary.c8_targets"), ("c=1: {}", "summary.c1_target"))
-    return [f"{r.get('posevit_backend', 'torch')} backend: {ours}", _levels(r.get("baseline")), ratio, target]
+    backend = r.get("posevit_backend", "torch") + ", fast decode" * bool(r.get("posevit_fast_decode"))
+    return [f"{backend} backend: {ours}", _levels(r.get("baseline")), ratio, target]
 
 
 def _backends(r: dict[str, Any]) -> list[str]:

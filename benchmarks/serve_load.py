@@ -29,9 +29,11 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import torch
+from prometheus_client.parser import text_string_to_metric_families
 from torch.utils.flop_counter import FlopCounterMode
 
 from benchmarks.clients import post_in_closed_loop
@@ -134,20 +136,74 @@ def export_for_serving(bundle_dir: Path, exports: Path, backend: str) -> None:
     quantize_int8(exports / FP32_FILE, exports / INT8_FILE)
 
 
+def against_the_backend_alone(ours: dict[int, dict], batching: dict) -> dict[str, float]:
+    """What the serving costs beyond the forward pass, from the warm-up's own timings of the backend alone: at c=8 the
+    requests/s as a share of its best images/s (the rest is decode, HTTP and JSON taking the model's cores), at
+    c=1 the p50 beyond a batch-1 pass."""
+    timings = batching.get("stream_timings") or batching.get("timings") or []
+    figures: dict[str, float] = {}
+    if 8 in ours and timings:
+        best_ms = min(t["ms_per_image"] for t in timings)
+        figures["backend_alone_best_images_per_s"] = round(1000 / best_ms, 2)
+        figures["c8_share_of_backend_alone"] = round(ours[8]["requests_per_s"] * best_ms / 1000, 3)
+    batch_1 = [t["ms_per_batch"] for t in batching.get("timings") or [] if t["batch_size"] == 1]
+    if 1 in ours and batch_1:
+        figures["c1_p50_beyond_a_batch_1_pass_ms"] = round(ours[1]["p50_ms"] - batch_1[0], 1)
+    return figures
+
+
 TARGETS = {  # backend: (c8 throughput ratio >=, c8 p95 ratio <=, c1 p50 vs the old page path <=)
     "openvino-int8": (5.0, 0.25, 0.4),
     "default": (3.0, 0.5, 1.0),
 }
 
 
-def load_in_turns(urls: dict[str, str], photo: bytes, levels: list[int], seconds: float) -> dict[str, dict]:
-    """Each concurrency level on each server in turn (ours, baseline, ours, ...), after a short warm-up of each."""
+def server_seconds(metrics_url: str, route: str) -> dict[str, float]:
+    """posevit's own running totals from /metrics: seconds in forward passes and answering requests on `route`
+    (its path), and their counts."""
+    totals = dict.fromkeys(("forward_s", "passes", "request_s", "requests", "images"), 0.0)
+    names = {
+        "posevit_forward_seconds_sum": "forward_s",
+        "posevit_forward_seconds_count": "passes",
+        "posevit_request_seconds_sum": "request_s",
+        "posevit_request_seconds_count": "requests",
+        "posevit_batch_size_sum": "images",
+    }
+    for family in text_string_to_metric_families(httpx.get(metrics_url, timeout=10).text):
+        for sample in family.samples:
+            if sample.name in names and sample.labels.get("route", route) == route:
+                totals[names[sample.name]] += sample.value
+    return totals
+
+
+def inside_the_server(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    """One level's figures from the server's side: the mean forward pass and images per pass, and the mean time
+    a request took in the server (the rest of a client's latency is the client and the socket)."""
+    delta = {key: after[key] - before[key] for key in before}
+    if not delta["passes"] or not delta["requests"]:
+        return {}
+    return {
+        "forward_pass_mean_ms": round(delta["forward_s"] / delta["passes"] * 1000, 1),
+        "images_per_pass": round(delta["images"] / delta["passes"], 2),
+        "in_server_mean_ms": round(delta["request_s"] / delta["requests"] * 1000, 1),
+    }
+
+
+def load_in_turns(
+    urls: dict[str, str], photo: bytes, levels: list[int], seconds: float, metrics_url: str | None = None
+) -> dict[str, dict]:
+    """Each concurrency level on each server in turn (ours, baseline, ours, ...), after a short warm-up of each;
+    with `metrics_url` (ours's /metrics), what ours says of each level from the inside (`inside_the_server`)."""
     for url in urls.values():
         closed_loop(url, photo, 2, 3)
     results: dict[str, dict] = {name: {} for name in urls}
     for level in levels:
         for name, url in urls.items():
+            route = urlsplit(url).path
+            before = server_seconds(metrics_url, route) if metrics_url and name == "ours" else None
             results[name][level] = closed_loop(url, photo, level, seconds)
+            if before is not None and metrics_url:
+                results[name][level]["server"] = inside_the_server(before, server_seconds(metrics_url, route))
     return results
 
 
@@ -162,6 +218,7 @@ def main() -> None:
         default="torch",
         help="posevit's backend (the ONNX ones export the bundle first, as the export stage does)",
     )
+    parser.add_argument("--fast-decode", action="store_true", help="posevit serves with serve.fast_decode on")
     args = parser.parse_args()
     photo = photo_jpeg()
     results: dict[str, object] = {
@@ -170,6 +227,7 @@ def main() -> None:
         "machine": machine(),
         "seconds_per_level": args.seconds,
         "posevit_backend": args.backend,
+        "posevit_fast_decode": args.fast_decode,
     }
     with tempfile.TemporaryDirectory() as directory:
         bundle = write_random_bundle(Path(directory) / "models")
@@ -189,6 +247,7 @@ def main() -> None:
             str(args.max_batch_size),
             "--backend",
             args.backend,
+            *(["--fast-decode"] if args.fast_decode else []),
         ]
         base_command = [sys.executable, "-m", "benchmarks.baseline_server", "--bundle", str(bundle)]
         base_command += ["--port", str(base_port)]
@@ -198,7 +257,7 @@ def main() -> None:
             running(base_command, f"http://127.0.0.1:{base_port}/docs", Path(directory) / "baseline.log"),
         ):
             urls = {"ours": f"http://127.0.0.1:{ours_port}/{route}", "base": f"http://127.0.0.1:{base_port}/{route}"}
-            loads = load_in_turns(urls, photo, args.concurrency, args.seconds)
+            loads = load_in_turns(urls, photo, args.concurrency, args.seconds, f"http://127.0.0.1:{ours_port}/metrics")
             ours, base = loads["ours"], loads["base"]
             card = httpx.get(f"http://127.0.0.1:{ours_port}/v1/model", timeout=10).json()
             results["posevit_model_card"] = {
@@ -226,6 +285,7 @@ def main() -> None:
         summary["c1_target"] = f"<= {c1_target} (HTTP, upload and JSON included on our side)"
         summary["c1_met"] = summary["c1_p50_vs_old_page_path"] <= c1_target  # type: ignore[operator]
         summary["c1_p50_vs_posevit_torch_page_path"] = round(ours[1]["p50_ms"] / torch_page["p50_ms"], 3)
+    summary.update(against_the_backend_alone(ours, card.get("batching") or {}))
     # The most any bf16 server could do here: every image at the measured bf16 GEMM peak, against the baseline.
     peak_bf16, peak_fp32 = matmul_peak_tflops(), matmul_peak_tflops(dtype=torch.float32)
     flops = forward_flops(VIT_B16)
@@ -252,7 +312,8 @@ def main() -> None:
                 )
     results["summary"] = summary
     print(json.dumps(results, indent=2))
-    write_result("serve_load" if args.backend == "torch" else f"serve_load-{args.backend}", results)
+    name = "serve_load" if args.backend == "torch" else f"serve_load-{args.backend}"
+    write_result(name + "-fast-decode" * args.fast_decode, results)
 
 
 if __name__ == "__main__":

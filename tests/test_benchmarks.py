@@ -90,3 +90,42 @@ def test_a_missed_backend_target_carries_the_ceiling_of_the_int8_peak():
     onnx_best = max(1000 / figures["onnx_int8"]["batch1_p50_ms"], figures["onnx_int8"]["batch2_images_per_s"])
     assert throughput["ceiling_at_int8_peak"] == pytest.approx(500 / onnx_best, rel=0.02)
     assert "ceiling_at_int8_peak" not in targets["onnx_int8_p50_vs_torch_bf16"]
+
+
+def test_serve_load_says_what_the_serving_costs_beyond_the_backends_own_timings():
+    """From the warm-up's timings on the model card: the c=8 rate as a share of the best images/s the backend
+    reached alone, and the c=1 p50 beyond a batch-1 pass (the figures of a stored run, 2026-12-02)."""
+    from benchmarks.serve_load import against_the_backend_alone
+
+    batching = {
+        "timings": [
+            {"batch_size": 1, "ms_per_batch": 66.0, "ms_per_image": 66.0},
+            {"batch_size": 2, "ms_per_batch": 114.4, "ms_per_image": 57.2},
+        ],
+        "stream_timings": [
+            {"streams": 1, "batch_size": 4, "ms_per_image": 62.3},
+            {"streams": 2, "batch_size": 2, "ms_per_image": 57.2},
+        ],
+    }
+    ours = {1: {"p50_ms": 96.9, "requests_per_s": 10.01}, 8: {"p50_ms": 570.2, "requests_per_s": 13.51}}
+    figures = against_the_backend_alone(ours, batching)
+    assert figures == {
+        "backend_alone_best_images_per_s": 17.48,
+        "c8_share_of_backend_alone": 0.773,
+        "c1_p50_beyond_a_batch_1_pass_ms": 30.9,
+    }
+    assert against_the_backend_alone({32: ours[8]}, batching) == {}  # no level to compare: nothing said
+    assert against_the_backend_alone(ours, {}) == {}  # a card without timings (torch with a set batch limit)
+
+
+def test_serve_load_reads_a_levels_passes_and_requests_from_the_servers_own_totals():
+    from benchmarks.serve_load import inside_the_server
+
+    before = {"forward_s": 10.0, "passes": 100, "request_s": 12.0, "requests": 150, "images": 150}
+    after = {"forward_s": 16.0, "passes": 120, "request_s": 24.0, "requests": 190, "images": 190}
+    assert inside_the_server(before, after) == {
+        "forward_pass_mean_ms": 300.0,
+        "images_per_pass": 2.0,
+        "in_server_mean_ms": 300.0,
+    }
+    assert inside_the_server(before, before) == {}  # nothing answered in the level: nothing said
