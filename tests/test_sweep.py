@@ -159,8 +159,8 @@ def test_two_point_sweep_with_hydra_multirun_and_with_the_dvc_queue(tmp_path_fac
     project = preprocessed_smoke_project(tmp_path_factory, tmp_path_factory.mktemp("sweep") / "posevit")
     tracked_before = project.run("git", "status", "--porcelain").stdout
 
-    # Hydra: 2 settings x 2 seeds as 2 parallel processes (joblib launcher), each in its own run
-    # directory, DVC outputs untouched.
+    # Hydra: 2 settings at a seed that is not the default, as 2 parallel processes (joblib launcher), each in its
+    # own run directory, DVC outputs untouched. (Seeds as replicates of an arm: test_arms_are_the_changed_...)
     sweep_dir = project.root.parent / "multirun"
     launched = project.run(
         sys.executable,
@@ -170,19 +170,19 @@ def test_two_point_sweep_with_hydra_multirun_and_with_the_dvc_queue(tmp_path_fac
         "hydra/launcher=parallel",
         "experiment=smoke",
         "model.freeze_blocks=0,1",
-        "train.seed=0,1",
+        "train.seed=1",
         f"hydra.sweep.dir={sweep_dir}",
     )
     assert "Joblib.Parallel(n_jobs=2" in launched.stdout + launched.stderr
-    assert sorted(p.name for p in sweep_dir.iterdir() if p.is_dir()) == ["0", "1", "2", "3"]
-    assert all((sweep_dir / job / "models" / "model.safetensors").is_file() for job in "0123")
+    assert sorted(p.name for p in sweep_dir.iterdir() if p.is_dir()) == ["0", "1"]
+    assert all((sweep_dir / job / "models" / "model.safetensors").is_file() for job in "01")
     assert (
         project.run("git", "status", "--porcelain").stdout == tracked_before and not (project.root / "models").exists()
     )
     hydra_runs = runs_from_hydra(sweep_dir)
-    assert sorted((r.params["model.freeze_blocks"], r.seed) for r in hydra_runs) == [(0, 0), (0, 1), (1, 0), (1, 1)]
+    assert sorted((r.params["model.freeze_blocks"], r.seed) for r in hydra_runs) == [(0, 1), (1, 1)]
     summary = project.run(sys.executable, "-m", "posevit.sweep.report", "--hydra", str(sweep_dir))
-    assert "4 runs, 2 arms of model.freeze_blocks" in summary.stdout and "<- best" in summary.stdout
+    assert "2 runs, 2 arms of model.freeze_blocks" in summary.stdout and "<- best" in summary.stdout
     assert (project.root / "plots" / "sweep.png").is_file() and (project.root / "reports" / "sweep.xlsx").is_file()
 
     # DVC: two queued sweeps, as the README compares freezing with layer decay: the arms are found from
@@ -190,7 +190,7 @@ def test_two_point_sweep_with_hydra_multirun_and_with_the_dvc_queue(tmp_path_fac
     # (export and push would add a minute of CPU and no figure the summary reads).
     project.dvc("exp", "run", "--queue", "-S", "experiment=smoke", "-S", "train.layer_decay=0.75", "evaluate")
     project.dvc("exp", "run", "--queue", "-S", "experiment=smoke", "-S", "model.freeze_blocks=1", "evaluate")
-    project.dvc("queue", "start", "-j", "1")
+    project.dvc("queue", "start", "-j", "2")  # both at once: smoke runs are mostly start-up, which overlaps
     deadline = time.monotonic() + 900
     while True:
         status = project.dvc("queue", "status").stdout
