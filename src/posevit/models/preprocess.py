@@ -92,7 +92,8 @@ class EvalPreprocess:
             return self._center_crop(image)
         shrinks = new_width <= width and new_height <= height  # (upscaled, the float32 box moves up to 2 levels)
         if not (self.fast and shrinks) or new_width < self.width or new_height < self.height:  # (or the crop pads)
-            return self._center_crop(image.resize((new_width, new_height), self.resample))
+            gap = FAST_REDUCING_GAP if self.fast else None
+            return self._center_crop(image.resize((new_width, new_height), self.resample, reducing_gap=gap))
         left, top = self._crop_origin(new_width, new_height)
         x_scale, y_scale = width / new_width, height / new_height
         box = (left * x_scale, top * y_scale, (left + self.width) * x_scale, (top + self.height) * y_scale)
