@@ -199,11 +199,11 @@ def load_in_turns(
     results: dict[str, dict] = {name: {} for name in urls}
     for level in levels:
         for name, url in urls.items():
-            route = urlsplit(url).path
-            before = server_seconds(metrics_url, route) if metrics_url and name == "ours" else None
+            inside = metrics_url if name == "ours" else None  # only ours has posevit's /metrics
+            before = server_seconds(inside, urlsplit(url).path) if inside else None
             results[name][level] = closed_loop(url, photo, level, seconds)
-            if before is not None and metrics_url:
-                results[name][level]["server"] = inside_the_server(before, server_seconds(metrics_url, route))
+            if inside and before is not None:
+                results[name][level]["server"] = inside_the_server(before, server_seconds(inside, urlsplit(url).path))
     return results
 
 
