@@ -5,7 +5,9 @@ on ViT-B/16 with random weights and on the demo bundle; and the machine's fp32, 
     python -m benchmarks.backends [--repeats 30] [--batch-size 32] [--device cpu] [--model NAME] [--skip-vit-b]
 
 For each model and backend: p50 latency of one image, images/s at batch 32, and the share of its precision's
-GEMM peak both reach (the model's FLOPs counted by PyTorch; int8 backends against the int8 peak). For the demo
+GEMM peak both reach (the model's FLOPs counted by PyTorch, the IRs' those of the token-split model they are made
+from; int8 backends against the int8 peak). ViT-B/16's int8 IR is also made without the token split and timed in
+the same turns (`token_split_p50_vs_one_group`: what the split buys). For the demo
 bundle (models/ and exports/ of this checkout, after `make demo`) also each backend's accuracy on
 data/processed/test. ViT-B/16 is exported here, as the export stage does it (`--model` names a smaller timm ViT
 for a shorter run, written to backends-<model>.json). Prints JSON.
@@ -29,12 +31,13 @@ import numpy as np
 import torch
 
 from benchmarks.common import VIT_B16, machine, matmul_peak_tflops, write_random_bundle, write_result
-from posevit.core.config import ModelConfig
+from posevit.core.config import ExportConfig, ModelConfig
 from posevit.core.cores import usable_cores
 from posevit.core.paths import EXPORTS_DIR, MODELS_DIR
 from posevit.core.precision import cpu_supports_bf16
 from posevit.export.onnx import FP32_FILE, INT8_FILE, export_onnx, quantize_int8
-from posevit.export.openvino_ir import FP32_IR, INT8_IR, convert_to_ir, quantize_static_int8
+from posevit.export.openvino_ir import FP32_IR, INT8_IR, quantize_static_int8, write_fp32_ir
+from posevit.export.token_split import token_split_model
 from posevit.models.bundle import Bundle, load_bundle
 from posevit.models.onnx_runtime import OnnxModel
 from posevit.models.openvino_runtime import OpenVinoModel, cpu_has_native_bf16
@@ -67,7 +70,10 @@ PRECISION_OF = {  # which GEMM peak each backend's share is taken of (int8: its 
     "openvino_fp32": "fp32",
     "openvino_int8": "int8",
     "openvino_int8_bf16": "int8",
+    "openvino_int8_one_group": "int8",
 }
+SPLIT_IRS = ("openvino_fp32", "openvino_int8", "openvino_int8_bf16")  # made with the token split, as the stage does
+ONE_GROUP = "one-group"  # the int8 IR made without export.openvino_token_split, timed beside it (ViT-B/16 only)
 
 
 def runners(bundle: Bundle, exports: Path, device: str) -> dict[str, LogitsFn]:
@@ -83,6 +89,8 @@ def runners(bundle: Bundle, exports: Path, device: str) -> dict[str, LogitsFn]:
         found["openvino_int8"] = OpenVinoModel(exports / INT8_IR, "f32").logits
         if cpu_has_native_bf16():
             found["openvino_int8_bf16"] = OpenVinoModel(exports / INT8_IR, "bf16").logits
+    if device == "cpu" and (exports / ONE_GROUP / INT8_IR).is_file():
+        found["openvino_int8_one_group"] = OpenVinoModel(exports / ONE_GROUP / INT8_IR, "f32").logits
     return found
 
 
@@ -108,7 +116,7 @@ def speed(
     size: int,
     repeats: int,
     batch_size: int,
-    flops_per_image: float | None = None,
+    flops: dict[str, float] | None = None,
     peaks: dict[str, float] | None = None,
 ) -> dict[str, object]:
     """Batch-1 p50 and batch throughput of each backend; with the model's FLOPs and the GEMM peaks, each one's
@@ -123,11 +131,11 @@ def speed(
             "batch1_p50_ms": round(one[name] * 1000, 2),
             f"batch{batch_size}_images_per_s": round(batch_size / many[name], 1),
         }
-        if flops_per_image and peaks:
+        if flops and peaks:
             peak = peaks[PRECISION_OF[name]]
             row["precision_peak"] = PRECISION_OF[name]
-            row["batch1_share_of_peak"] = round(flops_per_image / one[name] / 1e12 / peak, 3)
-            row[f"batch{batch_size}_share_of_peak"] = round(flops_per_image * batch_size / many[name] / 1e12 / peak, 3)
+            row["batch1_share_of_peak"] = round(flops[name] / one[name] / 1e12 / peak, 3)
+            row[f"batch{batch_size}_share_of_peak"] = round(flops[name] * batch_size / many[name] / 1e12 / peak, 3)
         figures[name] = row
     ratios = {
         "int8_p50_vs_torch_bf16": round(one["onnx_int8"] / one["torch_bf16"], 3),
@@ -136,10 +144,12 @@ def speed(
         f"int8_batch{batch_size}_speedup_vs_torch_bf16": round(many["torch_bf16"] / many["onnx_int8"], 2),
     }
     onnx_int8_best = max(1 / one["onnx_int8"], batch_size / many["onnx_int8"])
-    if flops_per_image and peaks and peaks["int8"] > 0:  # the ceilings: every image at the int8 GEMM peak
-        at_peak_s = flops_per_image / (peaks["int8"] * 1e12)
+    if flops and peaks and peaks["int8"] > 0:  # the ceilings: every image of the int8 IR at the int8 GEMM peak
+        at_peak_s = flops.get("openvino_int8", flops["onnx_int8"]) / (peaks["int8"] * 1e12)
         ratios["int8_peak_p50_vs_torch_bf16"] = round(at_peak_s / one["torch_bf16"], 3)
         ratios["int8_peak_throughput_vs_onnx_int8"] = round(1 / at_peak_s / onnx_int8_best, 2)
+    if "openvino_int8_one_group" in backends:  # what the token split buys, in the same turns
+        ratios["token_split_p50_vs_one_group"] = round(one["openvino_int8"] / one["openvino_int8_one_group"], 3)
     for name in OPENVINO_INT8:
         if name in backends:
             ratios[f"{name}_p50_vs_torch_bf16"] = round(one[name] / one["torch_bf16"], 3)
@@ -179,15 +189,24 @@ def int8_gemm_peak_tops(size: int = 2048, repeats: int = 20) -> float:
     return 2 * size**3 / best / 1e12
 
 
-def flops_per_image(bundle: Bundle) -> float:
-    """The model's floating-point operations for one image (2 per multiply-add), counted by PyTorch."""
+def flops_per_image(model: torch.nn.Module, size: int) -> float:
+    """A model's floating-point operations for one image (2 per multiply-add), counted by PyTorch."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    size = bundle.data_config["input_size"][-1]
     counter = FlopCounterMode(display=False)
     with counter, torch.inference_mode():
-        bundle.model.float().eval()(torch.zeros(1, 3, size, size))
+        model.float().eval()(torch.zeros(1, 3, size, size))
     return float(counter.get_total_flops())
+
+
+def flops_by_backend(bundle: Bundle, backends: dict[str, LogitsFn]) -> dict[str, float]:
+    """What each backend computes per image: the model's FLOPs, and for the IRs the token-split model's (the work
+    it leaves out, the last block's beyond the class token, is not counted as done)."""
+    size = bundle.data_config["input_size"][-1]
+    full = flops_per_image(bundle.model, size)
+    split = token_split_model(bundle.model, tuple(bundle.data_config["input_size"]))
+    ir = full if isinstance(split, str) else flops_per_image(split, size)
+    return {name: ir if name in SPLIT_IRS else full for name in backends}
 
 
 def accuracy(bundle: Bundle, backends: dict[str, LogitsFn], batch_size: int) -> dict[str, float]:
@@ -202,17 +221,20 @@ def accuracy(bundle: Bundle, backends: dict[str, LogitsFn], batch_size: int) -> 
     return scores
 
 
-def export_all(bundle: Bundle, exports: Path, calibration_images: int) -> None:
-    """The export stage's five files (ONNX fp32 + dynamic int8, OpenVINO IR fp32 + NNCF static int8), calibrated on
-    random pixels (speed does not depend on the scales' values)."""
+def export_all(bundle: Bundle, exports: Path, calibration_images: int, one_group: bool = False) -> None:
+    """The export stage's five files (ONNX fp32 + dynamic int8, OpenVINO IR fp32 + NNCF static int8, the IR token
+    split as the stage splits it), calibrated on random pixels (speed does not depend on the scales' values); with
+    `one_group` also the int8 IR without the token split, in exports/one-group/."""
     started = time.perf_counter()
-    fp32 = export_onnx(bundle, exports / FP32_FILE, opset=18)
+    cfg = ExportConfig()
+    fp32 = export_onnx(bundle, exports / FP32_FILE, opset=cfg.opset)
     quantize_int8(fp32, exports / INT8_FILE)
-    ir = convert_to_ir(fp32, exports / FP32_IR)
     size = bundle.data_config["input_size"][-1]
     rng = np.random.default_rng(1)
     batches = [rng.standard_normal((1, 3, size, size), dtype=np.float32) for _ in range(calibration_images)]
-    quantize_static_int8(ir, exports / INT8_IR, batches, np.asarray, calibration_images, 0.15)
+    for folder, split in [(exports, True), (exports / ONE_GROUP, False)][: 1 + one_group]:
+        write_fp32_ir(bundle, fp32, folder / FP32_IR, cfg.opset, token_split=split)
+        quantize_static_int8(folder / FP32_IR, folder / INT8_IR, batches, np.asarray, calibration_images, 0.15)
     print(
         f"exported {bundle.config.model_name} (ONNX, OpenVINO IR) in {time.perf_counter() - started:.0f} s",
         file=sys.stderr,
@@ -223,15 +245,16 @@ def large_model(args: argparse.Namespace, peaks: dict[str, float]) -> dict[str, 
     with tempfile.TemporaryDirectory() as directory:
         root = Path(directory)
         bundle = load_bundle(write_random_bundle(root / "models", ModelConfig(name=args.model, pretrained=False)))
-        export_all(bundle, root / "exports", args.calibration_images)
+        export_all(bundle, root / "exports", args.calibration_images, one_group=True)
         size = bundle.data_config["input_size"][-1]
-        flops = flops_per_image(bundle)
         backends = runners(bundle, root / "exports", args.device)
+        flops = flops_by_backend(bundle, backends)
         figures = speed(backends, size, args.repeats, args.batch_size, flops, peaks)
     return {
         "model": args.model,
         "input_size": size,
-        "gflops_per_image": round(flops / 1e9, 2),
+        "gflops_per_image": round(flops["torch_fp32"] / 1e9, 2),
+        "ir_gflops_per_image": round(flops.get("openvino_int8", flops["torch_fp32"]) / 1e9, 2),
         **figures,
         "targets": large_model_targets(figures, args.batch_size),
     }
@@ -280,7 +303,7 @@ def demo(args: argparse.Namespace, peaks: dict[str, float]) -> dict[str, object]
     bundle = load_bundle(MODELS_DIR)
     size = bundle.data_config["input_size"][-1]
     backends = runners(bundle, EXPORTS_DIR, args.device)
-    figures = speed(backends, size, args.repeats, args.batch_size, flops_per_image(bundle), peaks)
+    figures = speed(backends, size, args.repeats, args.batch_size, flops_by_backend(bundle, backends), peaks)
     scores = accuracy(bundle, {k: v for k, v in backends.items() if k != "torch_fp32"}, args.batch_size)
     return {
         "model": bundle.config.model_name,

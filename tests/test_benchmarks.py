@@ -80,8 +80,8 @@ def test_a_missed_backend_target_carries_the_ceiling_of_the_int8_peak():
     delays = {"torch_fp32": 0.02, "torch_bf16": 0.01, "onnx_fp32": 0.02, "onnx_int8": 0.008}
     backends = {name: waiting(seconds) for name, seconds in (delays | dict.fromkeys(OPENVINO_INT8, 0.006)).items()}
     peaks = {"bf16": 1.0, "fp32": 0.5, "int8": 2.0}  # TFLOP/s, TOPS
-    flops = 4e9  # at 2 TOPS: 2 ms an image
-    figures = speed(backends, 8, repeats=3, batch_size=2, flops_per_image=flops, peaks=peaks)
+    flops = dict.fromkeys(backends, 4e9)  # at 2 TOPS: 2 ms an image
+    figures = speed(backends, 8, repeats=3, batch_size=2, flops=flops, peaks=peaks)
     targets = large_model_targets(figures, 2)
     p50, throughput = targets["openvino_int8_p50_vs_torch_bf16"], targets["openvino_int8_best_throughput_vs_onnx_int8"]
     assert p50["met"] is False and throughput["met"] is False  # 0.6x and 1.33x: both short

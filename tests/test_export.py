@@ -78,6 +78,7 @@ def test_openvino_fp32_matches_pytorch_and_static_int8_is_measured_after_calibra
         assert metrics[name]["accuracy_drop"] == pytest.approx(metrics["pytorch_accuracy"] - metrics[name]["accuracy"])
     # 300 asked for, the train split holds 30: all of them, and never the test split's
     assert metrics["openvino_int8_calibration"] == {"split": "train", "images": 30, "smooth_quant_alpha": 0.15}
+    assert metrics["openvino_token_groups"] == [32, 4]  # 36 tokens: one whole 32-row block, then the rest
     # and calibrating wrote nothing into the split (a DVC output of preprocess: `dvc status` would call it modified)
     assert [p.name for p in (project / "data/processed/train").iterdir() if p.name.startswith("cache-")] == []
 

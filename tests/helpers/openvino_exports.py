@@ -9,7 +9,7 @@ from PIL import Image
 
 from posevit.core.config import ExportConfig
 from posevit.export.onnx import FP32_FILE, export_onnx
-from posevit.export.openvino_ir import FP32_IR, INT8_IR, convert_to_ir, quantize_static_int8
+from posevit.export.openvino_ir import FP32_IR, INT8_IR, quantize_static_int8, write_fp32_ir
 from posevit.models.bundle import load_bundle
 
 
@@ -28,14 +28,12 @@ def photos(count: int, seed: int = 0) -> list[Image.Image]:
 def write_openvino_exports(models: Path, exports: Path, calibration_images: int = 16) -> Path:
     """exports/model.onnx, openvino/model.xml (fp32) and openvino/model.int8.xml (NNCF), calibrated on noise
     photos through the bundle's eval transform."""
-    bundle = load_bundle(models)
+    bundle, cfg = load_bundle(models), ExportConfig()
     fp32 = exports / FP32_FILE
     if not fp32.is_file():
-        export_onnx(bundle, fp32, ExportConfig().opset)
-    ir = convert_to_ir(fp32, exports / FP32_IR)
+        export_onnx(bundle, fp32, cfg.opset)
+    write_fp32_ir(bundle, fp32, ir := exports / FP32_IR, cfg.opset, cfg.openvino_token_split)
     transform = bundle.eval_transform()
     batches = [transform(photo).numpy()[None] for photo in photos(calibration_images, seed=7)]
-    quantize_static_int8(
-        ir, exports / INT8_IR, batches, np.asarray, calibration_images, ExportConfig().smooth_quant_alpha
-    )
+    quantize_static_int8(ir, exports / INT8_IR, batches, np.asarray, calibration_images, cfg.smooth_quant_alpha)
     return exports

@@ -110,7 +110,7 @@ def write_tiny_bundle(directory: Path) -> Path:
     from posevit.core.config import ExportConfig, ModelConfig
     from posevit.core.labels import ACTION_CLASSES
     from posevit.export.onnx import FP32_FILE, INT8_FILE, export_onnx, quantize_int8
-    from posevit.export.openvino_ir import FP32_IR, INT8_IR, convert_to_ir, quantize_static_int8
+    from posevit.export.openvino_ir import FP32_IR, INT8_IR, quantize_static_int8, write_fp32_ir
     from posevit.models.bundle import load_bundle, save_bundle
     from posevit.models.bundle_config import BundleConfig
     from posevit.models.factory import create_model
@@ -125,12 +125,13 @@ def write_tiny_bundle(directory: Path) -> Path:
     )
     exports = directory / "exports"
     exports.mkdir()
-    fp32 = export_onnx(load_bundle(models), exports / FP32_FILE, ExportConfig().opset)
+    bundle, cfg = load_bundle(models), ExportConfig()
+    fp32 = export_onnx(bundle, exports / FP32_FILE, cfg.opset)
     quantize_int8(fp32, exports / INT8_FILE)
-    ir = convert_to_ir(fp32, exports / FP32_IR)
+    write_fp32_ir(bundle, fp32, ir := exports / FP32_IR, cfg.opset, cfg.openvino_token_split)
     side = model_data_config(model)["input_size"][-1]
     noise = [np.random.default_rng(i).standard_normal((1, 3, side, side), dtype=np.float32) for i in range(8)]
-    quantize_static_int8(ir, exports / INT8_IR, noise, np.asarray, len(noise), ExportConfig().smooth_quant_alpha)
+    quantize_static_int8(ir, exports / INT8_IR, noise, np.asarray, len(noise), cfg.smooth_quant_alpha)
     for path in [directory, *directory.rglob("*")]:
         path.chmod(0o755 if path.is_dir() else 0o644)  # readable by the image's non-root user
     return directory

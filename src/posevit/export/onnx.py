@@ -22,10 +22,11 @@ INPUT_NAME, OUTPUT_NAME = "pixels", "logits"
 FP32_FILE, INT8_FILE, SPEC_FILE = ONNX_FP32.name, ONNX_INT8.name, ONNX_SPEC.name
 
 
-def export_onnx(bundle: Bundle, path: Path, opset: int) -> Path:
-    """Write `bundle.model` (fp32, eval) as ONNX: input `pixels` (N, 3, H, W), output `logits` (N, classes)."""
+def export_onnx(bundle: Bundle, path: Path, opset: int, model: torch.nn.Module | None = None) -> Path:
+    """Write `bundle.model` (fp32, eval), or `model` computing the same, as ONNX: input `pixels` (N, 3, H, W),
+    output `logits` (N, classes)."""
     _, height, width = bundle.data_config["input_size"]
-    model = bundle.model.float().eval()
+    model = (model or bundle.model).float().eval()
     example = torch.randn(2, 3, height, width)
     batch = torch.export.Dim("batch", min=1, max=4096)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -11,6 +11,7 @@ of ImageNet accuracy).
 from __future__ import annotations
 
 import re
+import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,9 @@ from typing import Any
 import numpy as np
 
 from posevit.core.paths import EXPORTS_DIR, OPENVINO_FP32, OPENVINO_INT8
+from posevit.export.onnx import export_onnx
+from posevit.export.token_split import token_split_model
+from posevit.models.bundle import Bundle
 
 FP32_IR, INT8_IR = OPENVINO_FP32.relative_to(EXPORTS_DIR), OPENVINO_INT8.relative_to(EXPORTS_DIR)  # in exports/
 
@@ -36,6 +40,23 @@ def convert_to_ir(onnx_file: Path, xml: Path) -> Path:
     xml.parent.mkdir(parents=True, exist_ok=True)
     ov.save_model(model, xml, compress_to_fp16=False)
     return xml
+
+
+def write_fp32_ir(bundle: Bundle, onnx_file: Path, xml: Path, opset: int, token_split: bool) -> tuple[int, ...] | str:
+    """The bundle's fp32 IR: with `token_split`, converted from an ONNX export of its token-split twin (a temporary
+    file: the ONNX files people run stay the plain model), else from `onnx_file`. Returns the token groups its
+    per-token layers run in, or why they run in one (see `token_split`)."""
+    split = (
+        token_split_model(bundle.model, tuple(bundle.data_config["input_size"]))
+        if token_split
+        else "export.openvino_token_split is off"
+    )
+    if isinstance(split, str):
+        convert_to_ir(onnx_file, xml)
+        return split
+    with tempfile.TemporaryDirectory(prefix="posevit-ir-") as scratch:
+        convert_to_ir(export_onnx(bundle, Path(scratch) / onnx_file.name, opset, split), xml)
+    return split.groups
 
 
 def quantize_static_int8(

@@ -21,7 +21,7 @@ from posevit.core.config import ExportConfig
 from posevit.core.errors import PosevitError
 from posevit.data.store import PIXELS, load_split, with_pixels
 from posevit.export.onnx import FP32_FILE, INT8_FILE, SPEC_FILE, export_onnx, quantize_int8, write_input_spec
-from posevit.export.openvino_ir import FP32_IR, INT8_IR, convert_to_ir, quantize_static_int8
+from posevit.export.openvino_ir import FP32_IR, INT8_IR, quantize_static_int8, write_fp32_ir
 from posevit.export.parity import FormatParity, LogitsFn, parity, test_split_logits
 from posevit.export.quiet import output_into
 from posevit.models.bundle import Bundle, load_bundle
@@ -74,6 +74,7 @@ class ExportMetrics(TypedDict):
     openvino_int8: NotRequired[FormatParity]
     openvino_int8_bf16: NotRequired[FormatParity]  # only measured on CPUs with native bf16
     openvino_int8_calibration: NotRequired[Calibration]
+    openvino_token_groups: NotRequired[list[int]]  # tokens per group of the IR's per-token layers ([197]: one)
     cpu_has_native_bf16: NotRequired[bool]
 
 
@@ -82,7 +83,7 @@ def export(cfg: ExportConfig, paths: ExportPaths = ExportPaths()) -> ExportMetri
     staging = paths.exports.with_name(paths.exports.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
     paths.log.unlink(missing_ok=True)
-    runners, calibration = write_exports(bundle, cfg, staging, paths)
+    runners, record = write_exports(bundle, cfg, staging, paths)
     write_input_spec(bundle, staging / SPEC_FILE)
 
     labels, logits = test_split_logits(bundle, load_split("test", paths.data), cfg.batch_size, runners)
@@ -97,8 +98,7 @@ def export(cfg: ExportConfig, paths: ExportPaths = ExportPaths()) -> ExportMetri
         metrics[name] = parity(labels, reference, logits[name])  # type: ignore[literal-required]
     if "onnx_int8" in metrics:
         metrics["int8_accuracy_drop"] = round(metrics["pytorch_accuracy"] - metrics["onnx_int8"]["accuracy"], 6)
-    if calibration is not None:
-        metrics["openvino_int8_calibration"] = calibration
+    metrics.update(record)
     if cfg.openvino:
         metrics["cpu_has_native_bf16"] = cpu_has_native_bf16()
     problems = parity_problems(metrics, cfg)
@@ -109,11 +109,18 @@ def export(cfg: ExportConfig, paths: ExportPaths = ExportPaths()) -> ExportMetri
     return metrics
 
 
+class OpenVinoRecord(TypedDict, total=False):
+    """How the OpenVINO IRs were made, for `metrics/export.json`."""
+
+    openvino_token_groups: list[int]
+    openvino_int8_calibration: Calibration
+
+
 def write_exports(
     bundle: Bundle, cfg: ExportConfig, staging: Path, paths: ExportPaths
-) -> tuple[dict[str, LogitsFn], Calibration | None]:
-    """Each format the config asks for, written into `staging`: a runner of each, by format, and what calibrated
-    the static int8 scales (None without that model)."""
+) -> tuple[dict[str, LogitsFn], OpenVinoRecord]:
+    """Each format the config asks for, written into `staging`: a runner of each, by format, and how the IRs were
+    made (token groups, what calibrated the static int8 scales)."""
     with _step("ONNX fp32 (torch.onnx, dynamo exporter)", paths.log):
         fp32 = export_onnx(bundle, staging / FP32_FILE, cfg.opset)
     runners: dict[str, LogitsFn] = {"onnx": OnnxModel(fp32).logits}
@@ -121,9 +128,18 @@ def write_exports(
         with _step("ONNX int8 (ONNX Runtime, dynamic quantization)", paths.log):
             runners["onnx_int8"] = OnnxModel(quantize_int8(fp32, staging / INT8_FILE)).logits
     if not cfg.openvino:
-        return runners, None
+        return runners, OpenVinoRecord()
     with _step("OpenVINO IR fp32 (openvino.convert_model)", paths.log):
-        ir = convert_to_ir(fp32, staging / FP32_IR)
+        groups = write_fp32_ir(bundle, fp32, ir := staging / FP32_IR, cfg.opset, cfg.openvino_token_split)
+    if isinstance(groups, str):
+        log.info("OpenVINO IR: per-token layers on all tokens at once (%s)", groups)
+        record = OpenVinoRecord()
+    else:
+        log.info(
+            "OpenVINO IR: per-token layers on %s tokens (whole 32-row GEMM blocks, then the rest)",
+            " + ".join(map(str, groups)),
+        )
+        record = OpenVinoRecord(openvino_token_groups=list(groups))
     runners["openvino"] = OpenVinoModel(ir, "f32").logits
     if cfg.int8:
         train = load_split("train", paths.data)
@@ -134,8 +150,10 @@ def write_exports(
         runners["openvino_int8"] = OpenVinoModel(ir8, "f32").logits
         if cpu_has_native_bf16():  # what the serving backend runs here by default: measure it too
             runners["openvino_int8_bf16"] = OpenVinoModel(ir8, "bf16").logits
-        return runners, Calibration(split="train", images=images, smooth_quant_alpha=cfg.smooth_quant_alpha)
-    return runners, None
+        record["openvino_int8_calibration"] = Calibration(
+            split="train", images=images, smooth_quant_alpha=cfg.smooth_quant_alpha
+        )
+    return runners, record
 
 
 def calibration_batches(bundle: Bundle, train: datasets.Dataset, images: int) -> Iterable[Any]:
