@@ -232,7 +232,8 @@ def export_all(bundle: Bundle, exports: Path, calibration_images: int, one_group
     size = bundle.data_config["input_size"][-1]
     rng = np.random.default_rng(1)
     batches = [rng.standard_normal((1, 3, size, size), dtype=np.float32) for _ in range(calibration_images)]
-    for folder, split in [(exports, True), (exports / ONE_GROUP, False)][: 1 + one_group]:
+    irs = [(exports, True), (exports / ONE_GROUP, False)] if one_group else [(exports, True)]
+    for folder, split in irs:
         write_fp32_ir(bundle, fp32, folder / FP32_IR, cfg.opset, token_split=split)
         quantize_static_int8(folder / FP32_IR, folder / INT8_IR, batches, np.asarray, calibration_images, 0.15)
     print(

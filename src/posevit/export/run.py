@@ -61,7 +61,14 @@ class Calibration(TypedDict):
     smooth_quant_alpha: float
 
 
-class ExportMetrics(TypedDict):
+class OpenVinoRecord(TypedDict, total=False):
+    """How the OpenVINO IRs were made, for `metrics/export.json`."""
+
+    openvino_token_groups: list[int]  # tokens per group of the IR's per-token layers (absent: all at once)
+    openvino_int8_calibration: Calibration
+
+
+class ExportMetrics(OpenVinoRecord):
     """`metrics/export.json`."""
 
     opset: int
@@ -73,8 +80,6 @@ class ExportMetrics(TypedDict):
     openvino: NotRequired[FormatParity]
     openvino_int8: NotRequired[FormatParity]
     openvino_int8_bf16: NotRequired[FormatParity]  # only measured on CPUs with native bf16
-    openvino_int8_calibration: NotRequired[Calibration]
-    openvino_token_groups: NotRequired[list[int]]  # tokens per group of the IR's per-token layers ([197]: one)
     cpu_has_native_bf16: NotRequired[bool]
 
 
@@ -107,13 +112,6 @@ def export(cfg: ExportConfig, paths: ExportPaths = ExportPaths()) -> ExportMetri
     shutil.rmtree(paths.exports, ignore_errors=True)
     staging.rename(paths.exports)
     return metrics
-
-
-class OpenVinoRecord(TypedDict, total=False):
-    """How the OpenVINO IRs were made, for `metrics/export.json`."""
-
-    openvino_token_groups: list[int]
-    openvino_int8_calibration: Calibration
 
 
 def write_exports(
