@@ -4,10 +4,12 @@ on ViT-B/16 with random weights and on the demo bundle; and the machine's fp32, 
 
     python -m benchmarks.backends [--repeats 30] [--batch-size 32] [--device cpu] [--model NAME] [--skip-vit-b]
 
-For each model and backend: p50 latency of one image, images/s at batch 32, and the share of its precision's
+For each model and backend: p50 latency of one image, images/s at batch 32 (OpenVINO int8 also with a stream per
+core and an image in flight on each, as the server runs it under load), and the share of its precision's
 GEMM peak both reach (the model's FLOPs counted by PyTorch, the IRs' those of the token-split model they are made
 from; int8 backends against the int8 peak). ViT-B/16's int8 IR is also made without the token split and timed in
-the same turns (`token_split_p50_vs_one_group`: what the split buys). For the demo
+the same turns (`token_split_p50_vs_one_group`: what the split buys), and its batch-1 time is split by layer
+group (`openvino_int8_batch1_profile`, from `benchmarks.openvino_profile`). For the demo
 bundle (models/ and exports/ of this checkout, after `make demo`) also each backend's accuracy on
 data/processed/test. ViT-B/16 is exported here, as the export stage does it (`--model` names a smaller timm ViT
 for a shorter run, written to backends-<model>.json). Prints JSON.
@@ -25,12 +27,14 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from benchmarks.common import VIT_B16, machine, matmul_peak_tflops, write_random_bundle, write_result
+from benchmarks.openvino_profile import at_int8_peak, int8_gemm_peak_tops, profile, say_profile
 from posevit.core.config import ExportConfig, ModelConfig
 from posevit.core.cores import usable_cores
 from posevit.core.paths import EXPORTS_DIR, MODELS_DIR
@@ -39,8 +43,9 @@ from posevit.export.onnx import FP32_FILE, INT8_FILE, export_onnx, quantize_int8
 from posevit.export.openvino_ir import FP32_IR, INT8_IR, quantize_static_int8, write_fp32_ir
 from posevit.export.token_split import token_split_model
 from posevit.models.bundle import Bundle, load_bundle
+from posevit.models.factory import set_fused_attention
 from posevit.models.onnx_runtime import OnnxModel
-from posevit.models.openvino_runtime import OpenVinoModel, cpu_has_native_bf16
+from posevit.models.openvino_runtime import HintPrecision, OpenVinoModel, cpu_has_native_bf16
 
 LogitsFn = Callable[[np.ndarray], np.ndarray]
 TARGET_INT8_VS_BF16 = 0.6
@@ -94,6 +99,33 @@ def runners(bundle: Bundle, exports: Path, device: str) -> dict[str, LogitsFn]:
     return found
 
 
+def streamed_runners(exports: Path, streams: int) -> dict[str, tuple[LogitsFn, int]]:
+    """The OpenVINO int8 IR as `posevit serve` runs it under load: compiled with `streams` streams (its THROUGHPUT
+    hint), each call on a request of its own; with the stream count it compiled to. None on one core."""
+    if streams < 2 or not (exports / INT8_IR).is_file():
+        return {}
+    hints: dict[str, HintPrecision] = {"openvino_int8": "f32"}
+    if cpu_has_native_bf16():
+        hints["openvino_int8_bf16"] = "bf16"
+    models = {name: OpenVinoModel(exports / INT8_IR, hint, streams=streams) for name, hint in hints.items()}
+    return {name: (model.logits, model.streams) for name, model in models.items()}
+
+
+def streamed_rates(streamed: dict[str, tuple[LogitsFn, int]], pixels: np.ndarray, rounds: int) -> dict[str, float]:
+    """Median images/s of each streamed backend with one single-image call per stream always in flight (4 per
+    stream a round), timed in turns as the others are."""
+    rates: dict[str, list[float]] = {name: [] for name in streamed}
+    with ThreadPoolExecutor(max(streams for _, streams in streamed.values())) as pool:
+        for round_ in range(rounds + 1):
+            for name, (run, streams) in streamed.items():
+                calls = 4 * streams
+                start = time.perf_counter()
+                list(pool.map(run, [pixels] * calls))
+                if round_:  # the first round allocates each stream's buffers
+                    rates[name].append(calls / (time.perf_counter() - start))
+    return {name: float(np.median(values)) for name, values in rates.items()}
+
+
 def interleaved_medians(backends: dict[str, LogitsFn], pixels: np.ndarray, rounds: int) -> dict[str, float]:
     """Median seconds per call of each backend, timed in turns (A B C D, A B C D, ...).
 
@@ -118,24 +150,33 @@ def speed(
     batch_size: int,
     flops: dict[str, float] | None = None,
     peaks: dict[str, float] | None = None,
+    streamed: dict[str, tuple[LogitsFn, int]] | None = None,
 ) -> dict[str, object]:
-    """Batch-1 p50 and batch throughput of each backend; with the model's FLOPs and the GEMM peaks, each one's
-    share of its precision's peak (what is left to gain)."""
+    """Batch-1 p50 and batch throughput of each backend, and of the `streamed` ones their images/s with a
+    single-image call in flight per stream; with the model's FLOPs and the GEMM peaks, each one's share of its
+    precision's peak (what is left to gain)."""
     rng = np.random.default_rng(0)
-    one = interleaved_medians(backends, rng.standard_normal((1, 3, size, size), dtype=np.float32), repeats)
+    image = rng.standard_normal((1, 3, size, size), dtype=np.float32)
+    one = interleaved_medians(backends, image, repeats)
     batch = rng.standard_normal((batch_size, 3, size, size), dtype=np.float32)
     many = interleaved_medians(backends, batch, max(2, repeats // 10))
+    streams = {name: count for name, (_, count) in (streamed or {}).items()}
+    rates = streamed_rates(streamed, image, max(2, repeats // 10)) if streamed else {}
     figures: dict[str, object] = {}
     for name in backends:
         row: dict[str, object] = {
             "batch1_p50_ms": round(one[name] * 1000, 2),
             f"batch{batch_size}_images_per_s": round(batch_size / many[name], 1),
         }
+        if name in rates:
+            row[f"streams{streams[name]}_images_per_s"] = round(rates[name], 1)
         if flops and peaks:
             peak = peaks[PRECISION_OF[name]]
             row["precision_peak"] = PRECISION_OF[name]
             row["batch1_share_of_peak"] = round(flops[name] / one[name] / 1e12 / peak, 3)
             row[f"batch{batch_size}_share_of_peak"] = round(flops[name] * batch_size / many[name] / 1e12 / peak, 3)
+            if name in rates:
+                row[f"streams{streams[name]}_share_of_peak"] = round(flops[name] * rates[name] / 1e12 / peak, 3)
         figures[name] = row
     ratios = {
         "int8_p50_vs_torch_bf16": round(one["onnx_int8"] / one["torch_bf16"], 3),
@@ -153,49 +194,26 @@ def speed(
     for name in OPENVINO_INT8:
         if name in backends:
             ratios[f"{name}_p50_vs_torch_bf16"] = round(one[name] / one["torch_bf16"], 3)
-            best = max(1 / one[name], batch_size / many[name])
+            best = max(1 / one[name], batch_size / many[name], rates.get(name, 0.0))
             ratios[f"{name}_best_throughput_vs_onnx_int8"] = round(best / onnx_int8_best, 2)
     figures["ratios"] = ratios
     print(json.dumps(figures), file=sys.stderr)
     return figures
 
 
-def int8_gemm_peak_tops(size: int = 2048, repeats: int = 20) -> float:
-    """Best sustained int8 GEMM rate here (tera int8 ops/s, 2 per multiply-add), measured now: one MatMul with
-    int8 weights behind a FakeQuantize, which OpenVINO's CPU plugin runs as an int8 GEMM (VNNI/AMX), the kernel
-    NNCF's int8 model runs."""
-    import openvino as ov
-    import openvino.opset13 as ops
-
-    rng = np.random.default_rng(0)
-    pixels = ops.parameter([size, size], np.float32)
-    bound = [ops.constant(np.float32(v)) for v in (-4.0, 4.0, -4.0, 4.0)]
-    quantized = ops.fake_quantize(pixels, *bound, 256)
-    weights = ops.constant(rng.integers(-127, 128, (size, size), dtype=np.int8))
-    scale = ops.constant(np.full((size, 1), 0.01, np.float32))
-    matmul = ops.matmul(quantized, ops.multiply(ops.convert(weights, "f32"), scale), False, True)
-    model = ov.Model([matmul], [pixels])
-    config = {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": usable_cores(), "PERFORMANCE_HINT": "LATENCY"}
-    compiled = ov.Core().compile_model(model, "CPU", config)
-    request = compiled.create_infer_request()
-    x = rng.standard_normal((size, size), dtype=np.float32)
-    for _ in range(3):
-        request.infer({0: x})
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        request.infer({0: x})
-        best = min(best, time.perf_counter() - start)
-    return 2 * size**3 / best / 1e12
-
-
 def flops_per_image(model: torch.nn.Module, size: int) -> float:
-    """A model's floating-point operations for one image (2 per multiply-add), counted by PyTorch."""
+    """A model's floating-point operations for one image (2 per multiply-add), counted by PyTorch. Attention's own
+    products count too: timm's attention runs unfused for the count, as PyTorch's counter does not see inside the
+    fused kernel (and the token-split model's attention, which is written out, it does see)."""
     from torch.utils.flop_counter import FlopCounterMode
 
     counter = FlopCounterMode(display=False)
-    with counter, torch.inference_mode():
-        model.float().eval()(torch.zeros(1, 3, size, size))
+    set_fused_attention(model, False)
+    try:
+        with counter, torch.inference_mode():
+            model.float().eval()(torch.zeros(1, 3, size, size))
+    finally:
+        set_fused_attention(model, True)  # timm's default, as the bundle loads it
     return float(counter.get_total_flops())
 
 
@@ -250,7 +268,12 @@ def large_model(args: argparse.Namespace, peaks: dict[str, float]) -> dict[str, 
         size = bundle.data_config["input_size"][-1]
         backends = runners(bundle, root / "exports", args.device)
         flops = flops_by_backend(bundle, backends)
-        figures = speed(backends, size, args.repeats, args.batch_size, flops, peaks)
+        streamed = streamed_runners(root / "exports", usable_cores())
+        figures = speed(backends, size, args.repeats, args.batch_size, flops, peaks, streamed)
+        if "openvino_int8" in backends:  # where its batch-1 time goes, against the int8 peak measured before
+            figures["openvino_int8_batch1_profile"] = profile(
+                root / "exports" / INT8_IR, "f32", args.repeats, peaks["int8"]
+            )
     return {
         "model": args.model,
         "input_size": size,
@@ -270,8 +293,10 @@ def large_model_targets(figures: dict[str, object], batch_size: int) -> dict[str
     }
     if variants:
         share = max(
-            max(row["batch1_share_of_peak"], row[f"batch{batch_size}_share_of_peak"])  # type: ignore[index]
+            value
             for row in (figures[name] for name in variants)
+            for key, value in row.items()  # type: ignore[attr-defined]
+            if key.endswith("_share_of_peak")  # batch 1, the batch, the streams
         )
         targets |= {
             "openvino_int8_p50_vs_torch_bf16": _target(
@@ -337,12 +362,21 @@ def peak_fields(peaks: dict[str, float]) -> dict[str, float]:
 
 
 def rescale_shares(figures: dict[str, object], used: dict[str, float], peaks: dict[str, float]) -> None:
-    """Shares of peak taken against `used` restated against `peaks` (the higher of the two measurements)."""
+    """Shares of peak taken against `used` restated against `peaks` (the higher of the two measurements), and so the
+    ceilings at the int8 peak and the batch-1 profile's."""
     for row in figures.values():
         if isinstance(row, dict) and "precision_peak" in row:
             factor = used[row["precision_peak"]] / peaks[row["precision_peak"]]
             for key in [key for key in row if key.endswith("_share_of_peak")]:
                 row[key] = round(row[key] * factor, 3)
+    ratios = figures.get("ratios")
+    if isinstance(ratios, dict) and "int8_peak_p50_vs_torch_bf16" in ratios:  # time at the peak: used / peaks
+        factor = used["int8"] / peaks["int8"]
+        ratios["int8_peak_p50_vs_torch_bf16"] = round(ratios["int8_peak_p50_vs_torch_bf16"] * factor, 3)
+        ratios["int8_peak_throughput_vs_onnx_int8"] = round(ratios["int8_peak_throughput_vs_onnx_int8"] / factor, 2)
+    profiled = figures.get("openvino_int8_batch1_profile")
+    if isinstance(profiled, dict):
+        figures["openvino_int8_batch1_profile"] = at_int8_peak(profiled, peaks["int8"])
 
 
 def print_shares(name: str, figures: dict[str, object]) -> None:
@@ -393,6 +427,11 @@ def main() -> None:
             if section == key:  # its shares of peak moved: so may its targets
                 figures["targets"] = large_model_targets(figures, args.batch_size)
             print_shares(section, figures)
+            if "openvino_int8_batch1_profile" in figures:
+                print(
+                    f"{section} openvino_int8 batch 1: {say_profile(figures['openvino_int8_batch1_profile'])}",
+                    file=sys.stderr,
+                )
     print(json.dumps(report, indent=2))
     name = "backends" if key == "vit_b16" else f"backends-{args.model}"
     write_result("backends-demo" if args.skip_vit_b else name, report)

@@ -105,6 +105,11 @@ def _backends(r: dict[str, Any]) -> list[str]:
                 v,
                 ("p50 {} ms", f"{name}.batch1_p50_ms"),
                 (f"{{}} img/s at batch {batch.removeprefix('batch')}", f"{name}.{batch}_images_per_s"),
+                *(
+                    (f"{{}} img/s on {key.split('_')[0].removeprefix('streams')} streams", f"{name}.{key}")
+                    for key in v.get(name, {})
+                    if key.startswith("streams") and key.endswith("_images_per_s")
+                ),
                 ("{} of its precision's GEMM peak", f"{name}.{batch}_share_of_peak"),
             )
             for name in ("openvino_int8_bf16", "openvino_int8", "onnx_int8", "openvino_fp32", "onnx_fp32")
@@ -123,7 +128,15 @@ def _backends(r: dict[str, Any]) -> list[str]:
             ("OpenVINO int8 (bf16 rest) p50 {}x bf16", "ratios.openvino_int8_bf16_p50_vs_torch_bf16"),
             ("best throughput {}x ONNX int8", "ratios.openvino_int8_bf16_best_throughput_vs_onnx_int8"),
         )
-        return [speeds, base, ratio, _target_list(v)]
+        layers = _say(
+            v,
+            ("openvino_int8 batch 1 by layer: linear {} ms", "openvino_int8_batch1_profile.ms.linear"),
+            ("{} of the int8 peak", "openvino_int8_batch1_profile.linear_share_of_int8_peak"),
+            ("attention {} ms", "openvino_int8_batch1_profile.ms.attention"),
+            ("rest {} ms", "openvino_int8_batch1_profile.ms.rest"),
+            ("{} ms at the peak", "openvino_int8_batch1_profile.ceiling_ms"),
+        )
+        return [f"{speeds}; {layers}" if layers else speeds, base, ratio, _target_list(v)]
     d = r.get("demo", {})
     accuracy = ", ".join(f"{k} {v}" for k, v in d.get("accuracy", {}).items() if k.startswith(("onnx", "torch")))
     ours = f"accuracy on {_get(d, 'accuracy.n_test')} test images: {accuracy}; " + _say(

@@ -68,14 +68,19 @@ def multiply_adds(model: torch.nn.Module, side: int = 64) -> int:
 
 def test_where_the_head_reads_the_class_token_the_last_block_computes_only_what_reaches_it():
     """Keys and values of every token, the rest of the last block for the class token alone: of a 2-block ViT over
-    65 tokens, the last block's proj and MLP on the 64 other tokens are left out (PyTorch's counter does not count
-    attention's own products, in either model)."""
+    65 tokens, the last block's queries, attention, proj and MLP for the 64 other tokens are left out (timm's
+    unfused attention, whose products PyTorch's counter counts as it counts the split model's)."""
     model = small_vit()
+    for block in model.blocks:
+        block.attn.fused_attn = False
     split = token_split_model(model, (3, 64, 64))
     assert not isinstance(split, str) and split.class_token_only
-    per_token = 32 * 32 + 2 * 32 * 128  # proj, fc1, fc2 of one token (width 32, MLP 128)
-    assert multiply_adds(model) - multiply_adds(split) == 64 * per_token
+    per_token = 2 * 32 * 32 + 2 * 32 * 128  # q, proj, fc1, fc2 of one token (width 32, MLP 128)
+    per_query = 2 * 65 * 32  # its scores over the 65 tokens and their mix of values
+    assert multiply_adds(model) - multiply_adds(split) == 64 * (per_token + per_query)
     pooled = small_vit(class_token=False, global_pool="avg", img_size=72)
+    for block in pooled.blocks:
+        block.attn.fused_attn = False
     averaged = token_split_model(pooled, (3, 72, 72))
     assert not isinstance(averaged, str) and not averaged.class_token_only  # the mean needs every token
     assert multiply_adds(averaged, 72) == multiply_adds(pooled, 72)
@@ -123,3 +128,30 @@ def test_a_conv_stem_counts_its_tokens_from_a_real_pass():
     pixels = torch.randn(2, 3, 96, 96)
     with torch.no_grad():
         torch.testing.assert_close(split(pixels), model(pixels), atol=1e-5, rtol=1e-5)
+
+
+def test_the_split_ir_joins_its_groups_in_place_and_feeds_attention_without_copies(tmp_path):
+    """Tokens first, the groups are two halves of one buffer: OpenVINO joins q, k, v and splits attention's output
+    in place, not with reference kernels copying them (one of each per block, with the tokens second). And q, k, v
+    are linear layers of their own, each a [0, 2, 1, 3] transpose from attention's layout: no split of a joint qkv
+    output, and one transpose copy per block (the keys') where the plain IR makes two (qkv's, then the keys')."""
+    import openvino as ov
+
+    bundle = load_bundle(tiny_bundle(tmp_path / "models", seed=5, head_scale=40.0))
+    onnx_file = export_onnx(bundle, tmp_path / FP32_FILE, opset=18)
+    write_fp32_ir(bundle, onnx_file, tmp_path / "model.xml", 18, token_split=True)
+    config = {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": 2, "PERF_COUNT": True}
+    request = ov.Core().compile_model(tmp_path / "model.xml", "CPU", config).create_infer_request()
+    for batch in (1, 8):
+        request.infer({0: np.zeros((batch, 3, 96, 96), np.float32)})
+        executed = [layer for layer in request.profiling_info if layer.status.name == "EXECUTED"]
+        copies = [
+            (layer.node_type, layer.exec_type)
+            for layer in executed
+            if layer.node_type in ("Concat", "Split", "VariadicSplit")
+            and (layer.exec_type.startswith("ref") or layer.node_type == "Split")
+            and layer.exec_type != "ref_i32"  # shapes, not tokens
+        ]
+        assert copies == []
+        transposes = [layer.node_name for layer in executed if layer.node_type == "Transpose"]
+        assert len(transposes) == len(bundle.model.blocks) + 2  # + patches to tokens, and tokens first
