@@ -134,7 +134,8 @@ def test_the_split_ir_joins_its_groups_in_place_and_feeds_attention_without_copi
     """Tokens first, the groups are two halves of one buffer: OpenVINO joins q, k, v and splits attention's output
     in place, not with reference kernels copying them (one of each per block, with the tokens second). And q, k, v
     are linear layers of their own, each a [0, 2, 1, 3] transpose from attention's layout: no split of a joint qkv
-    output, and one transpose copy per block (the keys') where the plain IR makes two (qkv's, then the keys')."""
+    output, and where OpenVINO fuses attention into one kernel, one transpose copy per block (the keys') where the
+    plain IR makes two (qkv's, then the keys')."""
     import openvino as ov
 
     bundle = load_bundle(tiny_bundle(tmp_path / "models", seed=5, head_scale=40.0))
@@ -154,4 +155,6 @@ def test_the_split_ir_joins_its_groups_in_place_and_feeds_attention_without_copi
         ]
         assert copies == []
         transposes = [layer.node_name for layer in executed if layer.node_type == "Transpose"]
-        assert len(transposes) == len(bundle.model.blocks) + 2  # + patches to tokens, and tokens first
+        if not any(layer.node_type == "MatMul" for layer in executed):  # attention in one fused kernel (its MHA
+            # snippet, which OpenVINO builds on AVX-512 CPUs): it reads the [0, 2, 1, 3] transposes itself
+            assert len(transposes) == len(bundle.model.blocks) + 2  # + patches to tokens, and tokens first
